@@ -1,0 +1,144 @@
+// Package crypt maps kcptun cipher names to kcp-go packet ciphers and
+// derives the key material they use, exactly as the kcptun binaries do.
+//
+// The mapping (name, kcp-go constructor, slice of the derived key) is the
+// wire contract in WIRE.md: both ends must pick the same name and key, and a
+// mismatch is silent on the wire, so every name here must behave
+// byte-for-byte like the binaries.
+package crypt
+
+import (
+	"crypto/pbkdf2"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"strings"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// Parameters of the key derivation used by kcptun.
+const (
+	kdfSalt       = "kcp-go"
+	kdfIterations = 4096
+	keySize       = 32
+)
+
+// ErrUnknownCipher is wrapped by the error New returns for a cipher name it
+// does not know.
+var ErrUnknownCipher = errors.New("unknown cipher")
+
+// cipherSpec describes one supported cipher name.
+type cipherSpec struct {
+	name string
+	// keyLen is how many leading bytes of the derived key the constructor
+	// receives; zero means the cipher has no kcp-go BlockCrypt at all.
+	keyLen        int
+	build         func(key []byte) (kcp.BlockCrypt, error)
+	authenticated bool
+	confidential  bool
+}
+
+// specs is kept in the order of the cipher table in WIRE.md.
+var specs = []cipherSpec{
+	{name: "aes", keyLen: 32, build: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes-128", keyLen: 16, build: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes-192", keyLen: 24, build: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes-128-gcm", keyLen: 16, build: kcp.NewAESGCMCrypt, authenticated: true, confidential: true},
+	{name: "salsa20", keyLen: 32, build: kcp.NewSalsa20BlockCrypt, confidential: true},
+	{name: "blowfish", keyLen: 32, build: kcp.NewBlowfishBlockCrypt, confidential: true},
+	{name: "twofish", keyLen: 32, build: kcp.NewTwofishBlockCrypt, confidential: true},
+	{name: "cast5", keyLen: 16, build: kcp.NewCast5BlockCrypt, confidential: true},
+	{name: "3des", keyLen: 24, build: kcp.NewTripleDESBlockCrypt, confidential: true},
+	{name: "tea", keyLen: 16, build: kcp.NewTEABlockCrypt, confidential: true},
+	{name: "xtea", keyLen: 16, build: kcp.NewXTEABlockCrypt, confidential: true},
+	{name: "sm4", keyLen: 16, build: kcp.NewSM4BlockCrypt, confidential: true},
+	// xor uses a keystream that is the same for every packet, so it only
+	// obscures the payload; it is not counted as confidential.
+	{name: "xor", keyLen: 32, build: kcp.NewSimpleXORBlockCrypt},
+	// none keeps the nonce and CRC header but sends the payload in clear.
+	{name: "none", keyLen: 32, build: kcp.NewNoneBlockCrypt},
+	// null has no crypto header at all.
+	{name: "null"},
+}
+
+func lookup(name string) (cipherSpec, bool) {
+	for _, s := range specs {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return cipherSpec{}, false
+}
+
+// DeriveKey returns the 32-byte key material kcptun derives from a user's key
+// string: PBKDF2 with HMAC-SHA1, the salt "kcp-go" and 4096 iterations.
+//
+// DeriveKey panics only if the Go runtime refuses the derivation, which
+// happens when FIPS 140 enforcement (GODEBUG=fips140=only) is on: the salt
+// and hash kcptun uses are not approved there.
+func DeriveKey(key string) []byte {
+	out, err := pbkdf2.Key(sha1.New, key, []byte(kdfSalt), kdfIterations, keySize)
+	if err != nil {
+		panic(fmt.Sprintf("crypt: key derivation refused by the runtime: %v", err))
+	}
+	return out
+}
+
+// New returns the kcp-go BlockCrypt for the cipher called name, keyed from
+// pass, which must be the 32 bytes returned by DeriveKey. Each cipher takes
+// the prefix of pass listed in WIRE.md (all of it for aes, 16 bytes for
+// aes-128, and so on).
+//
+// For "null" New returns (nil, nil): such sessions carry no crypto header
+// at all. An unknown name yields an error wrapping ErrUnknownCipher that
+// quotes the name and lists the valid ones; names are case-sensitive, as in
+// the kcptun binaries (which, unlike New, silently fall back to aes).
+func New(name string, pass []byte) (kcp.BlockCrypt, error) {
+	spec, ok := lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q (valid: %s)", ErrUnknownCipher, name, strings.Join(Names(), ", "))
+	}
+	if spec.build == nil {
+		return nil, nil
+	}
+	if len(pass) != keySize {
+		return nil, fmt.Errorf("crypt: cipher %q needs the %d-byte key from DeriveKey, got %d bytes", name, keySize, len(pass))
+	}
+	// Hand the constructor its own copy so later changes to pass cannot
+	// reach ciphers that keep the slice.
+	key := append([]byte(nil), pass[:spec.keyLen]...)
+	block, err := spec.build(key)
+	if err != nil {
+		return nil, fmt.Errorf("crypt: cipher %q: %w", name, err)
+	}
+	return block, nil
+}
+
+// Names returns every supported cipher name, in the order of the cipher
+// table in WIRE.md; "aes" is first and is kcptun's default. The caller may
+// modify the returned slice.
+func Names() []string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.name
+	}
+	return names
+}
+
+// Authenticated reports whether the named cipher authenticates each packet
+// cryptographically, which only aes-128-gcm does. The CRC-32 the other
+// ciphers carry detects a wrong key or corruption but does not stop forgery.
+// Unknown names report false.
+func Authenticated(name string) bool {
+	s, ok := lookup(name)
+	return ok && s.authenticated
+}
+
+// Confidential reports whether the named cipher hides the payload from an
+// observer. It is false for none and null, which send it in clear, for xor,
+// whose keystream is the same for every packet, and for unknown names.
+func Confidential(name string) bool {
+	s, ok := lookup(name)
+	return ok && s.confidential
+}
