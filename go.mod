@@ -3,14 +3,17 @@ module github.com/seed-fc8f924e/kcptun
 go 1.26.8
 
 require (
-	github.com/golang/snappy v1.0.0 // indirect
+	github.com/golang/snappy v1.0.0
+	github.com/klauspost/reedsolomon v1.12.0
+	github.com/xtaci/kcp-go/v5 v5.6.72
+	github.com/xtaci/smux v1.5.56
+	go.uber.org/goleak v1.3.0
+)
+
+require (
 	github.com/klauspost/cpuid/v2 v2.2.6 // indirect
-	github.com/klauspost/reedsolomon v1.12.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/tjfoc/gmsm v1.4.1 // indirect
-	github.com/xtaci/kcp-go/v5 v5.6.72 // indirect
-	github.com/xtaci/smux v1.5.56 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect

@@ -1,0 +1,292 @@
+package kcptun
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client keeps a pool of KCP sessions to one server and opens streams over
+// them, round-robin. A session that dies (keepalive timeout, socket error) is
+// replaced in the background; with WithAutoExpire a session stops taking new
+// streams after a while and is closed once its last stream ends or the
+// scavenge TTL passes. A Client is safe for concurrent use.
+type Client struct {
+	cfg    *config
+	addr   string
+	ra     remoteAddr
+	slots  []*slot
+	next   atomic.Uint32
+	ctx    context.Context // ends when the Client is closed
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the Client started
+
+	mu      sync.Mutex
+	closed  bool
+	retired map[*session]struct{}
+
+	dials    atomic.Uint64
+	failures atomic.Uint64
+}
+
+// ClientStats is a snapshot of a Client's pool.
+type ClientStats struct {
+	Sessions    int    // live sessions taking new streams
+	Retired     int    // expired sessions still serving their streams
+	Streams     int    // streams open on all sessions
+	Dials       uint64 // sessions dialed successfully since NewClient
+	FailedDials uint64 // session dials that failed
+}
+
+// Stats returns a snapshot of the Client's pool.
+func (c *Client) Stats() ClientStats {
+	st := ClientStats{Dials: c.dials.Load(), FailedDials: c.failures.Load()}
+	for _, sl := range c.slots {
+		sl.mu.Lock()
+		if s := sl.sess; s != nil && !s.isClosed() {
+			st.Sessions++
+			st.Streams += int(s.streams.Load())
+		}
+		sl.mu.Unlock()
+	}
+	c.mu.Lock()
+	st.Retired = len(c.retired)
+	for s := range c.retired {
+		st.Streams += int(s.streams.Load())
+	}
+	c.mu.Unlock()
+	return st
+}
+
+// slot holds one pooled session, or the dial that will fill it.
+type slot struct {
+	mu      sync.Mutex
+	sess    *session
+	dialing chan struct{} // closed when the dial in flight ends; nil if none
+	err     error         // the last dial's error
+}
+
+// NewClient returns a Client for the kcptun server at addr ("host:port", or
+// "host:min-max" for a random port per session). It starts dialing its
+// WithConns sessions in the background and returns at once; option errors are
+// reported here, connection errors by Dial.
+func NewClient(addr string, opts ...Option) (*Client, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	ra, err := parseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("kcptun: client %s: %w", addr, err)
+	}
+	c := &Client{cfg: cfg, addr: addr, ra: ra, retired: make(map[*session]struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.slots = make([]*slot, cfg.conns)
+	for i := range c.slots {
+		c.slots[i] = &slot{}
+		c.slots[i].mu.Lock()
+		c.startDial(c.slots[i])
+		c.slots[i].mu.Unlock()
+	}
+	return c, nil
+}
+
+// Dial opens a new stream to the server.
+func (c *Client) Dial() (net.Conn, error) { return c.DialContext(context.Background()) }
+
+// DialContext opens a new stream, waiting at most until ctx ends for a session
+// to become ready. A session that the server never acknowledges fails with an
+// error that matches ErrNoResponse.
+func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
+	var lastErr error
+	// A session can die between being picked and opening the stream; try each
+	// slot once more before giving up.
+	for range len(c.slots) + 1 {
+		sl := c.slots[int(c.next.Add(1)-1)%len(c.slots)]
+		s, err := c.sessionOf(ctx, sl)
+		if err != nil {
+			return nil, err
+		}
+		st, err := s.mux.OpenStream()
+		if err == nil {
+			return newStream(st, s, nil), nil
+		}
+		lastErr = err
+		c.cfg.logger.Debug("kcptun: session refused a stream, replacing it", "addr", c.addr, "err", err)
+		s.close()
+	}
+	return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", c.addr, lastErr)
+}
+
+// sessionOf returns the slot's live session, dialing a new one if needed.
+func (c *Client) sessionOf(ctx context.Context, sl *slot) (*session, error) {
+	for {
+		sl.mu.Lock()
+		if s := sl.sess; s != nil {
+			switch {
+			case s.isClosed():
+				sl.sess = nil
+			case c.cfg.autoExpire > 0 && time.Since(s.created) >= c.cfg.autoExpire:
+				sl.sess = nil
+				c.retire(s)
+			default:
+				sl.mu.Unlock()
+				return s, nil
+			}
+		}
+		if sl.dialing == nil {
+			if err := c.startDial(sl); err != nil {
+				sl.mu.Unlock()
+				return nil, err
+			}
+		}
+		wait := sl.dialing
+		sl.mu.Unlock()
+
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kcptun: dial %s: %w", c.addr, ctx.Err())
+		}
+		sl.mu.Lock()
+		s, err := sl.sess, sl.err
+		sl.mu.Unlock()
+		if s == nil {
+			return nil, err
+		}
+		if !s.isClosed() {
+			// A session dialed for this caller serves it even if it is
+			// already past WithAutoExpire.
+			return s, nil
+		}
+	}
+}
+
+// startDial starts filling sl in the background. sl.mu must be held.
+func (c *Client) startDial(sl *slot) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.closedError()
+	}
+	done := make(chan struct{})
+	sl.dialing = done
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		s, err := openSession(c.ctx, c.cfg, c.addr, c.ra)
+		if err != nil {
+			c.failures.Add(1)
+			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "err", err)
+		} else {
+			c.dials.Add(1)
+		}
+		sl.mu.Lock()
+		c.mu.Lock()
+		if c.closed && s != nil {
+			s.close()
+			s, err = nil, c.closedError()
+		}
+		if s != nil {
+			c.wg.Add(1)
+			go c.watch(sl, s)
+		}
+		c.mu.Unlock()
+		sl.sess, sl.err, sl.dialing = s, err, nil
+		sl.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// watch replaces the slot's session as soon as it dies, so that the next
+// Dial does not have to trip over a dead session.
+func (c *Client) watch(sl *slot, s *session) {
+	defer c.wg.Done()
+	select {
+	case <-s.mux.CloseChan():
+	case <-c.ctx.Done():
+		return
+	}
+	s.close()
+	c.cfg.logger.Info("kcptun: session closed, replacing it", "addr", c.addr, "age", time.Since(s.created).Round(time.Second))
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.sess == s {
+		sl.sess = nil
+		if sl.dialing == nil {
+			_ = c.startDial(sl)
+		}
+	}
+}
+
+// retire takes an expired session out of rotation and closes it once its last
+// stream ends or the scavenge TTL passes.
+func (c *Client) retire(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.close()
+		return
+	}
+	c.retired[s] = struct{}{}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ttl := time.NewTimer(c.cfg.scavengeTTL)
+		defer ttl.Stop()
+	wait:
+		for s.streams.Load() > 0 {
+			select {
+			case <-s.idle:
+			case <-ttl.C:
+				break wait
+			case <-s.mux.CloseChan():
+				break wait
+			case <-c.ctx.Done():
+				break wait
+			}
+		}
+		s.close()
+		c.mu.Lock()
+		delete(c.retired, s)
+		c.mu.Unlock()
+	}()
+}
+
+// Close closes every session of the pool, which ends their streams, and waits
+// for the Client's goroutines to stop. It is safe to call more than once.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	retired := make([]*session, 0, len(c.retired))
+	for s := range c.retired {
+		retired = append(retired, s)
+	}
+	c.mu.Unlock()
+
+	for _, s := range retired {
+		s.close()
+	}
+	for _, sl := range c.slots {
+		sl.mu.Lock()
+		if sl.sess != nil {
+			sl.sess.close()
+		}
+		sl.mu.Unlock()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Client) closedError() error {
+	return fmt.Errorf("kcptun: client %s: %w", c.addr, net.ErrClosed)
+}

@@ -1,0 +1,125 @@
+package kcptun
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// kcp-go runs process-wide timer workers from its init; they are not ours.
+var goleakOpts = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
+	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
+}
+
+// TestMain fails the run if any goroutine outlives the tests, once the
+// sessions of closed Dial streams have finished lingering.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lingering.Wait()
+	if code == 0 {
+		if err := goleak.Find(goleakOpts...); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testTimeout bounds every blocking step of a test; hitting it is a failure.
+const testTimeout = 30 * time.Second
+
+// echoServer accepts streams from ln and echoes each until EOF. stop closes
+// the listener and waits for every handler.
+type echoServer struct {
+	ln *Listener
+	wg sync.WaitGroup
+}
+
+func startEcho(t testing.TB, ln *Listener) *echoServer {
+	t.Helper()
+	e := &echoServer{ln: ln}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *echoServer) stop() {
+	_ = e.ln.Close()
+	e.wg.Wait()
+}
+
+// listenEcho starts a Listener on a free loopback port with an echo server.
+func listenEcho(t testing.TB, opts ...Option) *Listener {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0", opts...)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	startEcho(t, ln)
+	return ln
+}
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// echoRoundTrip writes payload to c from one goroutine, reads the echo from
+// another, half-closes, and checks the echo's sha256 against the payload's.
+func echoRoundTrip(t testing.TB, c net.Conn, payload []byte) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		werr <- err
+	}()
+	h := sha256.New()
+	n, err := io.CopyN(h, c, int64(len(payload)))
+	if err != nil {
+		t.Fatalf("read echo after %d of %d bytes: %v", n, len(payload), err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	want := sha256.Sum256(payload)
+	if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Fatalf("echo sha256 %x, want %x", got, want)
+	}
+}
+
+// isTimeout reports whether err is a deadline error in both standard forms.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

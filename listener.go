@@ -1,0 +1,331 @@
+package kcptun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+)
+
+// Listener accepts streams from kcptun clients. It implements net.Listener:
+// Accept returns the streams of every client session, each as a *Stream.
+// Close stops everything at once; Shutdown first lets open streams finish.
+type Listener struct {
+	cfg *config
+	lns []*kcp.Listener
+
+	accepts    chan *Stream
+	stopAccept chan struct{} // closed by Shutdown or Close: Accept returns
+	done       chan struct{} // closed by Close
+	stopOnce   sync.Once
+	closeOnce  sync.Once
+	wg         sync.WaitGroup // every goroutine the Listener started
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	open     int           // streams handed out and not closed
+	drained  chan struct{} // closed when open reaches 0 during Shutdown
+	draining bool
+
+	refused atomic.Uint64
+	total   atomic.Uint64
+}
+
+// ListenerStats is a snapshot of a Listener's sessions.
+type ListenerStats struct {
+	Sessions        int    // KCP sessions open now
+	Streams         int    // streams accepted and not yet closed
+	TotalSessions   uint64 // sessions accepted since Listen
+	RefusedSessions uint64 // sessions refused by the WithMaxSessions cap
+}
+
+// Listen listens for kcptun clients on the UDP address addr ("host:port", or
+// "host:min-max" to listen on every port of the range).
+func Listen(addr string, opts ...Option) (*Listener, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	ra, err := parseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
+	}
+	l := &Listener{
+		cfg:        cfg,
+		accepts:    make(chan *Stream),
+		stopAccept: make(chan struct{}),
+		done:       make(chan struct{}),
+		sessions:   make(map[*session]struct{}),
+	}
+	for port := ra.lo; port <= ra.hi; port++ {
+		block, err := cfg.blockCrypt()
+		if err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
+		}
+		hp := net.JoinHostPort(ra.host, strconv.Itoa(port))
+		ln, err := kcp.ListenWithOptions(hp, block, cfg.dataShards, cfg.parityShards)
+		if err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("kcptun: listen %s: %w", hp, err)
+		}
+		l.lns = append(l.lns, ln)
+		if cfg.dscp != 0 {
+			if err := ln.SetDSCP(cfg.dscp); err != nil {
+				cfg.logger.Warn("kcptun: cannot set DSCP", "dscp", cfg.dscp, "err", err)
+			}
+		}
+		if cfg.sockBuf > 0 {
+			if err := ln.SetReadBuffer(cfg.sockBuf); err != nil {
+				cfg.logger.Warn("kcptun: cannot set socket read buffer", "bytes", cfg.sockBuf, "err", err)
+			}
+			if err := ln.SetWriteBuffer(cfg.sockBuf); err != nil {
+				cfg.logger.Warn("kcptun: cannot set socket write buffer", "bytes", cfg.sockBuf, "err", err)
+			}
+		}
+	}
+	for _, ln := range l.lns {
+		l.wg.Add(1)
+		go l.acceptSessions(ln)
+	}
+	return l, nil
+}
+
+// Accept waits for the next stream from any client session.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case st := <-l.accepts:
+		return st, nil
+	case <-l.stopAccept:
+		return nil, &net.OpError{Op: "accept", Net: "kcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+}
+
+// Addr returns the UDP address of the first (or only) port listened on.
+func (l *Listener) Addr() net.Addr { return l.lns[0].Addr() }
+
+// Addrs returns the UDP address of every port listened on.
+func (l *Listener) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(l.lns))
+	for i, ln := range l.lns {
+		addrs[i] = ln.Addr()
+	}
+	return addrs
+}
+
+// Stats returns a snapshot of the Listener's sessions and streams.
+func (l *Listener) Stats() ListenerStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ListenerStats{
+		Sessions:        len(l.sessions),
+		Streams:         l.open,
+		TotalSessions:   l.total.Load(),
+		RefusedSessions: l.refused.Load(),
+	}
+}
+
+// Close stops accepting, closes every session the Listener accepted (and with
+// them their streams) and its sockets, and waits for its goroutines to stop.
+// It is safe to call more than once and concurrently with everything else.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.stopAccepting()
+		close(l.done)
+		l.closeListeners()
+		l.mu.Lock()
+		sessions := make([]*session, 0, len(l.sessions))
+		for s := range l.sessions {
+			sessions = append(sessions, s)
+		}
+		l.mu.Unlock()
+		for _, s := range sessions {
+			s.close()
+		}
+		l.wg.Wait()
+	})
+	return nil
+}
+
+// Shutdown stops accepting new streams and sessions, waits until every
+// accepted stream has been closed or ctx ends, then closes everything as Close
+// does. It returns ctx's error if streams were still open.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.stopAccepting()
+	l.mu.Lock()
+	if !l.draining {
+		l.draining = true
+		l.drained = make(chan struct{})
+		if l.open == 0 {
+			close(l.drained)
+		}
+	}
+	drained := l.drained
+	l.mu.Unlock()
+
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = l.Close()
+	return err
+}
+
+func (l *Listener) stopAccepting() { l.stopOnce.Do(func() { close(l.stopAccept) }) }
+
+func (l *Listener) closeListeners() {
+	for _, ln := range l.lns {
+		_ = ln.Close()
+	}
+}
+
+// acceptSessions takes new KCP sessions from one port and serves each.
+func (l *Listener) acceptSessions(ln *kcp.Listener) {
+	defer l.wg.Done()
+	for {
+		ks, err := ln.AcceptKCP()
+		if err != nil {
+			select {
+			case <-l.done:
+			default:
+				l.cfg.logger.Error("kcptun: listener stopped", "addr", ln.Addr(), "err", err)
+			}
+			return
+		}
+		if err := l.cfg.tune(ks, true); err != nil {
+			l.cfg.logger.Error("kcptun: cannot configure session", "remote", ks.RemoteAddr(), "err", err)
+			_ = ks.Close()
+			continue
+		}
+		mux, err := smux.Server(l.cfg.transport(ks), l.cfg.smuxConfig())
+		if err != nil { // the config was validated, so this is not expected
+			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
+			_ = ks.Close()
+			continue
+		}
+		s := newSession(ks, mux)
+		if !l.register(s) {
+			s.close()
+			continue
+		}
+		l.wg.Add(1)
+		go l.serveSession(s)
+	}
+}
+
+// register adds s to the Listener's sessions unless the Listener is closing or
+// full.
+func (l *Listener) register(s *session) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.stopAccept:
+		return false
+	default:
+	}
+	if len(l.sessions) >= l.cfg.maxSessions {
+		if l.refused.Add(1) == 1 {
+			l.cfg.logger.Warn("kcptun: session cap reached, refusing new sessions", "max", l.cfg.maxSessions)
+		}
+		return false
+	}
+	l.sessions[s] = struct{}{}
+	l.total.Add(1)
+	return true
+}
+
+// serveSession hands the session's streams to Accept until it ends.
+func (l *Listener) serveSession(s *session) {
+	defer l.wg.Done()
+	defer func() {
+		s.close()
+		l.mu.Lock()
+		delete(l.sessions, s)
+		l.mu.Unlock()
+	}()
+	remote := s.kcp.RemoteAddr()
+	l.cfg.logger.Debug("kcptun: session opened", "remote", remote)
+	// A session that opens no stream in time is dropped, so stray or replayed
+	// datagrams cannot hold sessions open.
+	_ = s.mux.SetDeadline(time.Now().Add(l.cfg.acceptTO))
+	first := true
+	for {
+		st, err := s.mux.AcceptStream()
+		if err != nil {
+			l.logSessionEnd(remote, err, first)
+			return
+		}
+		// smux closes an accepted stream from a finalizer when its wrapper
+		// becomes unreachable; the Stream owns the close instead.
+		runtime.SetFinalizer(st, nil)
+		if first {
+			first = false
+			_ = s.mux.SetDeadline(time.Time{})
+		}
+		stream, ok := l.handOut(st, s)
+		if !ok {
+			_ = st.Close()
+			continue
+		}
+		select {
+		case l.accepts <- stream:
+		case <-l.stopAccept:
+			_ = stream.Close()
+		}
+	}
+}
+
+// handOut wraps an accepted smux stream and counts it, unless the Listener
+// is shutting down.
+func (l *Listener) handOut(st *smux.Stream, s *session) (*Stream, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining {
+		return nil, false
+	}
+	select {
+	case <-l.stopAccept:
+		return nil, false
+	default:
+	}
+	l.open++
+	return newStream(st, s, l.streamReleased), true
+}
+
+func (l *Listener) streamReleased() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.draining && l.open == 0 {
+		close(l.drained)
+	}
+}
+
+// logSessionEnd reports why a session ended, with a hint where the cause is
+// most likely a setting that differs between the two ends.
+func (l *Listener) logSessionEnd(remote net.Addr, err error, noStream bool) {
+	lg := l.cfg.logger
+	switch {
+	case errors.Is(err, smux.ErrInvalidProtocol):
+		lg.Warn("kcptun: smux protocol error from client: both ends must use the same smux version and compression setting",
+			"remote", remote, "smuxver", l.cfg.smuxVersion, "compression", l.cfg.compression, "err", err)
+	case errors.Is(err, snappy.ErrCorrupt) || errors.Is(err, snappy.ErrUnsupported):
+		lg.Warn("kcptun: cannot decompress the client's stream: both ends must agree on compression",
+			"remote", remote, "compression", l.cfg.compression, "err", err)
+	case errors.Is(err, smux.ErrTimeout) && noStream:
+		lg.Debug("kcptun: session opened no stream in time, closing it", "remote", remote)
+	default:
+		lg.Debug("kcptun: session closed", "remote", remote, "err", err)
+	}
+}

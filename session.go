@@ -1,0 +1,216 @@
+package kcptun
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+)
+
+// ErrNoResponse reports a new session that the server never acknowledged.
+// Test for it with errors.Is. KCP and smux send nothing back until data flows,
+// so this is how an unreachable address, blocked UDP, or a key or cipher
+// mismatch (the server drops packets that fail its checksum) shows itself.
+var ErrNoResponse = errors.New("no response from server")
+
+// initialRTO is kcp-go's retransmission timeout before any ACK arrived (ms).
+const initialRTO = 200
+
+// session is one KCP session with the smux session over it.
+type session struct {
+	kcp     *kcp.UDPSession
+	mux     *smux.Session
+	created time.Time
+	streams atomic.Int64  // Streams handed out and not yet closed
+	idle    chan struct{} // receives a token whenever streams drops to 0
+	closing sync.Once
+}
+
+func newSession(k *kcp.UDPSession, m *smux.Session) *session {
+	return &session{kcp: k, mux: m, created: time.Now(), idle: make(chan struct{}, 1)}
+}
+
+// close closes smux (which closes the KCP session under it) and the KCP
+// session itself, once.
+func (s *session) close() {
+	s.closing.Do(func() {
+		if s.mux != nil {
+			_ = s.mux.Close()
+		}
+		_ = s.kcp.Close()
+	})
+}
+
+func (s *session) isClosed() bool { return s.mux.IsClosed() }
+
+// streamOpened and streamClosed count the Streams handed to the user.
+func (s *session) streamOpened() { s.streams.Add(1) }
+
+func (s *session) streamClosed() {
+	if s.streams.Add(-1) == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// smuxConfig builds smux's configuration from ours.
+func (c *config) smuxConfig() *smux.Config {
+	sc := smux.DefaultConfig()
+	sc.Version = c.smuxVersion
+	sc.MaxReceiveBuffer = c.smuxBuf
+	sc.MaxStreamBuffer = c.streamBuf
+	sc.MaxFrameSize = c.frameSize
+	sc.KeepAliveInterval = c.keepAlive
+	sc.KeepAliveTimeout = c.idleTimeout
+	return sc
+}
+
+// tune applies the per-session KCP settings in the binaries' order.
+func (c *config) tune(s *kcp.UDPSession, server bool) error {
+	t := c.timing()
+	snd, rcv := c.windows(server)
+	s.SetStreamMode(true)
+	s.SetWriteDelay(false)
+	s.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
+	if server {
+		if !s.SetMtu(c.mtu) {
+			return bad("WithMTU", c.mtu, "kcp-go refused it")
+		}
+		s.SetWindowSize(snd, rcv)
+	} else {
+		s.SetWindowSize(snd, rcv)
+		if !s.SetMtu(c.mtu) {
+			return bad("WithMTU", c.mtu, "kcp-go refused it")
+		}
+	}
+	s.SetACKNoDelay(c.ackNoDelay)
+	s.SetRateLimit(uint32(c.rateLimit))
+	if server {
+		return nil
+	}
+	if c.dscp != 0 {
+		if err := s.SetDSCP(c.dscp); err != nil {
+			c.logger.Warn("kcptun: cannot set DSCP", "dscp", c.dscp, "err", err)
+		}
+	}
+	if c.sockBuf > 0 {
+		if err := s.SetReadBuffer(c.sockBuf); err != nil {
+			c.logger.Warn("kcptun: cannot set socket read buffer", "bytes", c.sockBuf, "err", err)
+		}
+		if err := s.SetWriteBuffer(c.sockBuf); err != nil {
+			c.logger.Warn("kcptun: cannot set socket write buffer", "bytes", c.sockBuf, "err", err)
+		}
+	}
+	return nil
+}
+
+// transport returns what smux runs over: the session itself, or snappy framing
+// over it.
+func (c *config) transport(s *kcp.UDPSession) io.ReadWriteCloser {
+	if c.compression {
+		return newCompressedConn(s)
+	}
+	return s
+}
+
+// blockCrypt builds a fresh cipher instance for one session or listener.
+func (c *config) blockCrypt() (kcp.BlockCrypt, error) {
+	return crypt.New(c.crypt, c.pass)
+}
+
+// dialSession opens a KCP session to raddr from a new UDP socket, puts smux
+// over it and waits until the server has acknowledged it. On any failure
+// everything it created is closed.
+func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, error) {
+	block, err := c.blockCrypt()
+	if err != nil {
+		return nil, err
+	}
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	udp, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, err
+	}
+	var conv uint32
+	var b [4]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		_ = udp.Close()
+		return nil, err
+	}
+	conv = binary.LittleEndian.Uint32(b[:])
+	ks, err := kcp.NewConn4(conv, raddr, block, c.dataShards, c.parityShards, true, udp)
+	if err != nil {
+		_ = udp.Close()
+		return nil, err
+	}
+	if err := c.tune(ks, false); err != nil {
+		_ = ks.Close()
+		return nil, err
+	}
+	tr := c.transport(ks)
+	// A smux NOP frame: the server's smux ignores it, but its KCP must
+	// acknowledge it, which proves that the path, the key and the cipher work.
+	probe := []byte{byte(c.smuxVersion), 3, 0, 0, 0, 0, 0, 0}
+	if _, err := tr.Write(probe); err != nil {
+		_ = ks.Close()
+		return nil, err
+	}
+	mux, err := smux.Client(tr, c.smuxConfig())
+	if err != nil {
+		_ = ks.Close()
+		return nil, err
+	}
+	s := newSession(ks, mux)
+	if err := waitAcknowledged(ctx, ks); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitAcknowledged returns once the peer has acknowledged a KCP segment. kcp-go
+// exposes no event for that, so it watches the RTT estimator, which changes on
+// the first ACK: the smoothed RTT becomes non-zero, or (for a sub-millisecond
+// round trip) the RTO moves off its initial 200 ms to max(minRTO, interval).
+// The one blind spot is a manual interval of exactly 200 ms on a sub-millisecond
+// path, where the dial waits for the first RTT sample of at least 1 ms.
+func waitAcknowledged(ctx context.Context, s *kcp.UDPSession) error {
+	const maxPoll = 10 * time.Millisecond
+	poll := 500 * time.Microsecond
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		if s.GetSRTT() != 0 || s.GetRTO() != initialRTO {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			poll = min(2*poll, maxPoll)
+			t.Reset(poll)
+		}
+	}
+}
+
+// noResponseError builds the error of a dial whose session was never acknowledged.
+func noResponseError(addr string, c *config, wait time.Duration) error {
+	return fmt.Errorf("kcptun: dial %s: %w within %v: check the address and port, that UDP is not blocked on the path, "+
+		"and that both ends use the same key and cipher (%q here)", addr, ErrNoResponse, wait.Round(time.Millisecond), c.crypt)
+}
