@@ -52,7 +52,10 @@ var specs = []cipherSpec{
 	{name: "3des", keyLen: 24, build: kcp.NewTripleDESBlockCrypt, confidential: true},
 	{name: "tea", keyLen: 16, build: kcp.NewTEABlockCrypt, confidential: true},
 	{name: "xtea", keyLen: 16, build: kcp.NewXTEABlockCrypt, confidential: true},
-	{name: "sm4", keyLen: 16, build: kcp.NewSM4BlockCrypt, confidential: true},
+	// gmsm's SM4 keeps scratch buffers in the cipher object, and kcp-go
+	// encrypts and decrypts on one BlockCrypt from different goroutines, so
+	// each direction gets an instance of its own.
+	{name: "sm4", keyLen: 16, build: splitDirections(kcp.NewSM4BlockCrypt), confidential: true},
 	// xor uses a keystream that is the same for every packet, so it only
 	// obscures the payload; it is not counted as confidential.
 	{name: "xor", keyLen: 32, build: kcp.NewSimpleXORBlockCrypt},
@@ -114,6 +117,29 @@ func New(name string, pass []byte) (kcp.BlockCrypt, error) {
 	}
 	return block, nil
 }
+
+// splitDirections wraps a constructor whose BlockCrypt is not safe for an
+// Encrypt running concurrently with a Decrypt: the result uses one instance
+// for each. Concurrent calls in the same direction are serialised by kcp-go.
+func splitDirections(build func([]byte) (kcp.BlockCrypt, error)) func([]byte) (kcp.BlockCrypt, error) {
+	return func(key []byte) (kcp.BlockCrypt, error) {
+		enc, err := build(key)
+		if err != nil {
+			return nil, err
+		}
+		dec, err := build(key)
+		if err != nil {
+			return nil, err
+		}
+		return directional{enc: enc, dec: dec}, nil
+	}
+}
+
+// directional sends each direction to its own cipher instance.
+type directional struct{ enc, dec kcp.BlockCrypt }
+
+func (d directional) Encrypt(dst, src []byte) { d.enc.Encrypt(dst, src) }
+func (d directional) Decrypt(dst, src []byte) { d.dec.Decrypt(dst, src) }
 
 // Names returns every supported cipher name, in the order of the cipher
 // table in WIRE.md; "aes" is first and is kcptun's default. The caller may
