@@ -9,60 +9,93 @@ import (
 )
 
 // BenchmarkRelayThroughput pushes 1350-byte datagrams, the size of a full
-// KCP segment, from one client through the Up direction of a relay into a
-// sink, keeping at most a window of datagrams in flight so that no socket
-// buffer overflows, and reports what reached the sink. Client and sink
-// batch their system calls as kcp-go does (sendmmsg, recvmmsg) where the
-// relay does, though without segmentation offload.
+// KCP segment, through a relay between one client and one target, keeping
+// at most a window of datagrams in flight so that no socket buffer
+// overflows, and reports what arrived. The sending and receiving ends batch
+// their system calls as kcp-go does (sendmmsg, recvmmsg) where the relay
+// does, without segmentation offload. "up" runs go from the client to the
+// target, "down" runs from the target to the client; "no-relay" sends
+// straight from one end to the other, for comparison.
 func BenchmarkRelayThroughput(b *testing.B) {
+	lossy := Link{Loss: 0.01, Delay: 2 * time.Millisecond, Jitter: 500 * time.Microsecond}
 	for _, bc := range []struct {
 		name string
 		link Link
+		mode benchMode
 	}{
-		{"perfect", Link{}},
-		{"lossy-delayed", Link{
-			Loss:   0.01,
-			Delay:  2 * time.Millisecond,
-			Jitter: 500 * time.Microsecond,
-		}},
+		{"perfect/up", Link{}, benchUp},
+		{"perfect/down", Link{}, benchDown},
+		{"lossy-delayed/up", lossy, benchUp},
+		{"lossy-delayed/down", lossy, benchDown},
+		{"no-relay", Link{}, benchDirect},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchThroughput(b, bc.link) })
+		b.Run(bc.name, func(b *testing.B) { benchThroughput(b, bc.link, bc.mode) })
 	}
 }
 
-func benchThroughput(b *testing.B, link Link) {
+type benchMode int
+
+const (
+	benchUp benchMode = iota
+	benchDown
+	benchDirect
+)
+
+func benchThroughput(b *testing.B, link Link, mode benchMode) {
 	const (
 		size   = 1350
 		window = 2048 // datagrams: 2.7 MB, within the 4 MiB socket buffers
 		batch  = 64
 	)
-	sinkConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: loopback})
+	targetConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: loopback})
 	if err != nil {
 		b.Fatal(err)
 	}
-	sink, err := newSock(sinkConn)
+	targetSock, err := newSock(targetConn)
 	if err != nil {
 		b.Fatal(err)
 	}
-	relay, err := NewRelay(sinkConn.LocalAddr().String(), Config{
-		Up:         link,
-		Seed:       1,
-		ListenAddr: net.JoinHostPort(loopback.String(), "0"),
-	})
+	defer targetConn.Close()
+	cfg := Config{Seed: 1, ListenAddr: net.JoinHostPort(loopback.String(), "0")}
+	if mode == benchDown {
+		cfg.Down = link
+	} else {
+		cfg.Up = link
+	}
+	relay, err := NewRelay(targetConn.LocalAddr().String(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer relay.Close()
-	clientConn, err := net.DialUDP("udp", nil, relay.Addr())
+	to := relay.Addr()
+	if mode == benchDirect {
+		to = targetConn.LocalAddr().(*net.UDPAddr)
+	}
+	clientConn, err := net.DialUDP("udp", nil, to)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer clientConn.Close()
-	client, err := newSock(clientConn)
+	clientSock, err := newSock(clientConn)
 	if err != nil {
 		b.Fatal(err)
 	}
-	client.noGSO.Store(true) // kcp-go sends plain datagrams, not GSO runs
+
+	// from sends, rx receives; for the Down direction the target learns
+	// the relay's upstream address from a first datagram of the client.
+	from, rx, dest := clientSock, targetSock, (*client)(nil)
+	if mode == benchDown {
+		if _, err := clientConn.Write([]byte("hello")); err != nil {
+			b.Fatal(err)
+		}
+		br := newBatchReader(targetSock, true, 1)
+		if _, err := br.read(); err != nil {
+			b.Fatal(err)
+		}
+		from, rx = targetSock, clientSock
+		dest = &client{addr: br.source(0), name: br.name(0)}
+	}
+	from.noGSO.Store(true) // kcp-go sends plain datagrams, not GSO runs
 
 	var received atomic.Int64
 	notify := make(chan struct{}, 1)
@@ -70,7 +103,7 @@ func benchThroughput(b *testing.B, link Link) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		br := newBatchReader(sink, false, batch)
+		br := newBatchReader(rx, false, batch)
 		for {
 			n, err := br.read()
 			if err != nil {
@@ -84,13 +117,15 @@ func benchThroughput(b *testing.B, link Link) {
 		}
 	}()
 	defer func() {
-		sinkConn.Close()
+		rx.conn.Close()
 		wg.Wait()
 	}()
 
-	dropped := func() int64 {
-		st := relay.Stats().Up
-		return int64(st.DroppedLoss + st.DroppedQueue)
+	dir := func() LinkStats {
+		if mode == benchDown {
+			return relay.Stats().Down
+		}
+		return relay.Stats().Up
 	}
 	// wait blocks until at most limit datagrams are in flight, or the flow
 	// has stalled for a second (datagrams lost in a socket buffer).
@@ -103,7 +138,8 @@ func benchThroughput(b *testing.B, link Link) {
 			if sent-received.Load()-lost <= limit {
 				return
 			}
-			if lost = dropped(); sent-received.Load()-lost <= limit {
+			st := dir()
+			if lost = int64(st.DroppedLoss + st.DroppedQueue); sent-received.Load()-lost <= limit {
 				return
 			}
 			if time.Since(stalled) > time.Second {
@@ -130,7 +166,7 @@ func benchThroughput(b *testing.B, link Link) {
 	for sent := 0; sent < b.N; {
 		k := min(batch, b.N-sent)
 		wait(int64(sent), window-int64(k))
-		n, _, _, err := w.write(client, nil, bufs[:k])
+		n, _, _, err := w.write(from, dest, bufs[:k])
 		if err != nil {
 			b.Fatal(err)
 		}

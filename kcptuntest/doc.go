@@ -59,11 +59,13 @@
 //
 // All random choices come from math/rand/v2 PCG generators seeded from
 // Config.Seed. Each direction, and within it each stage (loss, duplication,
-// jitter, reordering), has a generator of its own, and each draws the same
-// number of values for every datagram whatever the settings, so the loss
-// decision for the i-th datagram of a direction depends only on the seed,
-// the direction and the loss settings: not on timing, on the other
-// impairments, or on the other direction's traffic. The same seed and
+// jitter, reordering), has a generator of its own. Whatever the settings,
+// and whatever becomes of a datagram afterwards, the loss and duplication
+// generators draw the same number of values for every datagram, and the
+// jitter and reordering generators for every copy, so the loss decision for
+// the i-th datagram of a direction depends only on the seed, the direction
+// and the loss settings: not on timing, on the other impairments, or on the
+// other direction's traffic. The same seed and
 // settings give the same set of dropped datagrams, and for a given seed a
 // higher Loss drops a superset of the datagrams a lower one drops. With
 // several clients the order in which their datagrams reach the relay, and

@@ -113,15 +113,15 @@ func (e *endpoint) loop() {
 			e.mu.Unlock()
 			continue
 		}
-		if e.echo {
-			_, _ = e.conn.WriteToUDPAddrPort(buf[:n], from)
-		}
 		e.mu.Lock()
 		e.got = append(e.got, arrival{seq: seq, size: n, at: at, from: from})
 		if !ok {
 			e.bad++
 		}
 		e.mu.Unlock()
+		if e.echo { // after recording, so that an echo implies the record
+			_, _ = e.conn.WriteToUDPAddrPort(buf[:n], from)
+		}
 		select {
 		case e.notify <- struct{}{}:
 		default:

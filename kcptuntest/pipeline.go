@@ -452,6 +452,11 @@ func (d *direction) run() {
 	var batch []*packet
 	var o outbox
 	for {
+		select {
+		case <-d.r.done:
+			return
+		default:
+		}
 		d.mu.Lock()
 		now := d.r.now()
 		for len(d.heap) > 0 && d.heap[0].due <= now {

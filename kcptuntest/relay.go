@@ -222,8 +222,12 @@ func (r *Relay) Links() (up, down Link) {
 	return r.up.link(), r.down.link()
 }
 
-// Stats returns a snapshot of the relay's counters. The counters of a
-// direction are read one after the other while datagrams may be moving.
+// Stats returns a snapshot of the relay's counters. The counters are read
+// one after the other while datagrams may be moving, but in an order that
+// makes a direction's snapshot with Received = n and Pending = 0 final for
+// the first n datagrams of that direction: every copy of them is counted
+// in Delivered, DroppedLoss, DroppedQueue or SendErrors. Tests can wait for
+// that to know that the relay is done with what they sent.
 func (r *Relay) Stats() Stats {
 	r.mu.Lock()
 	n := len(r.clients)
@@ -269,7 +273,9 @@ func (r *Relay) Rebind() error {
 // Close stops the relay: it closes every socket and waits for every
 // goroutine of the relay to return. Datagrams in flight are discarded.
 // Close may be called more than once and concurrently; every call returns
-// the result of the first.
+// the result of the first. After Close, Addr, Target, Links and Stats still
+// work, SetLinks has no effect, and Rebind returns an error that matches
+// net.ErrClosed.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
