@@ -2,6 +2,7 @@ package kcptun
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"sync"
@@ -17,6 +18,7 @@ const (
 	snappyChunkUncompressed = 0x01
 	snappyChunkHeaderLen    = 4 + 4 // type+length, then the checksum
 	snappyMaxBlock          = 65536
+	smuxHeaderSize          = 8
 )
 
 // snappyStreamIdentifier is the first chunk of every snappy framed stream.
@@ -42,25 +44,32 @@ type vectorWriter interface {
 type compressedConn struct {
 	conn io.ReadWriteCloser
 	vw   vectorWriter // conn as a vectorWriter, or nil
-	r    *snappy.Reader
+	r    snappyReader
+	// maxBlock is the most uncompressed bytes per chunk: one smux frame, so
+	// that obuf stays small (smux writes at most one frame per call).
+	maxBlock int
 
 	wmu           sync.Mutex
 	wroteIdent    bool
 	obuf          []byte // identifier + chunk header + largest compressed block
+	gather        []byte // WriteBuffers joins its slices here, up to maxBlock
 	vec           [2][]byte
 	closeOnce     sync.Once
 	closeErr      error
 	identifierLen int
 }
 
-func newCompressedConn(conn io.ReadWriteCloser) *compressedConn {
+// newCompressedConn wraps conn; frameSize is smux's largest frame payload.
+func newCompressedConn(conn io.ReadWriteCloser, frameSize int) *compressedConn {
 	c := &compressedConn{
 		conn:          conn,
-		r:             snappy.NewReader(conn),
+		r:             snappyReader{r: conn},
+		maxBlock:      min(snappyMaxBlock, frameSize+smuxHeaderSize),
 		identifierLen: len(snappyStreamIdentifier),
 	}
 	c.vw, _ = conn.(vectorWriter)
-	c.obuf = make([]byte, c.identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(snappyMaxBlock))
+	c.obuf = make([]byte, c.identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))
+	c.gather = make([]byte, 0, c.maxBlock)
 	copy(c.obuf, snappyStreamIdentifier)
 	return c
 }
@@ -75,8 +84,8 @@ func (c *compressedConn) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		block := p
-		if len(block) > snappyMaxBlock {
-			block = block[:snappyMaxBlock]
+		if len(block) > c.maxBlock {
+			block = block[:c.maxBlock]
 		}
 		if err := c.writeChunk(block); err != nil {
 			return written, err
@@ -87,7 +96,41 @@ func (c *compressedConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// writeChunk frames one block of at most snappyMaxBlock bytes. The stream
+// WriteBuffers writes the slices as if joined, one chunk for a whole smux
+// frame (header and payload). Offering it also spares smux its own 64 KiB
+// frame buffer per session.
+func (c *compressedConn) WriteBuffers(v [][]byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	total := 0
+	for _, b := range v {
+		total += len(b)
+	}
+	if total <= c.maxBlock {
+		g := c.gather[:0]
+		for _, b := range v {
+			g = append(g, b...)
+		}
+		if err := c.writeChunk(g); err != nil {
+			return 0, err
+		}
+		return total, nil
+	}
+	written := 0
+	for _, b := range v {
+		for len(b) > 0 {
+			block := b[:min(len(b), c.maxBlock)]
+			if err := c.writeChunk(block); err != nil {
+				return written, err
+			}
+			written += len(block)
+			b = b[len(block):]
+		}
+	}
+	return written, nil
+}
+
+// writeChunk frames one block of at most maxBlock bytes. The stream
 // identifier rides in front of the first chunk.
 func (c *compressedConn) writeChunk(block []byte) error {
 	start := c.identifierLen
@@ -131,4 +174,146 @@ func (c *compressedConn) writeChunk(block []byte) error {
 func (c *compressedConn) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.conn.Close() })
 	return c.closeErr
+}
+
+// snappyReader decodes a snappy framed stream. Its buffers grow to the
+// largest chunk the peer actually sends (one smux frame with the binaries'
+// settings) instead of the format's 64 KiB maximum, which keeps idle sessions
+// small. An uncompressed chunk that fits the caller's slice is read straight
+// into it.
+type snappyReader struct {
+	r        io.Reader
+	hdr      [snappyChunkHeaderLen]byte
+	body     []byte // a compressed chunk's body
+	decoded  []byte // the current chunk's decoded bytes
+	pending  []byte // what of decoded is not yet returned
+	sawIdent bool
+	err      error
+}
+
+// Read returns decompressed bytes. A malformed stream yields an error that
+// wraps snappy.ErrCorrupt or snappy.ErrUnsupported; the end of the
+// underlying stream inside a chunk is io.ErrUnexpectedEOF.
+func (z *snappyReader) Read(p []byte) (int, error) {
+	for len(z.pending) == 0 {
+		if z.err != nil {
+			return 0, z.err
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n, err := z.nextChunk(p)
+		if err != nil {
+			z.err = err
+			return 0, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+	n := copy(p, z.pending)
+	z.pending = z.pending[n:]
+	return n, nil
+}
+
+// nextChunk reads one chunk. Data of an uncompressed chunk that fits p goes
+// into p and its length is returned; otherwise the data lands in pending.
+func (z *snappyReader) nextChunk(p []byte) (int, error) {
+	if _, err := io.ReadFull(z.r, z.hdr[:4]); err != nil {
+		return 0, err // io.EOF here is a clean end between chunks
+	}
+	kind := z.hdr[0]
+	length := int(z.hdr[1]) | int(z.hdr[2])<<8 | int(z.hdr[3])<<16
+	if kind != 0xff && !z.sawIdent {
+		return 0, fmt.Errorf("kcptun: snappy stream does not start with its identifier: %w", snappy.ErrCorrupt)
+	}
+	switch {
+	case kind == 0xff: // stream identifier
+		if length != len(snappyStreamIdentifier)-4 {
+			return 0, fmt.Errorf("kcptun: snappy identifier of length %d: %w", length, snappy.ErrCorrupt)
+		}
+		var id [6]byte
+		if _, err := io.ReadFull(z.r, id[:]); err != nil {
+			return 0, unexpected(err)
+		}
+		if string(id[:]) != string(snappyStreamIdentifier[4:]) {
+			return 0, fmt.Errorf("kcptun: bad snappy identifier: %w", snappy.ErrCorrupt)
+		}
+		z.sawIdent = true
+		return 0, nil
+	case kind == snappyChunkUncompressed:
+		n := length - 4
+		if n < 0 || n > snappyMaxBlock {
+			return 0, fmt.Errorf("kcptun: snappy raw chunk of %d bytes: %w", length, snappy.ErrCorrupt)
+		}
+		if _, err := io.ReadFull(z.r, z.hdr[4:]); err != nil {
+			return 0, unexpected(err)
+		}
+		dst := p
+		if n > len(p) {
+			z.decoded = grow(z.decoded, n)
+			dst = z.decoded
+		}
+		dst = dst[:n]
+		if _, err := io.ReadFull(z.r, dst); err != nil {
+			return 0, unexpected(err)
+		}
+		if maskedCRC(dst) != binary.LittleEndian.Uint32(z.hdr[4:]) {
+			return 0, fmt.Errorf("kcptun: snappy chunk checksum mismatch: %w", snappy.ErrCorrupt)
+		}
+		if n <= len(p) {
+			return n, nil
+		}
+		z.pending = dst
+		return 0, nil
+	case kind == snappyChunkCompressed:
+		if length < 4 || length > 4+snappy.MaxEncodedLen(snappyMaxBlock) {
+			return 0, fmt.Errorf("kcptun: snappy chunk of %d bytes: %w", length, snappy.ErrCorrupt)
+		}
+		if _, err := io.ReadFull(z.r, z.hdr[4:]); err != nil {
+			return 0, unexpected(err)
+		}
+		z.body = grow(z.body, length-4)
+		body := z.body[:length-4]
+		if _, err := io.ReadFull(z.r, body); err != nil {
+			return 0, unexpected(err)
+		}
+		n, err := snappy.DecodedLen(body)
+		if err != nil || n > snappyMaxBlock {
+			return 0, fmt.Errorf("kcptun: snappy chunk decodes to %d bytes: %w", n, snappy.ErrCorrupt)
+		}
+		z.decoded = grow(z.decoded, n)
+		out, err := snappy.Decode(z.decoded[:n], body)
+		if err != nil {
+			return 0, fmt.Errorf("kcptun: snappy chunk: %w", err)
+		}
+		if maskedCRC(out) != binary.LittleEndian.Uint32(z.hdr[4:]) {
+			return 0, fmt.Errorf("kcptun: snappy chunk checksum mismatch: %w", snappy.ErrCorrupt)
+		}
+		z.pending = out
+		return 0, nil
+	case kind >= 0x80: // skippable chunks (0x80-0xfe, 0xfe is padding)
+		if _, err := io.CopyN(io.Discard, z.r, int64(length)); err != nil {
+			return 0, unexpected(err)
+		}
+		return 0, nil
+	default: // 0x02-0x7f are reserved and must not be skipped
+		return 0, fmt.Errorf("kcptun: snappy chunk type %#x: %w", kind, snappy.ErrUnsupported)
+	}
+}
+
+// grow returns b with a capacity of at least n, reallocating only to grow.
+func grow(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b[:cap(b)]
+	}
+	return make([]byte, n)
+}
+
+// unexpected turns an end of stream inside a chunk into io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -29,6 +30,7 @@ type Listener struct {
 	stopOnce   sync.Once
 	closeOnce  sync.Once
 	wg         sync.WaitGroup // every goroutine the Listener started
+	acceptWG   sync.WaitGroup // the acceptSessions loops, a subset of wg
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -95,6 +97,7 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 	}
 	for _, ln := range l.lns {
 		l.wg.Add(1)
+		l.acceptWG.Add(1)
 		go l.acceptSessions(ln)
 	}
 	return l, nil
@@ -142,6 +145,9 @@ func (l *Listener) Close() error {
 		l.stopAccepting()
 		close(l.done)
 		l.closeListeners()
+		// No session may be closed before kcp-go's read loops stopped: a late
+		// datagram from its client would open a fresh one.
+		l.acceptWG.Wait()
 		l.mu.Lock()
 		sessions := make([]*session, 0, len(l.sessions))
 		for s := range l.sessions {
@@ -193,6 +199,7 @@ func (l *Listener) closeListeners() {
 // acceptSessions takes new KCP sessions from one port and serves each.
 func (l *Listener) acceptSessions(ln *kcp.Listener) {
 	defer l.wg.Done()
+	defer l.acceptWG.Done()
 	for {
 		ks, err := ln.AcceptKCP()
 		if err != nil {
@@ -201,6 +208,7 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			default:
 				l.cfg.logger.Error("kcptun: listener stopped", "addr", ln.Addr(), "err", err)
 			}
+			drainBacklog(ln)
 			return
 		}
 		if err := l.cfg.tune(ks, true); err != nil {
@@ -221,6 +229,33 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 		}
 		l.wg.Add(1)
 		go l.serveSession(s)
+	}
+}
+
+// drainBacklog closes the sessions still queued in a closed kcp-go listener's
+// accept backlog, which its Close leaves running. It first waits for the
+// listener's read loop to end (AcceptKCP then reports the socket's error
+// rather than io.ErrClosedPipe), since until then a late datagram can still
+// queue a new session. AcceptKCP picks at random between a queued session and
+// an error, so the backlog is empty for certain (to 1 in 2^64) once errors came
+// 64 times in a row.
+func drainBacklog(ln *kcp.Listener) {
+	deadline := time.Now().Add(5 * time.Second) // a safety bound; not reached in practice
+	readLoopDone := false
+	for misses := 0; (!readLoopDone || misses < 64) && time.Now().Before(deadline); {
+		ks, err := ln.AcceptKCP()
+		if err != nil {
+			if !errors.Is(err, io.ErrClosedPipe) {
+				readLoopDone = true
+			}
+			misses++
+			if !readLoopDone {
+				runtime.Gosched()
+			}
+			continue
+		}
+		misses = 0
+		_ = ks.Close()
 	}
 }
 

@@ -1,0 +1,340 @@
+package kcptun
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	kcp "github.com/xtaci/kcp-go/v5"
+	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+)
+
+// benchSettings is one cipher/compression pair measured for the SDK and for
+// raw kcp-go+smux.
+type benchSettings struct {
+	name string
+	opts []Option
+	c    config
+}
+
+func benchMatrix() []benchSettings {
+	def := defaultConfig()
+	gcm := defaultConfig()
+	gcm.crypt, gcm.compression = "aes-128-gcm", false
+	return []benchSettings{
+		{"default", nil, def},
+		{"aes-128-gcm-nocomp", []Option{WithCrypt("aes-128-gcm"), WithCompression(false)}, gcm},
+	}
+}
+
+// BenchmarkBulk moves bytes one way through one stream over loopback, through
+// the SDK and, in the same run, through kcp-go+smux wired as the kcptun
+// binaries wire them.
+func BenchmarkBulk(b *testing.B) {
+	for _, s := range benchMatrix() {
+		b.Run("sdk/"+s.name, func(b *testing.B) {
+			ln, err := Listen("127.0.0.1:0", s.opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := Dial(ln.Addr().String(), s.opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			srv, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			runBulk(b, c, srv)
+		})
+		b.Run("raw/"+s.name, func(b *testing.B) {
+			cli, srv, cleanup := rawPair(b, s.c)
+			defer cleanup()
+			runBulk(b, cli, srv)
+		})
+	}
+}
+
+// runBulk writes b.N chunks into w and waits until r has read them all.
+func runBulk(b *testing.B, w io.Writer, r io.Reader) {
+	const chunk = 128 << 10
+	// Random bytes: snappy cannot shrink them, the worst case for the
+	// compressed path (it frames every block as raw).
+	buf := make([]byte, chunk)
+	_, _ = crand.Read(buf)
+	total := int64(b.N) * chunk
+	got := make(chan int64, 1)
+	go func() {
+		n, _ := io.CopyN(io.Discard, r, total)
+		got <- n
+	}()
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n := <-got; n != total {
+		b.Fatalf("received %d of %d bytes", n, total)
+	}
+}
+
+// rawPair connects a kcp-go+smux client and server the way the kcptun
+// binaries do, including their snappy wrapper (buffered writer flushed per write).
+func rawPair(b *testing.B, c config) (cli, srv net.Conn, cleanup func()) {
+	b.Helper()
+	pass := crypt.DeriveKey(c.key)
+	newBlock := func() kcp.BlockCrypt {
+		blk, err := crypt.New(c.crypt, pass)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return blk
+	}
+	ln, err := kcp.ListenWithOptions("127.0.0.1:0", newBlock(), c.dataShards, c.parityShards)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = ln.SetReadBuffer(c.sockBuf)
+	_ = ln.SetWriteBuffer(c.sockBuf)
+	t := c.timing()
+	ks, err := kcp.DialWithOptions(ln.Addr().String(), newBlock(), c.dataShards, c.parityShards)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ks.SetStreamMode(true)
+	ks.SetWriteDelay(false)
+	ks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
+	ks.SetWindowSize(defaultClientSndWnd, defaultClientRcvWnd)
+	ks.SetMtu(c.mtu)
+	_ = ks.SetReadBuffer(c.sockBuf)
+	_ = ks.SetWriteBuffer(c.sockBuf)
+	wrap := func(conn io.ReadWriteCloser) io.ReadWriteCloser {
+		if !c.compression {
+			return conn
+		}
+		return &binarySnappy{conn: conn, w: snappy.NewBufferedWriter(conn), r: snappy.NewReader(conn)}
+	}
+	cmux, err := smux.Client(wrap(ks), c.smuxConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cst, err := cmux.OpenStream()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// smux sends the SYN only with the first frame; write nothing yet and let
+	// the server accept once data flows.
+	accepted := make(chan *smux.Stream, 1)
+	var smuxSrv *smux.Session
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sks, err := ln.AcceptKCP()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		sks.SetStreamMode(true)
+		sks.SetWriteDelay(false)
+		sks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
+		sks.SetMtu(c.mtu)
+		sks.SetWindowSize(defaultServerSndWnd, defaultServerRcvWnd)
+		smuxSrv, _ = smux.Server(wrap(sks), c.smuxConfig())
+		st, err := smuxSrv.AcceptStream()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- st
+	}()
+	sst := <-accepted
+	wg.Wait()
+	if sst == nil {
+		b.Fatal("raw server accepted nothing")
+	}
+	return cst, sst, func() {
+		_ = cmux.Close()
+		_ = smuxSrv.Close()
+		_ = ln.Close()
+	}
+}
+
+// binarySnappy is the kcptun binaries' compression wrapper: a buffered snappy
+// writer flushed after every write.
+type binarySnappy struct {
+	conn io.ReadWriteCloser
+	w    *snappy.Writer
+	r    *snappy.Reader
+}
+
+func (c *binarySnappy) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *binarySnappy) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, c.w.Flush()
+}
+func (c *binarySnappy) Close() error { return c.conn.Close() }
+
+// BenchmarkEcho64 measures the round trip of a 64-byte message on one stream.
+func BenchmarkEcho64(b *testing.B) {
+	for _, s := range benchMatrix() {
+		b.Run(s.name, func(b *testing.B) {
+			opts := append([]Option{WithMode(ModeFast3), WithACKNoDelay(true)}, s.opts...)
+			ln := listenEcho(b, opts...)
+			c, err := Dial(ln.Addr().String(), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := make([]byte, 64)
+			reply := make([]byte, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, reply); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N), "µs/rtt")
+		})
+	}
+}
+
+// BenchmarkIdleMemory reports the heap held per idle client session (beyond a
+// bare kcp-go session) and per idle stream.
+func BenchmarkIdleMemory(b *testing.B) {
+	const n = 64
+	ln := listenEcho(b)
+	addr := ln.Addr().String()
+	b.Run("session", func(b *testing.B) {
+		for range b.N {
+			// The bare sessions send what an SDK session sends first and wait
+			// for the ACK, so that both figures include kcp-go's lazily
+			// allocated buffers and the server's side of the session.
+			var probe bytes.Buffer
+			cc := newCompressedConn(nopCloser{&probe}, DefaultFrameSize)
+			_, _ = cc.Write([]byte{DefaultSmuxVersion, 3, 0, 0, 0, 0, 0, 0})
+			raw := heapDelta(func() func() {
+				var ss []*kcp.UDPSession
+				for range n {
+					blk, _ := crypt.New(DefaultCrypt, crypt.DeriveKey(DefaultKey))
+					s, err := kcp.DialWithOptions(addr, blk, DefaultDataShards, DefaultParityShards)
+					if err != nil {
+						b.Fatal(err)
+					}
+					s.SetStreamMode(true)
+					if _, err := s.Write(probe.Bytes()); err != nil {
+						b.Fatal(err)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+					err = waitAcknowledged(ctx, s)
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+					ss = append(ss, s)
+				}
+				return func() {
+					for _, s := range ss {
+						_ = s.Close()
+					}
+				}
+			})
+			sdk := heapDelta(func() func() {
+				var cs []*Client
+				for range n {
+					cl, err := NewClient(addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c, err := cl.Dial() // waits until the session is up
+					if err != nil {
+						b.Fatal(err)
+					}
+					_ = c.Close()
+					cs = append(cs, cl)
+				}
+				return func() {
+					for _, cl := range cs {
+						_ = cl.Close()
+					}
+				}
+			})
+			b.ReportMetric(float64(raw)/n, "kcp-go-B/session")
+			b.ReportMetric(float64(sdk)/n, "sdk-B/session")
+			b.ReportMetric(float64(sdk-raw)/n, "overhead-B/session")
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		cl, err := NewClient(addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		warm, err := cl.Dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		echoRoundTrip(b, warm, []byte("warm"))
+		for range b.N {
+			d := heapDelta(func() func() {
+				var cs []net.Conn
+				for range n {
+					c, err := cl.Dial()
+					if err != nil {
+						b.Fatal(err)
+					}
+					echoRoundTrip(b, c, []byte("x"))
+					cs = append(cs, c)
+				}
+				return func() {
+					for _, c := range cs {
+						_ = c.Close()
+					}
+				}
+			})
+			b.ReportMetric(float64(d)/n, "B/stream")
+		}
+		_ = warm.Close()
+	})
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Read([]byte) (int, error) { return 0, io.EOF }
+func (nopCloser) Close() error             { return nil }
+
+// heapDelta returns how much live heap build's objects hold, measured after
+// full collections, then runs the cleanup build returned.
+func heapDelta(build func() func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cleanup := build()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	cleanup()
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
+}
