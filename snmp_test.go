@@ -1,0 +1,65 @@
+package kcptun
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func TestSNMPRowsAndDeltas(t *testing.T) {
+	before := ReadSNMP()
+	ln := listenEcho(t)
+	c, err := Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoRoundTrip(t, c, randomBytes(t, 64<<10))
+	_ = c.Close()
+	d := ReadSNMP().Sub(before)
+	if d.OutPkts == 0 || d.InPkts == 0 || d.BytesSent < 64<<10 || d.ActiveOpens == 0 {
+		t.Errorf("delta after a transfer: %+v", d)
+	}
+	h, r := Header(), d.Row()
+	if len(h) != len(r) || h[0] != "Unix" || len(h) != 1+len(snmpFields) {
+		t.Fatalf("header %d columns, row %d", len(h), len(r))
+	}
+	for i, v := range r {
+		if _, err := strconv.ParseUint(v, 10, 64); err != nil {
+			t.Errorf("column %s = %q is not a number", h[i], v)
+		}
+	}
+}
+
+func TestLogSNMP(t *testing.T) {
+	dir := t.TempDir()
+	pattern := filepath.Join(dir, "snmp-20060102.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- LogSNMP(ctx, pattern, 10*time.Millisecond) }()
+	name := time.Now().Format(pattern)
+	var rows [][]string
+	waitFor(t, "two CSV rows", func() bool {
+		f, err := os.Open(name)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		rows, _ = csv.NewReader(f).ReadAll()
+		return len(rows) >= 3
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("LogSNMP returned %v, want context.Canceled", err)
+	}
+	if rows[0][0] != "Unix" || len(rows[0]) != len(rows[1]) {
+		t.Errorf("first rows %v / %v", rows[0], rows[1])
+	}
+	if err := LogSNMP(context.Background(), pattern, 0); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("period 0: %v", err)
+	}
+}
