@@ -121,7 +121,7 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 // over it.
 func (c *config) transport(s *kcp.UDPSession) io.ReadWriteCloser {
 	if c.compression {
-		return newCompressedConn(s)
+		return newCompressedConn(s, c.frameSize)
 	}
 	return s
 }
