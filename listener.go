@@ -216,13 +216,14 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		mux, err := smux.Server(l.cfg.transport(ks), l.cfg.smuxConfig())
+		tr := l.cfg.transport(ks)
+		mux, err := smux.Server(tr, l.cfg.smuxConfig())
 		if err != nil { // the config was validated, so this is not expected
 			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
 			_ = ks.Close()
 			continue
 		}
-		s := newSession(ks, mux)
+		s := newSession(ks, tr, l.cfg.smuxVersion, mux)
 		if !l.register(s) {
 			s.close()
 			continue

@@ -30,6 +30,8 @@ const initialRTO = 200
 // session is one KCP session with the smux session over it.
 type session struct {
 	kcp     *kcp.UDPSession
+	tr      io.Writer // what smux writes to: the KCP session, or snappy over it
+	version byte      // smux protocol version
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
@@ -37,9 +39,24 @@ type session struct {
 	closing sync.Once
 }
 
-func newSession(k *kcp.UDPSession, m *smux.Session) *session {
-	return &session{kcp: k, mux: m, created: time.Now(), idle: make(chan struct{}, 1)}
+func newSession(k *kcp.UDPSession, tr io.Writer, version int, m *smux.Session) *session {
+	return &session{kcp: k, tr: tr, version: byte(version), mux: m, created: time.Now(), idle: make(chan struct{}, 1)}
 }
+
+// sendFIN writes a smux FIN frame for stream sid straight to the transport.
+// smux's own CloseWrite would do the same but also arm a clean-up that drops
+// the stream's unread bytes when the peer's FIN arrives. Frames stay whole:
+// smux writes one frame per call and both transports serialise calls, and
+// every frame of a Write that returned is already written.
+func (s *session) sendFIN(sid uint32) error {
+	var f [smuxHeaderSize]byte
+	f[0], f[1] = s.version, smuxCmdFIN
+	binary.LittleEndian.PutUint32(f[4:], sid)
+	_, err := s.tr.Write(f[:])
+	return err
+}
+
+const smuxCmdFIN = 1
 
 // close closes smux (which closes the KCP session under it) and the KCP
 // session itself, once.
@@ -176,7 +193,7 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 		_ = ks.Close()
 		return nil, err
 	}
-	s := newSession(ks, mux)
+	s := newSession(ks, tr, c.smuxVersion, mux)
 	if err := waitAcknowledged(ctx, ks); err != nil {
 		s.close()
 		return nil, err

@@ -27,6 +27,7 @@ type Stream struct {
 	release func() // runs once, after the stream is closed
 	linger  bool   // Close lets the peer take the end of the stream first
 	closed  atomic.Bool
+	wclosed atomic.Bool // CloseWrite was called
 	once    sync.Once
 }
 
@@ -51,6 +52,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Write writes p to the stream. It blocks while the peer's window is full.
 func (s *Stream) Write(p []byte) (int, error) {
+	if s.wclosed.Load() {
+		return 0, s.wrap("write", io.ErrClosedPipe)
+	}
 	n, err := s.st.Write(p)
 	return n, s.wrap("write", err)
 }
@@ -66,10 +70,14 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 }
 
 // CloseWrite sends the end of the stream to the peer (a half-close, like
-// TCP's shutdown of the write side); reading goes on. Peers built on smux
-// older than v1.5.54 close the whole stream instead.
+// TCP's shutdown of the write side); reading goes on until the peer's end,
+// and no byte the peer sent is dropped. Later writes fail. Call it after the
+// last Write has returned.
 func (s *Stream) CloseWrite() error {
-	return s.wrap("close", s.st.CloseWrite())
+	if !s.wclosed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.wrap("close", s.sess.sendFIN(s.st.ID()))
 }
 
 // Close closes the stream in both directions and releases what it holds.
@@ -106,7 +114,10 @@ func (s *Stream) Close() error {
 // and the session stays open, in the background, until the peer has closed
 // its side too (proof that everything before arrived) or lingerTimeout passes.
 func (s *Stream) closeLingering() error {
-	err := s.st.CloseWrite()
+	var err error
+	if s.wclosed.CompareAndSwap(false, true) {
+		err = s.sess.sendFIN(s.st.ID())
+	}
 	if err != nil {
 		_ = s.finish()
 		return err
