@@ -246,11 +246,12 @@ func drainBacklog(ln *kcp.Listener) {
 	for misses := 0; (!readLoopDone || misses < 64) && time.Now().Before(deadline); {
 		ks, err := ln.AcceptKCP()
 		if err != nil {
-			if !errors.Is(err, io.ErrClosedPipe) {
-				readLoopDone = true
-			}
-			misses++
-			if !readLoopDone {
+			switch {
+			case readLoopDone:
+				misses++
+			case !errors.Is(err, io.ErrClosedPipe):
+				readLoopDone = true // count misses from here on only
+			default:
 				runtime.Gosched()
 			}
 			continue
