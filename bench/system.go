@@ -49,16 +49,17 @@ const (
 	kcpMTU        = 1350
 	fecData       = kcptun.DefaultDataShards
 	fecParity     = kcptun.DefaultParityShards
-	minKCPWindow  = 128
+	minKCPWindow  = 32
 	maxKCPWindow  = 8192
 	udpIPOverhead = 28 // IPv4 and UDP headers, not counted by the relay
 )
 
 // kcpWindow returns the KCP send and receive window used on p: 1.5 times
-// the bandwidth-delay product in packets, at least the SDK's default client
-// send window. KCP in these profiles has no congestion control (nc=1) and FEC
-// adds 3 parity packets to every 10 the window lets out, so this keeps what
-// it puts in flight within the path's pipe plus its one-BDP queue.
+// the bandwidth-delay product in packets, at least 32. KCP in these profiles
+// has no congestion control (nc=1) and FEC adds 3 parity packets to every 10
+// the window lets out, so this keeps what it puts in flight within the
+// path's pipe plus its one-BDP queue. (The SDK's default client send window,
+// 128 packets, overflows that queue on the matrix's shorter, slower paths.)
 func kcpWindow(p Path) int {
 	return min(max(3*p.BDP()/(2*kcpMTU), minKCPWindow), maxKCPWindow)
 }
