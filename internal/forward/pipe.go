@@ -35,13 +35,14 @@ type PipeConfig struct {
 	// when the stream's direction ends first, since TCP and unix sockets
 	// half-close safely.
 	//
-	// With smux v1.5.56, once a stream has been half-closed locally, the
-	// peer's end of the stream discards whatever the peer sent that has not
-	// been read yet. The server sets this (its target ended: the client
-	// learns at once, and only bytes sent to a target that has stopped
-	// talking are at risk); the client does not (its user half-closed to
-	// wait for a reply, which must not be cut short), and lets CloseWait
-	// bound the wait instead, as the classic binaries do.
+	// A peer built on smux older than v1.5.54 (kcptun releases of 2025
+	// among them) cannot write after it received the end of a stream: its
+	// reply would be lost. The server sets this anyway (its target ended,
+	// so the client learns at once instead of after CloseWait, and only
+	// bytes sent to a target that stopped talking are at risk); the client
+	// does not (its user half-closed to wait for a reply, which an old
+	// server could no longer send), and lets CloseWait bound the wait
+	// instead, as the classic binaries do.
 	HalfCloseStream bool
 }
 
