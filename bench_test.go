@@ -116,6 +116,7 @@ func rawPair(b *testing.B, c config) (cli, srv net.Conn, cleanup func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 	ks.SetStreamMode(true)
 	ks.SetWriteDelay(false)
 	ks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
@@ -150,6 +151,7 @@ func rawPair(b *testing.B, c config) (cli, srv net.Conn, cleanup func()) {
 			accepted <- nil
 			return
 		}
+		//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 		sks.SetStreamMode(true)
 		sks.SetWriteDelay(false)
 		sks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
@@ -244,6 +246,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
+					//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 					s.SetStreamMode(true)
 					if _, err := s.Write(probe.Bytes()); err != nil {
 						b.Fatal(err)

@@ -76,23 +76,9 @@ func TestSoakLossyStreams(t *testing.T) {
 // the Client must get a fresh session once a server is back.
 func TestPeerKilledMidTransfer(t *testing.T) {
 	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(time.Second), WithDialTimeout(2 * time.Second)}
-	ln, err := Listen("127.0.0.1:0", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	e := startEcho(t, ln)
-	cl, err := NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	c, err := cl.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, cl, c := serveAndConnect(t, opts...)
+	addr := e.ln.Addr().String()
 	defer c.Close()
-	echoRoundTrip(t, c, []byte("before"))
 
 	failed := make(chan error, 1)
 	go func() {

@@ -407,22 +407,8 @@ func TestClientAutoExpire(t *testing.T) {
 
 func TestClientReplacesDeadSession(t *testing.T) {
 	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(500 * time.Millisecond)}
-	ln, err := Listen("127.0.0.1:0", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	e := startEcho(t, ln)
-	cl, err := NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	c, err := cl.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoRoundTrip(t, c, []byte("first server"))
+	e, cl, c := serveAndConnect(t, opts...)
+	addr := e.ln.Addr().String()
 	_ = c.Close()
 
 	// The server goes away and comes back on the same port.
@@ -487,6 +473,29 @@ func TestShutdownWaitsForStreams(t *testing.T) {
 		t.Fatal("Shutdown did not return after the last stream closed")
 	}
 	e2.stop()
+}
+
+// serveAndConnect starts an echo Listener and a Client to it and proves the
+// path with one stream, which it returns open. The Client is closed at the
+// end of the test.
+func serveAndConnect(t *testing.T, opts ...Option) (*echoServer, *Client, net.Conn) {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEcho(t, ln)
+	cl, err := NewClient(ln.Addr().String(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	c, err := cl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoRoundTrip(t, c, []byte("path check"))
+	return e, cl, c
 }
 
 // waitFor polls cond until it holds, failing the test after testTimeout. It is

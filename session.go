@@ -99,6 +99,7 @@ func (c *config) smuxConfig() *smux.Config {
 func (c *config) tune(s *kcp.UDPSession, server bool) error {
 	t := c.timing()
 	snd, rcv := c.windows(server)
+	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 	s.SetStreamMode(true)
 	s.SetWriteDelay(false)
 	s.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)

@@ -143,14 +143,15 @@ func (s SNMP) rowAt(t time.Time) []string {
 }
 
 // LogSNMP appends a CSV row of ReadSNMP to a file every period until ctx ends,
-// as the binaries' --snmplog does. The file name is passed through Go's time
-// format at each write ("./snmp-20060102.log" starts a new file each day); a
-// new or empty file gets the Header row first. It returns ctx's error, or the
+// as the binaries' --snmplog does. The file's base name is passed through Go's
+// time format at each write ("./snmp-20060102.log" starts a new file each day;
+// the directory is used as given); a new or empty file gets the Header row first. It returns ctx's error, or the
 // first error opening or writing the file.
 func LogSNMP(ctx context.Context, path string, period time.Duration) error {
 	if period <= 0 {
 		return fmt.Errorf("kcptun: snmp log %s: period %v: %w", path, period, ErrInvalidOption)
 	}
+	dir, base := filepath.Split(path)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -158,7 +159,7 @@ func LogSNMP(ctx context.Context, path string, period time.Duration) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case now := <-t.C:
-			if err := appendSNMPRow(now.Format(path), ReadSNMP().rowAt(now)); err != nil {
+			if err := appendSNMPRow(dir+now.Format(base), ReadSNMP().rowAt(now)); err != nil {
 				return fmt.Errorf("kcptun: snmp log: %w", err)
 			}
 		}

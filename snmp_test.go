@@ -36,12 +36,14 @@ func TestSNMPRowsAndDeltas(t *testing.T) {
 }
 
 func TestLogSNMP(t *testing.T) {
-	dir := t.TempDir()
+	// A directory name that Go's time format would change ("2006") stays as
+	// given: only the base name is a pattern.
+	dir := filepath.Join(t.TempDir(), "2006")
 	pattern := filepath.Join(dir, "snmp-20060102.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- LogSNMP(ctx, pattern, 10*time.Millisecond) }()
-	name := time.Now().Format(pattern)
+	name := filepath.Join(dir, time.Now().Format("snmp-20060102.log"))
 	var rows [][]string
 	waitFor(t, "two CSV rows", func() bool {
 		f, err := os.Open(name)
