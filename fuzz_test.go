@@ -5,12 +5,8 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/csv"
-	"encoding/hex"
-	"encoding/json"
 	"hash/crc32"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -18,6 +14,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
 // sealDatagram wraps payload in the crypto layer as kcp-go would, so that
@@ -51,19 +48,11 @@ func sealDatagram(block kcp.BlockCrypt, payload []byte) []byte {
 // input may crash the process or push sessions past the cap. Seeds: the
 // decrypted datagrams of the golden captures.
 func FuzzListenerDatagram(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join(goldenDir, "*.json"))
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		var g goldenCapture
-		if json.Unmarshal(raw, &g) != nil || g.Crypt != "null" {
-			continue
-		}
-		for _, p := range g.Packets { // null captures are plaintext already
-			if b, err := hex.DecodeString(p.Hex); err == nil {
-				f.Add(b)
+	caps, _ := wire.LoadCaptures(goldenDir) // missing captures leave the built-in seeds
+	for _, g := range caps {
+		if g.Crypt == "null" { // plaintext already
+			for _, d := range g.Datagrams {
+				f.Add(d)
 			}
 		}
 	}

@@ -1,56 +1,32 @@
 package kcptun
 
 import (
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
 // goldenDir holds datagrams captured from the kcptun binaries (see its README).
 const goldenDir = "../shared/testdata/wire"
 
-type goldenCapture struct {
-	Key         string `json:"key"`
-	Crypt       string `json:"crypt"`
-	NoComp      bool   `json:"nocomp"`
-	SmuxVer     int    `json:"smuxver"`
-	DataShard   int    `json:"datashard"`
-	ParityShard int    `json:"parityshard"`
-	MTU         int    `json:"mtu"`
-	Mode        string `json:"mode"`
-	PayloadHex  string `json:"payload_hex"`
-	Packets     []struct {
-		Dir string `json:"dir"`
-		Hex string `json:"hex"`
-	} `json:"packets"`
-}
-
 // TestGoldenClientToListener replays what a kcptun client binary sent into our
 // Listener, configured as the binary's server was: the stream must arrive with
 // the binary's payload, for every capture.
 func TestGoldenClientToListener(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(goldenDir, "*.json"))
-	if _, err := os.Stat(goldenDir); err != nil {
-		t.Skipf("golden captures not found at %s (shared/ must sit beside the checkout): %v", goldenDir, err)
+	caps, err := wire.LoadCaptures(goldenDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("golden captures not found at %s (shared/ must sit beside the checkout)", goldenDir)
 	}
-	if len(files) == 0 {
-		t.Fatalf("no captures in %s", goldenDir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var g goldenCapture
-			if err := json.Unmarshal(raw, &g); err != nil {
-				t.Fatal(err)
-			}
+	for _, g := range caps {
+		t.Run(g.File, func(t *testing.T) {
 			mode, err := ParseMode(g.Mode)
 			if err != nil {
 				t.Fatal(err)
@@ -66,15 +42,8 @@ func TestGoldenClientToListener(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pc.Close()
-			for _, p := range g.Packets {
-				if p.Dir != "c2s" {
-					continue
-				}
-				b, err := hex.DecodeString(p.Hex)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := pc.WriteTo(b, ln.Addr()); err != nil {
+			for _, d := range g.ClientDatagrams() {
+				if _, err := pc.WriteTo(d, ln.Addr()); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -97,7 +66,7 @@ func TestGoldenClientToListener(t *testing.T) {
 				t.Fatal("Accept failed")
 			}
 			defer c.Close()
-			want, _ := hex.DecodeString(g.PayloadHex)
+			want := g.Payload
 			got := make([]byte, len(want))
 			_ = c.SetReadDeadline(time.Now().Add(testTimeout))
 			if _, err := io.ReadFull(c, got); err != nil {

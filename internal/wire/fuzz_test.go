@@ -50,7 +50,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(cipherIndex(f, "aes"), []byte{})
 	f.Add(cipherIndex(f, "aes-128-gcm"), make([]byte, 28))
 	for _, c := range loadCaptures(f, false) {
-		for _, d := range c.datagrams {
+		for _, d := range c.Datagrams {
 			f.Add(cipherIndex(f, c.Crypt), d)
 		}
 	}
@@ -86,7 +86,7 @@ func FuzzParseFEC(f *testing.F) {
 	f.Add([]byte{10, 0, 0, 0, 0xf2, 0, 9, 9, 1, 2, 3})
 	for _, c := range loadCaptures(f, false) {
 		block := blockFor(f, c)
-		for _, d := range c.datagrams {
+		for _, d := range c.Datagrams {
 			if p, err := wire.Open(block, d); err == nil {
 				f.Add(p)
 			}
@@ -118,8 +118,8 @@ func FuzzParseSegments(f *testing.F) {
 	f.Add([]byte{})
 	for _, c := range loadCaptures(f, false) {
 		block := blockFor(f, c)
-		for _, d := range c.datagrams {
-			if b := kcpBytes(block, c.fec(), d); b != nil {
+		for _, d := range c.Datagrams {
+			if b := kcpBytes(block, c.FEC(), d); b != nil {
 				f.Add(b)
 			}
 		}

@@ -41,9 +41,9 @@ func TestGolden(t *testing.T) {
 	var withParity []string
 	for _, c := range caps {
 		seenCrypt[c.Crypt] = true
-		t.Run(c.file, func(t *testing.T) {
+		t.Run(c.File, func(t *testing.T) {
 			if checkGolden(t, c) {
-				withParity = append(withParity, c.file)
+				withParity = append(withParity, c.File)
 			}
 		})
 	}
@@ -63,11 +63,11 @@ func checkGolden(t *testing.T, c *capture) (hadParity bool) {
 	if c.NoComp {
 		comp = "nocomp"
 	}
-	if name := fmt.Sprintf("%s_%s_smux%d_fec%d-%d.json", c.Crypt, comp, c.SmuxVer, c.DataShard, c.ParityShard); name != c.file {
+	if name := fmt.Sprintf("%s_%s_smux%d_fec%d-%d.json", c.Crypt, comp, c.SmuxVer, c.DataShard, c.ParityShard); name != c.File {
 		t.Errorf("settings inside the file spell %s", name)
 	}
-	if c.Key != "golden-key" || c.MTU != 1350 || c.Mode != "fast2" || string(c.payload) != "hello kcptun golden vector\n" {
-		t.Errorf("unexpected settings: key %q mtu %d mode %q payload %q", c.Key, c.MTU, c.Mode, c.payload)
+	if c.Key != "golden-key" || c.MTU != 1350 || c.Mode != "fast2" || string(c.Payload) != "hello kcptun golden vector\n" {
+		t.Errorf("unexpected settings: key %q mtu %d mode %q payload %q", c.Key, c.MTU, c.Mode, c.Payload)
 	}
 	if c.SmuxVer != 1 && c.SmuxVer != 2 {
 		t.Fatalf("smuxver %d", c.SmuxVer)
@@ -93,7 +93,7 @@ func checkGolden(t *testing.T, c *capture) (hadParity bool) {
 	convSet := false
 	lastT := -1.0
 
-	for i, d := range c.datagrams {
+	for i, d := range c.Datagrams {
 		dir := c.Packets[i].Dir
 		where := fmt.Sprintf("packet %d (%s)", i, dir)
 		if c.Packets[i].TMs < lastT {
@@ -117,7 +117,7 @@ func checkGolden(t *testing.T, c *capture) (hadParity bool) {
 		checkWrongKey(t, where, c.Crypt, wrong, d)
 
 		kcpData := payload
-		if c.fec() {
+		if c.FEC() {
 			h, body, err := wire.ParseFEC(payload)
 			if err != nil {
 				t.Errorf("%s: ParseFEC: %v", where, err)
@@ -343,7 +343,7 @@ func checkStream(t *testing.T, c *capture, dir string, stream []byte) {
 		case wire.SmuxUPD:
 			upd++
 			consumed, window, ok := f.Update()
-			if !ok || consumed == 0 || consumed > uint32(len(c.payload)) || window == 0 {
+			if !ok || consumed == 0 || consumed > uint32(len(c.Payload)) || window == 0 {
 				t.Errorf("%s: UPD body % x", dir, f.Data)
 			}
 		}
@@ -351,8 +351,8 @@ func checkStream(t *testing.T, c *capture, dir string, stream []byte) {
 			t.Errorf("%s: cmd %d frame carries %d bytes", dir, f.Cmd, len(f.Data))
 		}
 	}
-	if !bytes.Equal(psh, c.payload) {
-		t.Errorf("%s: PSH data %q, want %q", dir, psh, c.payload)
+	if !bytes.Equal(psh, c.Payload) {
+		t.Errorf("%s: PSH data %q, want %q", dir, psh, c.Payload)
 	}
 	if dir == "c2s" {
 		if syn != 1 || fin != 1 {
