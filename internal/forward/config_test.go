@@ -491,3 +491,18 @@ func sameSet(a, b []string) bool {
 	}
 	return len(a) == len(b)
 }
+
+// TestDistConfigs checks that the example JSON files in dist/ parse.
+func TestDistConfigs(t *testing.T) {
+	for role, file := range map[Role]string{Client: "client.json", Server: "server.json"} {
+		path := filepath.Join("..", "..", "dist", file)
+		c, err := Parse(role, []string{"-c", path}, noEnv)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		if c.Crypt != "aes-128-gcm" || c.KeySource != "config" {
+			t.Errorf("%s: crypt %q, key from %q", path, c.Crypt, c.KeySource)
+		}
+	}
+}
