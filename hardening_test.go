@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,9 +68,25 @@ func TestSoakLossyStreams(t *testing.T) {
 	}
 	wg.Wait()
 	st := relay.Stats()
-	t.Logf("%d streams x %d B echoed (%d B, 0 lost) in %v; relay dropped %d/%d datagrams",
+	t.Logf("%d streams x %d B echoed (%d B, 0 lost) in %v; relay dropped %d/%d datagrams; peak RSS %d KiB",
 		streams, size, moved.Load(), time.Since(start).Round(time.Millisecond),
-		st.Up.DroppedLoss+st.Down.DroppedLoss, st.Up.Received+st.Down.Received)
+		st.Up.DroppedLoss+st.Down.DroppedLoss, st.Up.Received+st.Down.Received, peakRSSKiB())
+}
+
+// peakRSSKiB returns the process's peak resident set (VmHWM), or 0 where
+// /proc is not available.
+func peakRSSKiB() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
 }
 
 // TestPeerKilledMidTransfer closes the server while a stream is busy: the
@@ -248,8 +266,8 @@ func TestDatagramFlood(t *testing.T) {
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
 			st := ln.Stats()
-			t.Logf("%d datagrams: peak sessions %d, refused %d, total %d, heap %d -> %d KiB",
-				total, p, st.RefusedSessions, st.TotalSessions, before.HeapInuse>>10, after.HeapInuse>>10)
+			t.Logf("%d datagrams: peak sessions %d, refused %d, total %d, heap %d -> %d KiB, peak RSS %d KiB",
+				total, p, st.RefusedSessions, st.TotalSessions, before.HeapInuse>>10, after.HeapInuse>>10, peakRSSKiB())
 			if p > maxSessions {
 				t.Errorf("peak sessions %d over the cap %d", p, maxSessions)
 			}
