@@ -89,7 +89,7 @@ func TestConnAutoExpire(t *testing.T) {
 func TestPortRanges(t *testing.T) {
 	t.Parallel()
 	echo := startEcho(t, "tcp", "127.0.0.1:0")
-	base := freeUDPPort(t)
+	base := 0
 	for range 20 {
 		base = freeUDPRange(t, 3)
 		p := start(t, serverBin, "-l", fmt.Sprintf("127.0.0.1:%d-%d", base, base+2), "-t", echo.addr())

@@ -242,28 +242,6 @@ func startClient(t testing.TB, remote string, args ...string) (*proc, string) {
 	return p, m[1]
 }
 
-// freeUDPPort returns a UDP port of 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// freeTCPAddr returns a TCP address of 127.0.0.1 that was free a moment ago.
-func freeTCPAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // freeUDPRange returns the first of n consecutive UDP ports of 127.0.0.1
 // that were all free a moment ago.
 func freeUDPRange(t testing.TB, n int) int {
