@@ -183,7 +183,7 @@ func rawTiming(system string) (nodelay, interval, resend, nc int) {
 func tuneRaw(s *kcp.UDPSession, system string, p Path, client bool) {
 	nd, iv, rs, nc := rawTiming(system)
 	w := kcpWindow(p)
-	s.SetStreamMode(true)
+	s.SetStreamMode(true) //lint:ignore SA1019 kcptun and the SDK set stream mode this way
 	s.SetWriteDelay(false)
 	s.SetNoDelay(nd, iv, rs, nc)
 	s.SetWindowSize(w, w)

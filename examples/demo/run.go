@@ -40,12 +40,11 @@ type side struct {
 	ipPackets bool // the relay carries whole IP packets (TCP), else UDP payloads
 
 	// results
-	bulkBytes  int64
-	bulkErr    error
-	msgs       msgStats
-	wire       int64 // bytes that entered the links, both directions
-	payload    int64 // payload bytes carried, both directions
-	wireCutoff kcptuntest.Stats
+	bulkBytes int64
+	bulkErr   error
+	msgs      msgStats
+	wire      int64 // bytes that entered the links, both directions
+	payload   int64 // payload bytes carried, both directions
 }
 
 // relayConfig is the emulated link: the same in both directions.
@@ -149,9 +148,6 @@ func run(ctx context.Context, c config, w io.Writer) error {
 			return fmt.Sprintf("%s %6.2f Mbit/s", short(s.name), mbps(s.srv.received.Load(), el))
 		})
 	for _, s := range sides {
-		st := s.relay.Stats()
-		s.wireCutoff = st
-		s.wire = wireBytes(st, s.ipPackets)
 		s.payload = s.srv.received.Load()
 	}
 	// Phase 2: small messages.
@@ -274,7 +270,7 @@ func dialMode(ctx context.Context, s *side, mode byte) (net.Conn, error) {
 func bulk(ctx context.Context, s *side, c config) (int64, error) {
 	conn, err := dialMode(ctx, s, modeSink)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("dial: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() }) // unblocks Write
 	defer stop()
@@ -298,11 +294,10 @@ func bulk(ctx context.Context, s *side, c config) (int64, error) {
 
 // msgStats collects the round trips of the messages phase.
 type msgStats struct {
-	mu      sync.Mutex
-	sent    []time.Time
-	rtts    []time.Duration
-	err     error
-	samples []time.Duration // sorted copy, after the phase
+	mu   sync.Mutex
+	sent []time.Time
+	rtts []time.Duration
+	err  error
 }
 
 func (m *msgStats) progress() (int, float64) {
@@ -341,7 +336,7 @@ func (m *msgStats) quantile(q float64) float64 {
 func messages(ctx context.Context, s *side, c config) error {
 	conn, err := dialMode(ctx, s, modeEcho)
 	if err != nil {
-		return err
+		return fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
 	m := &s.msgs
@@ -434,6 +429,14 @@ func report(w io.Writer, c config, sides []*side) {
 			fmt.Fprintf(&b, "%-*s   ", widths[i], cell)
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	for _, s := range sides {
+		if s.bulkErr != nil {
+			fmt.Fprintf(w, "note: %s, bulk: %v\n", s.name, s.bulkErr)
+		}
+		if s.msgs.err != nil {
+			fmt.Fprintf(w, "note: %s, messages: %v\n", s.name, s.msgs.err)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, verdict(c, sides))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,7 @@ func newTCPPath(ctx context.Context, rc kcptuntest.Config, cc string) (p *tcpPat
 	if err := tcpAvailable(); err != nil {
 		return nil, err
 	}
+	sweepStale(ctx)
 	pid := os.Getpid()
 	p = &tcpPath{nsA: fmt.Sprintf("kcptun-demo-%d-a", pid), nsB: fmt.Sprintf("kcptun-demo-%d-b", pid), cc: cc}
 	defer func() {
@@ -327,4 +329,28 @@ func (p *tcpPath) Close() {
 			_ = ipCmd(context.Background(), "netns", "del", ns) // fails harmlessly if never added
 		}
 	})
+}
+
+// sweepStale removes the namespaces of earlier demo runs that were killed
+// before they could clean up: those named kcptun-demo-PID-a or -b whose
+// process no longer exists. Nothing else is touched.
+func sweepStale(ctx context.Context) {
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "kcptun-demo-")
+		if !ok {
+			continue
+		}
+		pidText, side, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || (side != "a" && side != "b") || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = ipCmd(ctx, "netns", "del", e.Name())
+		}
+	}
 }
