@@ -22,6 +22,11 @@ func TestEachSystem(t *testing.T) {
 	p := Path{Loss: 0.02, RTT: 20 * time.Millisecond, Bandwidth: 10e6}
 	for _, sys := range Systems {
 		t.Run(sys, func(t *testing.T) {
+			if sys == TCPLinux {
+				if err := LinuxTCPAvailable(); err != nil {
+					t.Skip(err)
+				}
+			}
 			r, err := Run(context.Background(), Spec{System: sys, Workload: Bulk, Path: p, Duration: 1500 * time.Millisecond, Seed: 1})
 			if err != nil {
 				t.Fatalf("bulk: %v", err)
@@ -109,6 +114,9 @@ func BenchmarkPath(b *testing.B) {
 	p := Path{Loss: *flagLoss / 100, RTT: *flagRTT, Bandwidth: Bitrate(*flagBW * 1e6)}
 	for _, w := range Workloads {
 		for _, sys := range Systems {
+			if sys == TCPLinux && LinuxTCPAvailable() != nil {
+				continue
+			}
 			b.Run(fmt.Sprintf("%s/%s", w, sys), func(b *testing.B) {
 				var r Result
 				for b.Loop() {

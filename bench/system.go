@@ -33,12 +33,17 @@ const (
 	RawFast2 = "raw-fast2"
 	// RawFast3 is kcp-go and smux used directly with SDKFast3's settings.
 	RawFast3 = "raw-fast3"
-	// TCP is gVisor's userspace TCP with CUBIC; see TCPPath.
+	// TCP is gVisor's userspace TCP with CUBIC; see TCPPath. It runs
+	// anywhere, without privileges.
 	TCP = "tcp"
+	// TCPLinux is the kernel's TCP with CUBIC between two network
+	// namespaces joined through the emulator by TUN devices. It needs root
+	// on Linux (see LinuxTCPAvailable).
+	TCPLinux = "tcp-linux"
 )
 
 // Systems lists every system, in the order tables show them.
-var Systems = []string{SDKFast2, SDKFast3, RawFast2, RawFast3, TCP}
+var Systems = []string{SDKFast2, SDKFast3, RawFast2, RawFast3, TCP, TCPLinux}
 
 // The KCP settings shared by the SDK and raw systems: the SDK's defaults
 // (cipher aes with the default key, MTU 1350, FEC 10+3, snappy compression,
@@ -104,6 +109,8 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 			return nil, err
 		}
 		return &testbed{relay: tp.Relay(), dial: tp.DialContext, srv: startServer(tp.Listener()), closer: tp.Close, ipPackets: true}, nil
+	case TCPLinux:
+		return newLinuxTCPTestbed(cfg)
 	}
 	return nil, fmt.Errorf("bench: unknown system %q: want one of %s", system, strings.Join(Systems, ", "))
 }
