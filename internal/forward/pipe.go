@@ -12,10 +12,13 @@ import (
 )
 
 // BufferSize is the size of the pooled buffers that carry bytes from a
-// local connection into a stream. Large reads mean few system calls and few
-// trips through smux's writer per byte; the classic binaries copy through
-// 4 KiB buffers.
-const BufferSize = 128 << 10
+// local connection into a stream: large enough for smux's largest frame,
+// so that one read can fill a frame and a 64 KiB read costs one system
+// call where the classic binaries' 4 KiB buffers cost sixteen. Measured
+// on loopback, 32 KiB and above all cut the client's CPU time per byte by
+// about a quarter against 4 KiB; larger buffers gain nothing more and cost
+// memory per open connection.
+const BufferSize = 64 << 10
 
 var buffers = sync.Pool{New: func() any {
 	b := make([]byte, BufferSize)
