@@ -189,11 +189,14 @@ func TestServerRestartWhileDialing(t *testing.T) {
 	echoRoundTrip(t, c, []byte("back"))
 }
 
-// TestNATRebinding changes the client's source port mid-session. kcp-go keys
-// server sessions by address, so the old session cannot follow: the Client
-// must notice (idle timeout) and carry new streams on a fresh session.
+// TestNATRebinding changes the client's source port on an idle session, as a
+// NAT does when its mapping expires. kcp-go keys server sessions by address,
+// so the old session cannot follow: the Client must notice (idle timeout) and
+// carry new streams on a fresh session. (A rebinding while segments are
+// unacknowledged is a different case: the client retransmits them to the new
+// address, where kcp-go opens a session that replays them; see README.)
 func TestNATRebinding(t *testing.T) {
-	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(time.Second), WithAcceptTimeout(time.Second)}
+	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond), WithAcceptTimeout(time.Second)}
 	ln := listenEcho(t, opts...)
 	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{})
 	if err != nil {
@@ -211,6 +214,7 @@ func TestNATRebinding(t *testing.T) {
 	}
 	echoRoundTrip(t, c, []byte("before rebinding"))
 	_ = c.Close()
+	waitQuiet(t, relay)
 	if err := relay.Rebind(); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +225,25 @@ func TestNATRebinding(t *testing.T) {
 	}
 	defer c2.Close()
 	echoRoundTrip(t, c2, []byte("after rebinding"))
+}
+
+// waitQuiet returns once the relay has carried nothing for 100 ms and holds
+// nothing, so that every segment sent so far is acknowledged.
+func waitQuiet(t *testing.T, relay *kcptuntest.Relay) {
+	t.Helper()
+	last, quiet := relay.Stats(), 0
+	waitFor(t, "a quiet link", func() bool {
+		time.Sleep(20 * time.Millisecond) // the sampling period of the quietness check
+		st := relay.Stats()
+		if st.Up.Received == last.Up.Received && st.Down.Received == last.Down.Received &&
+			st.Up.Pending == 0 && st.Down.Pending == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		last = st
+		return quiet >= 5
+	})
 }
 
 // TestDatagramFlood sends random datagrams from many source ports at a

@@ -216,7 +216,7 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		tr := l.cfg.transport(ks)
+		tr := &silentUntilHeard{rw: l.cfg.transport(ks)}
 		mux, err := smux.Server(tr, l.cfg.smuxConfig())
 		if err != nil { // the config was validated, so this is not expected
 			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
@@ -232,6 +232,47 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 		go l.serveSession(s)
 	}
 }
+
+// silentUntilHeard is a server session's transport that drops writes until
+// the peer has delivered a byte. kcp-go opens a session for any datagram from
+// a new address, including one from the middle of a conversation whose
+// client changed port (NAT rebinding); KCP never delivers anything on such a
+// session, but smux's keepalives on it would reach the client's old session
+// and keep that alive forever. Before its first stream a server writes
+// nothing but keepalives, so nothing else is lost.
+type silentUntilHeard struct {
+	rw    io.ReadWriteCloser
+	heard atomic.Bool
+}
+
+func (s *silentUntilHeard) Read(p []byte) (int, error) {
+	n, err := s.rw.Read(p)
+	if n > 0 && !s.heard.Load() {
+		s.heard.Store(true)
+	}
+	return n, err
+}
+
+func (s *silentUntilHeard) Write(p []byte) (int, error) {
+	if !s.heard.Load() {
+		return len(p), nil
+	}
+	return s.rw.Write(p)
+}
+
+// WriteBuffers keeps smux on its vectored path (both transports have it).
+func (s *silentUntilHeard) WriteBuffers(v [][]byte) (int, error) {
+	if !s.heard.Load() {
+		n := 0
+		for _, b := range v {
+			n += len(b)
+		}
+		return n, nil
+	}
+	return s.rw.(vectorWriter).WriteBuffers(v)
+}
+
+func (s *silentUntilHeard) Close() error { return s.rw.Close() }
 
 // drainBacklog closes the sessions still queued in a closed kcp-go listener's
 // accept backlog, which its Close leaves running. It first waits for the
