@@ -78,14 +78,16 @@ type App struct {
 	Log    *slog.Logger // where everything is logged, --log or stderr
 
 	logFile *os.File
+	usr1    chan os.Signal // SIGUSR1, caught from NewApp on; nil where there is none
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	pprof   *http.Server
 }
 
-// NewApp opens the log (cfg.Log, or stderr) for the program name. Call
-// Start once the program is listening, and Close before exiting.
+// NewApp opens the log (cfg.Log, or stderr) for the program name and
+// starts catching SIGUSR1. Call Start once the program is listening, and
+// Close before exiting.
 func NewApp(name string, cfg *Config, stderr io.Writer) (*App, error) {
 	a := &App{Name: name, Config: cfg}
 	w := stderr
@@ -99,6 +101,8 @@ func NewApp(name string, cfg *Config, stderr io.Writer) (*App, error) {
 	}
 	a.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	// Catch SIGUSR1 at once: its default action would end the process.
+	a.usr1 = notifyUSR1()
 	return a, nil
 }
 
@@ -135,14 +139,13 @@ func (a *App) Start() {
 			}
 		}()
 	}
-	if usr1 := notifyUSR1(); usr1 != nil {
+	if a.usr1 != nil {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			defer signal.Stop(usr1)
 			for {
 				select {
-				case <-usr1:
+				case <-a.usr1:
 					a.LogSNMP()
 				case <-a.ctx.Done():
 					return
@@ -192,6 +195,9 @@ func (a *App) startPprof() {
 // Close stops what Start started, waits for it, and closes the log file.
 func (a *App) Close() {
 	a.cancel()
+	if a.usr1 != nil {
+		signal.Stop(a.usr1)
+	}
 	if a.pprof != nil {
 		_ = a.pprof.Close()
 	}
