@@ -101,15 +101,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("accept failed", "err", err)
 		status = 1
 	}
-	// Let open connections finish, then cut them.
-	grace, cancel := forward.Grace(sigs)
+	// Let open connections finish, then cut them; let KCP deliver what it
+	// holds, then close the sessions.
+	grace, cancel := forward.Grace(sigs, forward.ShutdownTimeout)
 	if !f.conns.WaitIdle(grace) {
 		log.Info("closing open connections", "open", f.conns.Len())
 	}
 	cancel()
 	f.stopPipes()
-	_ = client.Close()
 	f.conns.Wait()
+	drain, cancel := forward.Grace(sigs, forward.Drain)
+	if !forward.DrainKCP(drain) {
+		log.Warn("closing the sessions with data not yet delivered")
+	}
+	cancel()
+	_ = client.Close()
 	log.Info("stopped")
 	return status
 }

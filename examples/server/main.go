@@ -15,7 +15,7 @@
 // When the target ends its side of a connection, the server passes the end
 // on to the client at once and gives the client --closewait seconds
 // (default 30) to finish before closing both. SIGUSR1 logs the SNMP
-// counters. SIGINT or SIGTERM stops accepting, lets open streams finish for
+// counters. SIGINT or SIGTERM refuses new streams, lets open ones finish for
 // up to five seconds, then closes them. --pprof serves net/http/pprof on
 // 127.0.0.1:6061.
 package main
@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -100,16 +101,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	sig := <-sigs
 	log.Info("shutting down", "signal", sig.String(), "open", f.conns.Len())
-	// Stop accepting and let open streams finish; Shutdown closes whatever
-	// is left when the grace period ends.
-	grace, cancel := forward.Grace(sigs)
-	if err := ln.Shutdown(grace); err != nil {
+	// Refuse new streams, let open ones finish, then cut them; let KCP
+	// deliver what it holds (the last bytes, the ends of the streams), then
+	// close the sessions.
+	f.stopping.Store(true)
+	grace, cancel := forward.Grace(sigs, forward.ShutdownTimeout)
+	if !f.conns.WaitIdle(grace) {
 		log.Info("closing open streams", "open", f.conns.Len())
 	}
 	cancel()
-	<-acceptDone
 	f.stopPipes()
 	f.conns.Wait()
+	drain, cancel := forward.Grace(sigs, forward.Drain)
+	if !forward.DrainKCP(drain) {
+		log.Warn("closing the sessions with data not yet delivered")
+	}
+	cancel()
+	_ = ln.Close()
+	<-acceptDone
 	log.Info("stopped")
 	return 0
 }
@@ -121,6 +130,7 @@ type forwarder struct {
 	pipeCtx   context.Context // cancelled to cut every connection
 	stopPipes context.CancelFunc
 	conns     forward.Group // one goroutine per stream being forwarded
+	stopping  atomic.Bool   // set on SIGINT/SIGTERM: new streams are refused
 }
 
 // serve accepts streams until the listener stops accepting.
@@ -132,6 +142,10 @@ func (f *forwarder) serve(ln *kcptun.Listener) {
 				f.log.Error("accept failed", "err", err)
 			}
 			return
+		}
+		if f.stopping.Load() {
+			_ = st.Close()
+			continue
 		}
 		f.conns.Go(func() { f.handle(st) })
 	}

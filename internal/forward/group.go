@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"sync"
+	"time"
 )
 
 // Group runs and counts the connections a program is forwarding, so that
@@ -67,11 +68,11 @@ func (g *Group) WaitIdle(ctx context.Context) bool {
 // Wait waits for every goroutine of the group to return.
 func (g *Group) Wait() { g.wg.Wait() }
 
-// Grace returns the context that bounds a graceful shutdown: it ends after
-// ShutdownTimeout, when another signal arrives on sigs, or when cancel is
+// Grace returns a context that bounds one step of a graceful shutdown: it
+// ends after d, when another signal arrives on sigs, or when cancel is
 // called.
-func Grace(sigs <-chan os.Signal) (ctx context.Context, cancel context.CancelFunc) {
-	ctx, cancel = context.WithTimeout(context.Background(), ShutdownTimeout)
+func Grace(sigs <-chan os.Signal, d time.Duration) (ctx context.Context, cancel context.CancelFunc) {
+	ctx, cancel = context.WithTimeout(context.Background(), d)
 	go func() {
 		select {
 		case <-sigs:
