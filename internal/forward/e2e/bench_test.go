@@ -26,6 +26,10 @@ const benchBytes = 64 << 20
 // each process spent per 100 MiB moved. Run it with
 //
 //	go test -run '^$' -bench Forward -benchtime 3x ./internal/forward/e2e
+//
+// KCPTUN_E2E_CLIENT and KCPTUN_E2E_SERVER name other builds to measure
+// instead of the current tree's; their log lines must match this tree's
+// "listening" lines, which the benchmark waits for.
 func BenchmarkForward(b *testing.B) {
 	settings := []struct {
 		name string

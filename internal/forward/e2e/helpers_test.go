@@ -52,6 +52,14 @@ func runTests(m *testing.M) int {
 			return 1
 		}
 	}
+	// Other builds of the two programs (an older commit, the classic kcptun
+	// binaries, which take the same flags) can be measured or tested instead.
+	if b := os.Getenv("KCPTUN_E2E_CLIENT"); b != "" {
+		clientBin = b
+	}
+	if b := os.Getenv("KCPTUN_E2E_SERVER"); b != "" {
+		serverBin = b
+	}
 	return m.Run()
 }
 
