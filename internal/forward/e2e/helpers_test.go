@@ -151,6 +151,9 @@ func startEnv(t testing.TB, env []string, bin string, args ...string) *proc {
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
+		if strings.Contains(p.out.String(), "WARNING: DATA RACE") || strings.Contains(p.out.String(), "panic: ") {
+			t.Errorf("%s reported a data race or panicked", p.name)
+		}
 		if t.Failed() {
 			t.Logf("%s %s output:\n%s", p.name, strings.Join(args, " "), p.out.String())
 		}
