@@ -115,3 +115,49 @@ func TestDialCloseDeliversLastBytes(t *testing.T) {
 	}
 	var _ net.Conn = c
 }
+
+// TestExpiredReadDeadlineKeepsWindowOpen reads a large transfer with read
+// deadlines that have already passed whenever data is buffered. smux v2 sends
+// its window update under the read deadline and drops it when the deadline
+// wins, which would stall the sender forever; the Stream re-sends it.
+func TestExpiredReadDeadlineKeepsWindowOpen(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0", WithSmuxBuffer(1<<20, 128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const total = 8 << 20
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write(make([]byte, total))
+	}()
+	c, err := Dial(ln.Addr().String(), WithSmuxBuffer(1<<20, 128<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 4096)
+	got := 0
+	deadline := time.Now().Add(testTimeout)
+	for got < total && time.Now().Before(deadline) {
+		_ = c.SetReadDeadline(time.Now().Add(-time.Second)) // already passed
+		n, err := c.Read(buf)
+		got += n
+		if n == 0 && isTimeout(err) {
+			// Nothing buffered: wait for data with a live deadline.
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			n, err = c.Read(buf)
+			got += n
+		}
+		if err != nil && !isTimeout(err) {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+	}
+	if got != total {
+		t.Fatalf("received %d of %d bytes: the sender's window did not reopen", got, total)
+	}
+}

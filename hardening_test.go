@@ -27,9 +27,9 @@ func soak() bool { return os.Getenv("KCPTUN_SOAK") == "1" }
 // loss, reordering and duplication; every byte must arrive intact. Short: 16
 // streams x 1 MiB; KCPTUN_SOAK=1: 64 streams x 16 MiB.
 func TestSoakLossyStreams(t *testing.T) {
-	streams, size := 16, 1<<20
+	streams, size, limit := 16, 1<<20, testTimeout
 	if soak() {
-		streams, size = 64, 16<<20
+		streams, size, limit = 64, 16<<20, 15*time.Minute
 	}
 	opts := []Option{WithMode(ModeFast3), WithConns(4), WithKey("soak")}
 	ln := listenEcho(t, opts...)
@@ -62,7 +62,7 @@ func TestSoakLossyStreams(t *testing.T) {
 			for j := range payload {
 				payload[j] = byte(r.Uint32())
 			}
-			echoRoundTrip(t, c, payload)
+			echoRoundTripWithin(t, c, payload, limit)
 			moved.Add(int64(2 * size))
 		}()
 	}

@@ -98,7 +98,14 @@ func randomBytes(t testing.TB, n int) []byte {
 // another, half-closes, and checks the echo's sha256 against the payload's.
 func echoRoundTrip(t testing.TB, c net.Conn, payload []byte) {
 	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	echoRoundTripWithin(t, c, payload, testTimeout)
+}
+
+// echoRoundTripWithin is echoRoundTrip with its own deadline, for transfers
+// sized beyond what testTimeout covers.
+func echoRoundTripWithin(t testing.TB, c net.Conn, payload []byte, limit time.Duration) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(limit))
 	werr := make(chan error, 1)
 	go func() {
 		_, err := c.Write(payload)

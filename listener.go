@@ -223,7 +223,7 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		s := newSession(ks, tr, l.cfg.smuxVersion, mux)
+		s := newSession(ks, tr, l.cfg, mux)
 		if !l.register(s) {
 			s.close()
 			continue

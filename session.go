@@ -32,6 +32,7 @@ type session struct {
 	kcp     *kcp.UDPSession
 	tr      io.Writer // what smux writes to: the KCP session, or snappy over it
 	version byte      // smux protocol version
+	window  uint32    // smux v2 stream window advertised to the peer
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
@@ -39,8 +40,9 @@ type session struct {
 	closing sync.Once
 }
 
-func newSession(k *kcp.UDPSession, tr io.Writer, version int, m *smux.Session) *session {
-	return &session{kcp: k, tr: tr, version: byte(version), mux: m, created: time.Now(), idle: make(chan struct{}, 1)}
+func newSession(k *kcp.UDPSession, tr io.Writer, c *config, m *smux.Session) *session {
+	return &session{kcp: k, tr: tr, version: byte(c.smuxVersion), window: uint32(c.streamBuf), mux: m,
+		created: time.Now(), idle: make(chan struct{}, 1)}
 }
 
 // sendFIN writes a smux FIN frame for stream sid straight to the transport.
@@ -56,7 +58,23 @@ func (s *session) sendFIN(sid uint32) error {
 	return err
 }
 
-const smuxCmdFIN = 1
+// sendWindowUpdate writes a smux v2 window update for stream sid: consumed
+// is the total the user has read, an absolute count, so a repeat is harmless.
+func (s *session) sendWindowUpdate(sid, consumed uint32) error {
+	var f [smuxHeaderSize + 8]byte
+	f[0], f[1] = s.version, smuxCmdUPD
+	binary.LittleEndian.PutUint16(f[2:], 8)
+	binary.LittleEndian.PutUint32(f[4:], sid)
+	binary.LittleEndian.PutUint32(f[8:], consumed)
+	binary.LittleEndian.PutUint32(f[12:], s.window)
+	_, err := s.tr.Write(f[:])
+	return err
+}
+
+const (
+	smuxCmdFIN = 1
+	smuxCmdUPD = 4
+)
 
 // close closes smux (which closes the KCP session under it) and the KCP
 // session itself, once.
@@ -194,7 +212,7 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 		_ = ks.Close()
 		return nil, err
 	}
-	s := newSession(ks, tr, c.smuxVersion, mux)
+	s := newSession(ks, tr, c, mux)
 	if err := waitAcknowledged(ctx, ks); err != nil {
 		s.close()
 		return nil, err

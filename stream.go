@@ -27,7 +27,8 @@ type Stream struct {
 	release func() // runs once, after the stream is closed
 	linger  bool   // Close lets the peer take the end of the stream first
 	closed  atomic.Bool
-	wclosed atomic.Bool // CloseWrite was called
+	wclosed atomic.Bool   // CloseWrite was called
+	read    atomic.Uint32 // bytes handed to the user, as smux v2 counts them
 	once    sync.Once
 }
 
@@ -47,7 +48,22 @@ var lingering sync.WaitGroup
 // side and every byte before that was read.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.st.Read(p)
+	if n > 0 {
+		s.consumed(n, err)
+		return n, nil // an error after data is reported by the next call
+	}
 	return n, s.wrap("read", err)
+}
+
+// consumed counts n bytes read. smux v2 tells the peer how much was read with
+// a window update sent under the read deadline; when the deadline cut that
+// send short (err is then the timeout), the update is lost and the peer's
+// window would never reopen, so it is sent again here.
+func (s *Stream) consumed(n int, err error) {
+	total := s.read.Add(uint32(n))
+	if err != nil && s.sess.version == 2 && !s.closed.Load() {
+		_ = s.sess.sendWindowUpdate(s.st.ID(), total)
+	}
 }
 
 // Write writes p to the stream. It blocks while the peer's window is full.
@@ -63,8 +79,14 @@ func (s *Stream) Write(p []byte) (int, error) {
 // intermediate buffer; io.Copy uses it. It returns nil at the end of the stream.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	n, err := s.st.WriteTo(w)
+	if n > 0 {
+		s.read.Add(uint32(n))
+	}
 	if err == io.EOF {
 		err = nil
+	}
+	if err != nil && n > 0 && s.sess.version == 2 && !s.closed.Load() {
+		_ = s.sess.sendWindowUpdate(s.st.ID(), s.read.Load())
 	}
 	return n, s.wrap("read", err)
 }
