@@ -163,8 +163,10 @@ func (l *Listener) Close() error {
 }
 
 // Shutdown stops accepting new streams and sessions, waits until every
-// accepted stream has been closed or ctx ends, then closes everything as Close
-// does. It returns ctx's error if streams were still open.
+// accepted stream has been closed or ctx ends, then until KCP has sent and
+// seen acknowledged what the streams wrote (best effort, at most 2 s), and
+// closes everything as Close does. It returns ctx's error if streams were
+// still open.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.stopAccepting()
 	l.mu.Lock()
@@ -181,11 +183,47 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-drained:
+		// The streams are closed; give KCP the chance to deliver what they
+		// wrote last before the sessions go.
+		waitSendQueuesEmpty(ctx, time.Duration(l.cfg.timing().Interval)*time.Millisecond)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	_ = l.Close()
 	return err
+}
+
+// maxFlushWait bounds how long Shutdown waits for KCP to deliver.
+const maxFlushWait = 2 * time.Second
+
+// waitSendQueuesEmpty waits, until ctx ends, for kcp-go to report empty send
+// queues and buffers throughout two flush intervals. kcp-go exposes no
+// per-session queue length; it publishes the flushing session's lengths as
+// process-wide gauges at every flush, and every session flushes at least once
+// per interval. So this is a best effort: with many busy sessions in the
+// process a non-empty reading can be overwritten before it is seen.
+func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
+	// Other sessions in the process (a dead peer retransmitting) can keep
+	// the gauges up; never wait longer than this for them.
+	ctx, cancel := context.WithTimeout(ctx, maxFlushWait)
+	defer cancel()
+	const poll = time.Millisecond
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var quiet time.Duration
+	for quiet < 2*interval {
+		snmp := ReadSNMP()
+		if snmp.RingBufferSndQueue == 0 && snmp.RingBufferSndBuffer == 0 {
+			quiet += poll
+		} else {
+			quiet = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (l *Listener) stopAccepting() { l.stopOnce.Do(func() { close(l.stopAccept) }) }
