@@ -133,7 +133,7 @@ func (a *App) Start() {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			err := LogSNMP(a.ctx, c.SNMPLog, time.Duration(c.SNMPPeriod)*time.Second)
+			err := kcptun.LogSNMP(a.ctx, c.SNMPLog, time.Duration(c.SNMPPeriod)*time.Second)
 			if err != nil && !errors.Is(err, context.Canceled) {
 				a.Log.Warn("snmp log stopped", "file", c.SNMPLog, "err", err)
 			}
