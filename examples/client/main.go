@@ -20,8 +20,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -42,29 +40,14 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := forward.Parse(forward.Client, args, os.Getenv)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		forward.Usage(stdout, forward.Client, name)
-		return 0
-	case err != nil:
-		forward.Fail(stderr, name, err)
-		return 2
-	case cfg.Version:
-		fmt.Fprintf(stdout, "kcptun %s %s\n", name, forward.Version())
-		return 0
-	}
-
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	app, err := forward.NewApp(name, cfg, stderr)
-	if err != nil {
-		forward.Fail(stderr, name, err)
-		return 2
+	app, code := forward.Boot(forward.Client, name, args, stdout, stderr, sigs)
+	if app == nil {
+		return code
 	}
+	defer signal.Stop(sigs)
 	defer app.Close()
+	cfg := app.Config
 	log := app.Log
 
 	client, err := kcptun.NewClient(cfg.Remote, cfg.Options(log)...)

@@ -23,15 +23,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
@@ -46,29 +43,14 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := forward.Parse(forward.Server, args, os.Getenv)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		forward.Usage(stdout, forward.Server, name)
-		return 0
-	case err != nil:
-		forward.Fail(stderr, name, err)
-		return 2
-	case cfg.Version:
-		fmt.Fprintf(stdout, "kcptun %s %s\n", name, forward.Version())
-		return 0
-	}
-
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	app, err := forward.NewApp(name, cfg, stderr)
-	if err != nil {
-		forward.Fail(stderr, name, err)
-		return 2
+	app, code := forward.Boot(forward.Server, name, args, stdout, stderr, sigs)
+	if app == nil {
+		return code
 	}
+	defer signal.Stop(sigs)
 	defer app.Close()
+	cfg := app.Config
 	log := app.Log
 
 	ln, err := kcptun.Listen(cfg.Listen, cfg.Options(log)...)

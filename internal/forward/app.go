@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
@@ -212,4 +214,32 @@ func (a *App) Close() {
 func Fail(w io.Writer, name string, err error) {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintf(w, "%s: %s\n", name, msg)
+}
+
+// Boot does what both programs do first: it parses the command line of a
+// program of the given role, answers -h and -v, starts listening for SIGINT
+// and SIGTERM on sigs, and builds the App. When app is nil the program exits
+// with code at once; otherwise the caller must signal.Stop(sigs) and Close
+// the app when it ends.
+func Boot(role Role, name string, args []string, stdout, stderr io.Writer, sigs chan<- os.Signal) (app *App, code int) {
+	cfg, err := Parse(role, args, os.Getenv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		Usage(stdout, role, name)
+		return nil, 0
+	case err != nil:
+		Fail(stderr, name, err)
+		return nil, 2
+	case cfg.Version:
+		fmt.Fprintf(stdout, "kcptun %s %s\n", name, Version())
+		return nil, 0
+	}
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	app, err = NewApp(name, cfg, stderr)
+	if err != nil {
+		signal.Stop(sigs)
+		Fail(stderr, name, err)
+		return nil, 2
+	}
+	return app, 0
 }
