@@ -213,7 +213,12 @@ func phase(ctx context.Context, w io.Writer, name string, d time.Duration, sides
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var last time.Time
 	show := func(final bool) {
+		if final && !live && time.Since(last) < every/2 {
+			return // the last tick said it already
+		}
+		last = time.Now()
 		el := min(time.Since(start), d)
 		parts := []string{fmt.Sprintf("[%-8s %4.1fs/%v]", name, el.Seconds(), d)}
 		for _, s := range sides {
