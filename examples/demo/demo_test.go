@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/seed-fc8f924e/kcptun/internal/kerneltcp"
 )
 
 // TestMain fails the run if any goroutine the demo started outlives it.
@@ -51,7 +53,7 @@ func TestDemoSmoke(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if reason := tcpAvailable(); reason != nil {
+	if reason := kerneltcp.Available(); reason != nil {
 		if !strings.Contains(text, "TCP baseline unavailable") {
 			t.Errorf("TCP cannot run here (%v), but the output does not say so", reason)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
+	"github.com/seed-fc8f924e/kcptun/internal/kerneltcp"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -97,7 +98,7 @@ func newKCPSide(c config) (*side, error) {
 }
 
 func newTCPSide(ctx context.Context, c config) (*side, error) {
-	p, err := newTCPPath(ctx, c.relayConfig(), c.tcpCC)
+	p, err := kerneltcp.New(ctx, "demo", c.relayConfig(), c.tcpCC)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func newTCPSide(ctx context.Context, c config) (*side, error) {
 	if cc == "" {
 		cc = "kernel default"
 	}
-	s := &side{name: "TCP (Linux, " + cc + ")", relay: p.relay, dial: p.dial, srv: startServer(p.ln), ipPackets: true}
+	s := &side{name: "TCP (Linux, " + cc + ")", relay: p.Relay(), dial: p.Dial, srv: startServer(p.Listener()), ipPackets: true}
 	s.close = func() {
 		s.srv.close()
 		p.Close()
@@ -130,7 +131,7 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	if c.noTCP {
 		tcpNote = "TCP baseline skipped (-no-tcp)."
 	} else if tcp, err := newTCPSide(ctx, c); err != nil {
-		if !errors.Is(err, errUnavailable) {
+		if !errors.Is(err, kerneltcp.ErrUnavailable) {
 			return err
 		}
 		tcpNote = err.Error() + "; showing kcptun only."

@@ -1,6 +1,6 @@
 //go:build linux
 
-package bench
+package kerneltcp
 
 import (
 	"context"
@@ -22,8 +22,8 @@ import (
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
-// The tcp-linux system runs the kernel's TCP between two network namespaces
-// of the benchmark's own, each holding one TUN device. It reads the IP packets
+// Package kerneltcp runs the kernel's TCP between two network namespaces of
+// the calling program's own, each holding one TUN device. It reads the IP packets
 // that one namespace's TCP sends into its TUN device and sends each as a UDP
 // datagram on loopback through a kcptuntest relay to a socket of its own,
 // which writes them into the other namespace's TUN device, and back. So
@@ -32,27 +32,26 @@ import (
 //
 // The addresses, 192.0.2.1 and 192.0.2.2 (TEST-NET-1, RFC 5737), exist only
 // inside those namespaces, which are removed, with their devices, by Close.
-// This is the same construction as examples/demo's TCP side.
+// examples/demo and the bench module use it as their TCP baseline.
 
 const (
-	linuxClientAddr = "192.0.2.1"
-	linuxServerAddr = "192.0.2.2"
-	linuxTCPPort    = "5201"
-	cloneNewNet     = 0x40000000
-	tunDevice       = "/dev/net/tun"
-	dialTimeout     = 10 * time.Second
-	linuxCC         = "cubic"
+	clientAddr  = "192.0.2.1"
+	serverAddr  = "192.0.2.2"
+	tcpPort     = "5201"
+	cloneNewNet = 0x40000000
+	tunDevice   = "/dev/net/tun"
+	dialTimeout = 10 * time.Second
 )
 
-// ErrLinuxTCPUnavailable wraps every reason why the tcp-linux system cannot
+// ErrUnavailable wraps every reason why the tcp-linux system cannot
 // run here.
-var ErrLinuxTCPUnavailable = errors.New("kernel TCP baseline unavailable")
+var ErrUnavailable = errors.New("kernel TCP baseline unavailable")
 
 // nsCounter numbers the namespace pairs of this process.
 var nsCounter atomic.Int64
 
-// linuxTCPPath is the kernel TCP path through the emulator.
-type linuxTCPPath struct {
+// Path is the kernel TCP path through the emulator.
+type Path struct {
 	nsA, nsB   string
 	tunA, tunB *os.File
 	udpA, udpB *net.UDPConn
@@ -80,34 +79,34 @@ func setnsNumber() (uintptr, bool) {
 	return 0, false
 }
 
-// LinuxTCPAvailable reports why the tcp-linux system cannot run here, or
+// Available reports why the tcp-linux system cannot run here, or
 // nil: it needs root, the ip command and /dev/net/tun.
-func LinuxTCPAvailable() error {
+func Available() error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: it needs root to create network namespaces and TUN devices", ErrLinuxTCPUnavailable)
+		return fmt.Errorf("%w: it needs root to create network namespaces and TUN devices", ErrUnavailable)
 	}
 	if _, ok := setnsNumber(); !ok {
-		return fmt.Errorf("%w: setns is not known on %s", ErrLinuxTCPUnavailable, runtime.GOARCH)
+		return fmt.Errorf("%w: setns is not known on %s", ErrUnavailable, runtime.GOARCH)
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		return fmt.Errorf("%w: the ip command (iproute2) is not installed", ErrLinuxTCPUnavailable)
+		return fmt.Errorf("%w: the ip command (iproute2) is not installed", ErrUnavailable)
 	}
 	if _, err := os.Stat(tunDevice); err != nil {
-		return fmt.Errorf("%w: %v", ErrLinuxTCPUnavailable, err)
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// newLinuxTCPPath builds the namespaces, devices, pumps and relay, and the
+// New builds the namespaces, devices, pumps and relay, and the
 // listener in the server namespace. cc is the congestion control to set on
 // both sockets, "" for the kernel's default.
-func newLinuxTCPPath(ctx context.Context, rc kcptuntest.Config, cc string) (p *linuxTCPPath, err error) {
-	if err := LinuxTCPAvailable(); err != nil {
+func New(ctx context.Context, tag string, rc kcptuntest.Config, cc string) (p *Path, err error) {
+	if err := Available(); err != nil {
 		return nil, err
 	}
-	sweepStale(ctx)
+	sweepStale(ctx, tag)
 	pid, n := os.Getpid(), nsCounter.Add(1)
-	p = &linuxTCPPath{nsA: fmt.Sprintf("kcptun-bench-%d-%d-a", pid, n), nsB: fmt.Sprintf("kcptun-bench-%d-%d-b", pid, n), cc: cc}
+	p = &Path{nsA: fmt.Sprintf("kcptun-%s-%d-%d-a", tag, pid, n), nsB: fmt.Sprintf("kcptun-%s-%d-%d-b", tag, pid, n), cc: cc}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -116,13 +115,13 @@ func newLinuxTCPPath(ctx context.Context, rc kcptuntest.Config, cc string) (p *l
 	}()
 	for _, ns := range []string{p.nsA, p.nsB} {
 		if err := ipCmd(ctx, "netns", "add", ns); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrLinuxTCPUnavailable, err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
-	if p.tunA, err = p.addTUN(ctx, fmt.Sprintf("kb%d-%da", pid%1000000, n%1000), p.nsA, linuxClientAddr); err != nil {
+	if p.tunA, err = p.addTUN(ctx, fmt.Sprintf("k%.1s%d-%da", tag, pid%1000000, n%1000), p.nsA, clientAddr); err != nil {
 		return nil, err
 	}
-	if p.tunB, err = p.addTUN(ctx, fmt.Sprintf("kb%d-%db", pid%1000000, n%1000), p.nsB, linuxServerAddr); err != nil {
+	if p.tunB, err = p.addTUN(ctx, fmt.Sprintf("k%.1s%d-%db", tag, pid%1000000, n%1000), p.nsB, serverAddr); err != nil {
 		return nil, err
 	}
 	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
@@ -151,7 +150,7 @@ func newLinuxTCPPath(ctx context.Context, rc kcptuntest.Config, cc string) (p *l
 	err = inNetns(p.nsB, func() error {
 		lc := net.ListenConfig{Control: p.setCC}
 		var lerr error
-		p.ln, lerr = lc.Listen(ctx, "tcp4", net.JoinHostPort(linuxServerAddr, linuxTCPPort))
+		p.ln, lerr = lc.Listen(ctx, "tcp4", net.JoinHostPort(serverAddr, tcpPort))
 		return lerr
 	})
 	if err != nil {
@@ -162,10 +161,10 @@ func newLinuxTCPPath(ctx context.Context, rc kcptuntest.Config, cc string) (p *l
 
 // addTUN creates a TUN device, moves it into namespace ns, gives it addr
 // and brings it up. The device disappears when the returned file is closed.
-func (p *linuxTCPPath) addTUN(ctx context.Context, name, ns, addr string) (*os.File, error) {
+func (p *Path) addTUN(ctx context.Context, name, ns, addr string) (*os.File, error) {
 	fd, err := syscall.Open(tunDevice, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v", ErrLinuxTCPUnavailable, tunDevice, err)
+		return nil, fmt.Errorf("%w: open %s: %v", ErrUnavailable, tunDevice, err)
 	}
 	var req struct {
 		name  [16]byte
@@ -176,7 +175,7 @@ func (p *linuxTCPPath) addTUN(ctx context.Context, name, ns, addr string) (*os.F
 	req.flags = syscall.IFF_TUN | syscall.IFF_NO_PI
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TUNSETIFF, uintptr(unsafe.Pointer(&req))); e != 0 {
 		_ = syscall.Close(fd)
-		return nil, fmt.Errorf("%w: create TUN device %s: %v", ErrLinuxTCPUnavailable, name, e)
+		return nil, fmt.Errorf("%w: create TUN device %s: %v", ErrUnavailable, name, e)
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		_ = syscall.Close(fd)
@@ -192,7 +191,7 @@ func (p *linuxTCPPath) addTUN(ctx context.Context, name, ns, addr string) (*os.F
 	for i, s := range steps {
 		if err := ipCmd(ctx, s...); err != nil && i != 1 {
 			_ = f.Close()
-			return nil, fmt.Errorf("%w: %v", ErrLinuxTCPUnavailable, err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
 	return f, nil
@@ -235,7 +234,7 @@ func inNetns(ns string, fn func() error) error {
 
 // setCC sets the congestion control of a socket before it listens or
 // connects.
-func (p *linuxTCPPath) setCC(_, _ string, c syscall.RawConn) error {
+func (p *Path) setCC(_, _ string, c syscall.RawConn) error {
 	if p.cc == "" {
 		return nil
 	}
@@ -252,12 +251,19 @@ func (p *linuxTCPPath) setCC(_, _ string, c syscall.RawConn) error {
 }
 
 // dial opens a TCP connection from the client namespace to the server.
-func (p *linuxTCPPath) dial(ctx context.Context) (net.Conn, error) {
+// Relay returns the emulator both directions of the path go through.
+func (p *Path) Relay() *kcptuntest.Relay { return p.relay }
+
+// Listener returns the TCP listener in the server namespace.
+func (p *Path) Listener() net.Listener { return p.ln }
+
+// Dial opens a TCP connection from the client namespace to the Listener.
+func (p *Path) Dial(ctx context.Context) (net.Conn, error) {
 	var c net.Conn
 	err := inNetns(p.nsA, func() error {
 		d := net.Dialer{Timeout: dialTimeout, Control: p.setCC}
 		var derr error
-		c, derr = d.DialContext(ctx, "tcp4", net.JoinHostPort(linuxServerAddr, linuxTCPPort))
+		c, derr = d.DialContext(ctx, "tcp4", net.JoinHostPort(serverAddr, tcpPort))
 		return derr
 	})
 	if err != nil {
@@ -267,7 +273,7 @@ func (p *linuxTCPPath) dial(ctx context.Context) (net.Conn, error) {
 }
 
 // tunToUDP sends every packet read from tun as one datagram to peer.
-func (p *linuxTCPPath) tunToUDP(tun *os.File, u *net.UDPConn, peer *atomic.Pointer[netip.AddrPort]) {
+func (p *Path) tunToUDP(tun *os.File, u *net.UDPConn, peer *atomic.Pointer[netip.AddrPort]) {
 	defer p.wg.Done()
 	buf := make([]byte, 64<<10)
 	for {
@@ -287,7 +293,7 @@ func (p *linuxTCPPath) tunToUDP(tun *os.File, u *net.UDPConn, peer *atomic.Point
 
 // udpToTUN writes every datagram received on u into tun; learn, when set,
 // records where the datagrams come from.
-func (p *linuxTCPPath) udpToTUN(u *net.UDPConn, tun *os.File, learn *atomic.Pointer[netip.AddrPort]) {
+func (p *Path) udpToTUN(u *net.UDPConn, tun *os.File, learn *atomic.Pointer[netip.AddrPort]) {
 	defer p.wg.Done()
 	buf := make([]byte, 64<<10)
 	for {
@@ -313,7 +319,7 @@ func (p *linuxTCPPath) udpToTUN(u *net.UDPConn, tun *os.File, learn *atomic.Poin
 
 // Close removes everything newTCPPath created, in reverse order, and waits
 // for the pumps.
-func (p *linuxTCPPath) Close() {
+func (p *Path) Close() {
 	p.closeOnce.Do(func() {
 		if p.ln != nil {
 			_ = p.ln.Close()
@@ -338,16 +344,16 @@ func (p *linuxTCPPath) Close() {
 	})
 }
 
-// sweepStale removes the namespaces of earlier benchmark runs that were
-// killed before they could clean up: those named kcptun-bench-PID-N-a or -b
-// whose process no longer exists. Nothing else is touched.
-func sweepStale(ctx context.Context) {
+// sweepStale removes the namespaces of earlier runs with the same tag that
+// were killed before they could clean up: those named kcptun-TAG-PID-N-a or
+// -b whose process no longer exists. Nothing else is touched.
+func sweepStale(ctx context.Context, tag string) {
 	entries, err := os.ReadDir("/var/run/netns")
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), "kcptun-bench-")
+		rest, ok := strings.CutPrefix(e.Name(), "kcptun-"+tag+"-")
 		if !ok {
 			continue
 		}
@@ -360,15 +366,4 @@ func sweepStale(ctx context.Context) {
 			_ = ipCmd(ctx, "netns", "del", e.Name())
 		}
 	}
-}
-
-// newLinuxTCPTestbed starts the tcp-linux system: kernel TCP with CUBIC.
-func newLinuxTCPTestbed(cfg kcptuntest.Config) (*testbed, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	p, err := newLinuxTCPPath(ctx, cfg, linuxCC)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", TCPLinux, err)
-	}
-	return &testbed{relay: p.relay, dial: p.dial, srv: startServer(p.ln), closer: func() error { p.Close(); return nil }, ipPackets: true}, nil
 }
