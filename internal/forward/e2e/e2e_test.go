@@ -1,12 +1,13 @@
 package e2e
 
 import (
-	"encoding/hex"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
 const testKey = "e2e-key"
@@ -452,52 +455,31 @@ func TestLogFileSNMPAndPprof(t *testing.T) {
 // deliver the payload the binary client sent.
 func TestGoldenCaptures(t *testing.T) {
 	dir := filepath.Join(moduleRoot, "..", "shared", "testdata", "wire")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) == 0 {
+	caps, err := wire.LoadCaptures(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("no golden captures in %s (the shared directory sits beside the repository)", dir)
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, cp := range caps {
+		names[cp.File] = true
+	}
 	for _, must := range []string{"aes_comp_smux2_fec10-3.json", "aes_nocomp_smux2_fec10-3.json"} {
-		if _, err := os.Stat(filepath.Join(dir, must)); err != nil {
-			t.Errorf("required capture missing: %v", err)
+		if !names[must] {
+			t.Errorf("required capture missing: %s", must)
 		}
 	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+	for _, cp := range caps {
+		t.Run(strings.TrimSuffix(cp.File, ".json"), func(t *testing.T) {
 			t.Parallel()
-			replayCapture(t, f)
+			replayCapture(t, cp)
 		})
 	}
 }
 
-type capture struct {
-	Key         string `json:"key"`
-	Crypt       string `json:"crypt"`
-	NoComp      bool   `json:"nocomp"`
-	SmuxVer     int    `json:"smuxver"`
-	DataShard   int    `json:"datashard"`
-	ParityShard int    `json:"parityshard"`
-	MTU         int    `json:"mtu"`
-	Mode        string `json:"mode"`
-	PayloadHex  string `json:"payload_hex"`
-	Packets     []struct {
-		Dir string `json:"dir"`
-		Hex string `json:"hex"`
-	} `json:"packets"`
-}
-
-func replayCapture(t *testing.T, path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp capture
-	if err := json.Unmarshal(data, &cp); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	payload, err := hex.DecodeString(cp.PayloadHex)
-	if err != nil {
-		t.Fatal(err)
-	}
+func replayCapture(t *testing.T, cp *wire.Capture) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -517,14 +499,7 @@ func replayCapture(t *testing.T, path string) {
 	}
 	defer udp.Close()
 	sent := 0
-	for _, p := range cp.Packets {
-		if p.Dir != "c2s" {
-			continue
-		}
-		b, err := hex.DecodeString(p.Hex)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range cp.ClientDatagrams() {
 		if _, err := udp.Write(b); err != nil {
 			t.Fatal(err)
 		}
@@ -535,8 +510,8 @@ func replayCapture(t *testing.T, path string) {
 	defer tc.Close()
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(tc) // the capture ends the stream after its payload
-	if err != nil || string(got) != string(payload) {
-		t.Fatalf("after %d datagrams the target got %q, %v; want %q", sent, got, err, payload)
+	if err != nil || string(got) != string(cp.Payload) {
+		t.Fatalf("after %d datagrams the target got %q, %v; want %q", sent, got, err, cp.Payload)
 	}
 	server.waitLog(`msg="stream opened" in=`+regexp.QuoteMeta(udp.LocalAddr().String())+` stream=3 `, 5*time.Second)
 }
