@@ -1,13 +1,13 @@
 package e2e
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
