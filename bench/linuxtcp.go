@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/seed-fc8f924e/kcptun/internal/kerneltcp"
+	"github.com/seed-fc8f924e/kcptun/internal/loadserver"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -27,5 +28,5 @@ func newLinuxTCPTestbed(cfg kcptuntest.Config) (*testbed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %s: %w", TCPLinux, err)
 	}
-	return &testbed{relay: p.Relay(), dial: p.Dial, srv: startServer(p.Listener()), closer: func() error { p.Close(); return nil }, ipPackets: true}, nil
+	return &testbed{relay: p.Relay(), dial: p.Dial, srv: loadserver.Start(p.Listener()), closer: func() error { p.Close(); return nil }, ipPackets: true}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/seed-fc8f924e/kcptun/internal/loadserver"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -195,7 +196,7 @@ var incompressible = sync.OnceValue(func() []byte {
 })
 
 func runBulk(ctx context.Context, tb *testbed, s Spec, res *Result) error {
-	c, err := dial(ctx, tb, modeSink)
+	c, err := dial(ctx, tb, loadserver.ModeSink)
 	if err != nil {
 		return fmt.Errorf("bench: bulk dial: %w", err)
 	}
@@ -238,7 +239,7 @@ loop:
 		case <-timer.C:
 			if !phase2 {
 				phase2 = true
-				t1, b1, st1 = time.Now(), tb.srv.received.Load(), tb.relay.Stats()
+				t1, b1, st1 = time.Now(), tb.srv.Received(), tb.relay.Stats()
 				timer.Reset(s.Duration - warm)
 				continue
 			}
@@ -253,7 +254,7 @@ loop:
 			break loop
 		}
 	}
-	t2, b2, st2 := time.Now(), tb.srv.received.Load(), tb.relay.Stats()
+	t2, b2, st2 := time.Now(), tb.srv.Received(), tb.relay.Stats()
 	_ = c.Close() // unblocks the writer
 	if !ended {
 		<-done
@@ -271,7 +272,7 @@ loop:
 }
 
 func runRR(ctx context.Context, tb *testbed, s Spec, res *Result) error {
-	c, err := dial(ctx, tb, modeEcho)
+	c, err := dial(ctx, tb, loadserver.ModeEcho)
 	if err != nil {
 		return fmt.Errorf("bench: rr dial: %w", err)
 	}
@@ -358,7 +359,7 @@ func runConns(ctx context.Context, tb *testbed, s Spec, res *Result) error {
 	for i := 0; i < maxConns && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 		start := time.Now()
 		var c net.Conn
-		c, err = dial(ctx, tb, modeEcho)
+		c, err = dial(ctx, tb, loadserver.ModeEcho)
 		if err != nil {
 			err = fmt.Errorf("bench: conns dial %d: %w", i, err)
 			break

@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/pbkdf2"
 	"crypto/sha1"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/golang/snappy"
@@ -19,6 +16,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun"
+	"github.com/seed-fc8f924e/kcptun/internal/loadserver"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -85,7 +83,7 @@ const fecEfficiency = float64(fecData) / float64(fecData+fecParity)
 type testbed struct {
 	relay  *kcptuntest.Relay
 	dial   func(ctx context.Context) (net.Conn, error)
-	srv    *server
+	srv    *loadserver.Server
 	closer func() error // stops the client side and the transport
 	// ipPackets is true when the relay carries whole IP packets (TCP), false
 	// when it carries UDP payloads whose 28 header bytes it does not count.
@@ -108,7 +106,7 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &testbed{relay: tp.Relay(), dial: tp.DialContext, srv: startServer(tp.Listener()), closer: tp.Close, ipPackets: true}, nil
+		return &testbed{relay: tp.Relay(), dial: tp.DialContext, srv: loadserver.Start(tp.Listener()), closer: tp.Close, ipPackets: true}, nil
 	case TCPLinux:
 		return newLinuxTCPTestbed(cfg)
 	}
@@ -118,7 +116,7 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 // Close stops the server, the client side and the relay, and waits for
 // their goroutines.
 func (t *testbed) Close() error {
-	t.srv.close()
+	t.srv.Close()
 	err := t.closer()
 	if rerr := t.relay.Close(); err == nil {
 		err = rerr
@@ -163,7 +161,7 @@ func newSDKTestbed(system string, p Path, cfg kcptuntest.Config) (*testbed, erro
 	return &testbed{
 		relay:  relay,
 		dial:   cl.DialContext,
-		srv:    startServer(ln),
+		srv:    loadserver.Start(ln),
 		closer: cl.Close,
 	}, nil
 }
@@ -386,127 +384,11 @@ func newRawTestbed(system string, p Path, cfg kcptuntest.Config) (*testbed, erro
 			}
 			return st, nil
 		},
-		srv: startServer(ln),
+		srv: loadserver.Start(ln),
 		closer: func() error {
 			_ = c.mux.Close() // closes the KCP session under it
 			_ = c.ks.Close()  // in case smux had stopped already
 			return nil
 		},
 	}, nil
-}
-
-// The benchmark protocol: the client's first byte selects what the server
-// does with the connection.
-const (
-	modeSink = 'S' // count every byte until EOF
-	modeEcho = 'E' // echo every byte until EOF
-)
-
-// server accepts connections and serves the benchmark protocol on each.
-type server struct {
-	ln       net.Listener
-	received atomic.Int64 // bytes taken by sink connections
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closed   bool
-}
-
-func startServer(ln net.Listener) *server {
-	s := &server{ln: ln, conns: make(map[net.Conn]struct{})}
-	s.wg.Add(1)
-	go s.accept()
-	return s
-}
-
-func (s *server) accept() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || s.isClosed() {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serve(c)
-	}
-}
-
-func (s *server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-// serve runs the benchmark protocol on c until the peer or close ends it.
-func (s *server) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		_ = c.Close()
-	}()
-	var mode [1]byte
-	if _, err := io.ReadFull(c, mode[:]); err != nil {
-		return
-	}
-	switch mode[0] {
-	case modeSink:
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := c.Read(buf)
-			s.received.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	case modeEcho:
-		buf := make([]byte, 4<<10)
-		for {
-			n, err := c.Read(buf)
-			if n > 0 {
-				if _, werr := c.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-}
-
-// close stops accepting, closes every connection and waits for the
-// goroutines.
-func (s *server) close() {
-	s.mu.Lock()
-	s.closed = true
-	conns := slices.Collect(func(yield func(net.Conn) bool) {
-		for c := range s.conns {
-			if !yield(c) {
-				return
-			}
-		}
-	})
-	s.mu.Unlock()
-	_ = s.ln.Close()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	s.wg.Wait()
 }

@@ -12,11 +12,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
 	"github.com/seed-fc8f924e/kcptun/internal/kerneltcp"
+	"github.com/seed-fc8f924e/kcptun/internal/loadserver"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -36,7 +36,7 @@ type side struct {
 	name      string
 	relay     *kcptuntest.Relay
 	dial      func(ctx context.Context) (net.Conn, error)
-	srv       *server
+	srv       *loadserver.Server
 	close     func()
 	ipPackets bool // the relay carries whole IP packets (TCP), else UDP payloads
 
@@ -88,9 +88,9 @@ func newKCPSide(c config) (*side, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun client: %w", err)
 	}
-	s := &side{name: "kcptun (fast2)", relay: relay, dial: cl.DialContext, srv: startServer(ln)}
+	s := &side{name: "kcptun (fast2)", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln)}
 	s.close = func() {
-		s.srv.close()
+		s.srv.Close()
 		_ = cl.Close()
 		_ = relay.Close()
 	}
@@ -106,9 +106,9 @@ func newTCPSide(ctx context.Context, c config) (*side, error) {
 	if cc == "" {
 		cc = "kernel default"
 	}
-	s := &side{name: "TCP (Linux, " + cc + ")", relay: p.Relay(), dial: p.Dial, srv: startServer(p.Listener()), ipPackets: true}
+	s := &side{name: "TCP (Linux, " + cc + ")", relay: p.Relay(), dial: p.Dial, srv: loadserver.Start(p.Listener()), ipPackets: true}
 	s.close = func() {
-		s.srv.close()
+		s.srv.Close()
 		p.Close()
 	}
 	return s, nil
@@ -146,10 +146,10 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	// Phase 1: bulk, every side at once, each over its own emulator.
 	phase(ctx, w, "bulk", c.duration, sides, func(ctx context.Context, s *side) { s.bulkBytes, s.bulkErr = bulk(ctx, s, c) },
 		func(s *side, el time.Duration) string {
-			return fmt.Sprintf("%s %6.2f Mbit/s", short(s.name), mbps(s.srv.received.Load(), el))
+			return fmt.Sprintf("%s %6.2f Mbit/s", short(s.name), mbps(s.srv.Received(), el))
 		})
 	for _, s := range sides {
-		s.payload = s.srv.received.Load()
+		s.payload = s.srv.Received()
 	}
 	// Phase 2: small messages.
 	phase(ctx, w, "messages", c.duration, sides, func(ctx context.Context, s *side) { s.msgs.err = messages(ctx, s, c) },
@@ -274,7 +274,7 @@ func dialMode(ctx context.Context, s *side, mode byte) (net.Conn, error) {
 // bulk writes incompressible bytes until ctx ends and returns what the
 // server received.
 func bulk(ctx context.Context, s *side, c config) (int64, error) {
-	conn, err := dialMode(ctx, s, modeSink)
+	conn, err := dialMode(ctx, s, loadserver.ModeSink)
 	if err != nil {
 		return 0, fmt.Errorf("dial: %w", err)
 	}
@@ -295,7 +295,7 @@ func bulk(ctx context.Context, s *side, c config) (int64, error) {
 			break
 		}
 	}
-	return s.srv.received.Load(), nil
+	return s.srv.Received(), nil
 }
 
 // msgStats collects the round trips of the messages phase.
@@ -340,7 +340,7 @@ func (m *msgStats) quantile(q float64) float64 {
 // each echo; answers still missing 2 s after the last message count as
 // unanswered.
 func messages(ctx context.Context, s *side, c config) error {
-	conn, err := dialMode(ctx, s, modeEcho)
+	conn, err := dialMode(ctx, s, loadserver.ModeEcho)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -478,95 +478,4 @@ func verdict(c config, sides []*side) string {
 		return fmt.Sprintf("Verdict: on this link kcptun moved %.2f Mbit/s while TCP moved nothing, with %s.", kt, lat)
 	}
 	return fmt.Sprintf("Verdict: on this link kcptun moved data %s TCP (%.2f vs %.2f Mbit/s), with %s.", speed, kt, tt, lat)
-}
-
-// The demo's protocol: the client's first byte says what the server does.
-const (
-	modeSink = 'S' // count every byte until EOF
-	modeEcho = 'E' // echo every byte until EOF
-)
-
-// server serves the demo's protocol on every connection it accepts.
-type server struct {
-	ln       net.Listener
-	received atomic.Int64
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closed   bool
-}
-
-func startServer(ln net.Listener) *server {
-	s := &server{ln: ln, conns: make(map[net.Conn]struct{})}
-	s.wg.Add(1)
-	go s.accept()
-	return s
-}
-
-func (s *server) accept() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, net.ErrClosed) {
-				continue // the SDK listener's accept deadline, not an end
-			}
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serve(c)
-	}
-}
-
-func (s *server) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		_ = c.Close()
-	}()
-	var mode [1]byte
-	if _, err := io.ReadFull(c, mode[:]); err != nil {
-		return
-	}
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := c.Read(buf)
-		if mode[0] == modeSink {
-			s.received.Add(int64(n))
-		} else if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// close stops accepting, closes every connection and waits.
-func (s *server) close() {
-	s.mu.Lock()
-	s.closed = true
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	_ = s.ln.Close()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	s.wg.Wait()
 }
