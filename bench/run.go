@@ -171,17 +171,7 @@ func wireBytes(st kcptuntest.Stats, ipPackets bool) int64 {
 
 // dial opens a connection on tb in the given protocol mode.
 func dial(ctx context.Context, tb *testbed, mode byte) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	c, err := tb.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Write([]byte{mode}); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
+	return loadserver.Dial(ctx, tb.dial, mode, setupTimeout)
 }
 
 // incompressible is the bulk payload: random bytes, so that snappy cannot

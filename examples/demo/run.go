@@ -258,17 +258,7 @@ func isTerminal(w io.Writer) bool {
 
 // dialMode opens a connection on s and sends the protocol's mode byte.
 func dialMode(ctx context.Context, s *side, mode byte) (net.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	c, err := s.dial(dctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Write([]byte{mode}); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
+	return loadserver.Dial(ctx, s.dial, mode, setupTimeout)
 }
 
 // bulk writes incompressible bytes until ctx ends and returns what the

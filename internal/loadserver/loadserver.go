@@ -4,11 +4,13 @@
 package loadserver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The modes a client selects with its first byte.
@@ -116,4 +118,19 @@ func (s *Server) Close() {
 		_ = c.Close()
 	}
 	s.wg.Wait()
+}
+
+// Dial opens a connection with dial, bounded by timeout, and selects mode.
+func Dial(ctx context.Context, dial func(context.Context) (net.Conn, error), mode byte, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte{mode}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
 }
