@@ -59,7 +59,6 @@ const (
 	defaultServerRcvWnd   = 1024
 	smuxKeepAliveTimeout  = 30 * time.Second
 	maxMTU                = 1500
-	kcpHeaderSize         = 24 // one KCP segment header
 	minKCPPayloadMTU      = 50 // kcp-go refuses a KCP MTU below this
 	fecHeaderSize         = 8  // seqid, flag, size
 	blockCryptHeaderSize  = 20 // nonce + crc32
