@@ -22,7 +22,7 @@ const (
 )
 
 // snappyStreamIdentifier is the first chunk of every snappy framed stream.
-var snappyStreamIdentifier = []byte{0xff, 0x06, 0x00, 0x00, 's', 'N', 'a', 'P', 'p', 'Y'}
+const snappyStreamIdentifier = "\xff\x06\x00\x00sNaPpY"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -49,26 +49,28 @@ type compressedConn struct {
 	// that obuf stays small (smux writes at most one frame per call).
 	maxBlock int
 
-	wmu           sync.Mutex
-	wroteIdent    bool
-	obuf          []byte // identifier + chunk header + largest compressed block
-	gather        []byte // WriteBuffers joins its slices here, up to maxBlock
-	vec           [2][]byte
-	closeOnce     sync.Once
-	closeErr      error
-	identifierLen int
+	wmu        sync.Mutex
+	wroteIdent bool
+	obuf       []byte // identifier + chunk header + largest compressed block
+	gather     []byte // WriteBuffers joins its slices here, up to maxBlock
+	vec        [2][]byte
+	closeOnce  sync.Once
+	closeErr   error
 }
+
+// identifierLen is the length of snappyStreamIdentifier; obuf keeps a copy of
+// it in front of every chunk header.
+const identifierLen = len(snappyStreamIdentifier)
 
 // newCompressedConn wraps conn; frameSize is smux's largest frame payload.
 func newCompressedConn(conn io.ReadWriteCloser, frameSize int) *compressedConn {
 	c := &compressedConn{
-		conn:          conn,
-		r:             snappyReader{r: conn},
-		maxBlock:      min(snappyMaxBlock, frameSize+smuxHeaderSize),
-		identifierLen: len(snappyStreamIdentifier),
+		conn:     conn,
+		r:        snappyReader{r: conn},
+		maxBlock: min(snappyMaxBlock, frameSize+smuxHeaderSize),
 	}
 	c.vw, _ = conn.(vectorWriter)
-	c.obuf = make([]byte, c.identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))
+	c.obuf = make([]byte, identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))
 	c.gather = make([]byte, 0, c.maxBlock)
 	copy(c.obuf, snappyStreamIdentifier)
 	return c
@@ -133,12 +135,12 @@ func (c *compressedConn) WriteBuffers(v [][]byte) (int, error) {
 // writeChunk frames one block of at most maxBlock bytes. The stream
 // identifier rides in front of the first chunk.
 func (c *compressedConn) writeChunk(block []byte) error {
-	start := c.identifierLen
+	start := identifierLen
 	if !c.wroteIdent {
 		start = 0
 	}
-	hdr := c.obuf[c.identifierLen : c.identifierLen+snappyChunkHeaderLen]
-	encoded := snappy.Encode(c.obuf[c.identifierLen+snappyChunkHeaderLen:], block)
+	hdr := c.obuf[identifierLen : identifierLen+snappyChunkHeaderLen]
+	encoded := snappy.Encode(c.obuf[identifierLen+snappyChunkHeaderLen:], block)
 	kind, body := byte(snappyChunkCompressed), encoded
 	if len(encoded) >= len(block)-len(block)/8 {
 		// Not worth it: send the block as it is (the same 12.5 % rule as the
@@ -153,13 +155,13 @@ func (c *compressedConn) writeChunk(block []byte) error {
 	var err error
 	switch {
 	case kind == snappyChunkCompressed:
-		_, err = c.conn.Write(c.obuf[start : c.identifierLen+snappyChunkHeaderLen+len(encoded)])
+		_, err = c.conn.Write(c.obuf[start : identifierLen+snappyChunkHeaderLen+len(encoded)])
 	case c.vw != nil:
-		c.vec[0], c.vec[1] = c.obuf[start:c.identifierLen+snappyChunkHeaderLen], block
+		c.vec[0], c.vec[1] = c.obuf[start:identifierLen+snappyChunkHeaderLen], block
 		_, err = c.vw.WriteBuffers(c.vec[:])
 		c.vec[0], c.vec[1] = nil, nil
 	default:
-		if _, err = c.conn.Write(c.obuf[start : c.identifierLen+snappyChunkHeaderLen]); err == nil {
+		if _, err = c.conn.Write(c.obuf[start : identifierLen+snappyChunkHeaderLen]); err == nil {
 			_, err = c.conn.Write(block)
 		}
 	}
@@ -236,7 +238,7 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if _, err := io.ReadFull(z.r, id[:]); err != nil {
 			return 0, unexpected(err)
 		}
-		if string(id[:]) != string(snappyStreamIdentifier[4:]) {
+		if string(id[:]) != snappyStreamIdentifier[4:] {
 			return 0, fmt.Errorf("kcptun: bad snappy identifier: %w", snappy.ErrCorrupt)
 		}
 		z.sawIdent = true

@@ -37,7 +37,7 @@ func TestCompressedWriterMatchesReference(t *testing.T) {
 	want.Write([]byte{2, 2, 5, 0, 3, 0, 0, 0})
 	want.WriteString("hello")
 
-	if !bytes.HasPrefix(wire.Bytes(), snappyStreamIdentifier) {
+	if !bytes.HasPrefix(wire.Bytes(), []byte(snappyStreamIdentifier)) {
 		t.Fatalf("stream starts % x, want the snappy identifier", wire.Bytes()[:10])
 	}
 	got, err := io.ReadAll(snappy.NewReader(bytes.NewReader(wire.Bytes())))
@@ -133,7 +133,7 @@ func FuzzSnappyReader(f *testing.F) {
 	_, _ = w.Write(bytes.Repeat([]byte("hello kcptun golden vector\n"), 3))
 	_ = w.Close()
 	f.Add(wire.Bytes())
-	f.Add(snappyStreamIdentifier)
+	f.Add([]byte(snappyStreamIdentifier))
 	f.Add([]byte{0xff, 6, 0, 0, 's', 'N', 'a', 'P', 'p', 'Y', 0, 5, 0, 0, 1, 2, 3, 4, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		z := &snappyReader{r: bytes.NewReader(in)}

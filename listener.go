@@ -254,7 +254,7 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		tr := &silentUntilHeard{rw: l.cfg.transport(ks)}
+		tr := newSilentUntilHeard(l.cfg.transport(ks))
 		mux, err := smux.Server(tr, l.cfg.smuxConfig())
 		if err != nil { // the config was validated, so this is not expected
 			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
@@ -280,7 +280,13 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 // nothing but keepalives, so nothing else is lost.
 type silentUntilHeard struct {
 	rw    io.ReadWriteCloser
+	vw    vectorWriter // rw's vectored write; both transports have one
 	heard atomic.Bool
+}
+
+func newSilentUntilHeard(rw io.ReadWriteCloser) *silentUntilHeard {
+	vw, _ := rw.(vectorWriter)
+	return &silentUntilHeard{rw: rw, vw: vw}
 }
 
 func (s *silentUntilHeard) Read(p []byte) (int, error) {
@@ -298,7 +304,7 @@ func (s *silentUntilHeard) Write(p []byte) (int, error) {
 	return s.rw.Write(p)
 }
 
-// WriteBuffers keeps smux on its vectored path (both transports have it).
+// WriteBuffers keeps smux on its vectored path.
 func (s *silentUntilHeard) WriteBuffers(v [][]byte) (int, error) {
 	if !s.heard.Load() {
 		n := 0
@@ -307,7 +313,7 @@ func (s *silentUntilHeard) WriteBuffers(v [][]byte) (int, error) {
 		}
 		return n, nil
 	}
-	return s.rw.(vectorWriter).WriteBuffers(v)
+	return s.vw.WriteBuffers(v)
 }
 
 func (s *silentUntilHeard) Close() error { return s.rw.Close() }

@@ -84,19 +84,7 @@ func (r *batchReader) read() (int, error) {
 	k := len(r.msgs)
 	var n int
 	var errno syscall.Errno
-	err := r.s.rc.Read(func(fd uintptr) bool {
-		for {
-			r1, _, e := syscall.Syscall6(sysRECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(k), 0, 0, 0)
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r1), e
-			return true
-		}
-	})
+	err := r.s.rc.Read(mmsgCall(sysRECVMMSG, unsafe.Pointer(&r.msgs[0]), k, &n, &errno))
 	if err != nil {
 		return 0, err
 	}
@@ -181,19 +169,7 @@ func (w *batchWriter) write(s *sock, to *client, bufs [][]byte) (sent, bytes, do
 		nm := w.prepare(bufs[done:], gso, name, namelen)
 		var n int
 		var errno syscall.Errno
-		err = s.rc.Write(func(fd uintptr) bool {
-			for {
-				r1, _, e := syscall.Syscall6(sysSENDMMSG, fd, uintptr(unsafe.Pointer(&w.msgs[0])), uintptr(nm), 0, 0, 0)
-				switch e {
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					return false
-				}
-				n, errno = int(r1), e
-				return true
-			}
-		})
+		err = s.rc.Write(mmsgCall(sysSENDMMSG, unsafe.Pointer(&w.msgs[0]), nm, &n, &errno))
 		if err != nil {
 			return sent, bytes, done, err
 		}
@@ -285,4 +261,24 @@ func (w *batchWriter) prepare(bufs [][]byte, gso bool, name *byte, namelen uint3
 		i += segs
 	}
 	return nm
+}
+
+// mmsgCall returns the function that a syscall.RawConn's Read or Write runs:
+// recvmmsg or sendmmsg (trap) on k messages, retried when interrupted, and
+// reported as not ready when the socket would block. The count and the
+// errno land in n and errno.
+func mmsgCall(trap uintptr, msgs unsafe.Pointer, k int, n *int, errno *syscall.Errno) func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		for {
+			r1, _, e := syscall.Syscall6(trap, fd, uintptr(msgs), uintptr(k), 0, 0, 0)
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			*n, *errno = int(r1), e
+			return true
+		}
+	}
 }
