@@ -32,13 +32,8 @@ func TestSoakLossyStreams(t *testing.T) {
 		streams, size, limit = 64, 16<<20, 15*time.Minute
 	}
 	opts := []Option{WithMode(ModeFast3), WithConns(4), WithKey("soak")}
-	ln := listenEcho(t, opts...)
 	bad := kcptuntest.Link{Loss: 0.10, Delay: 2 * time.Millisecond, Jitter: time.Millisecond, Reorder: 0.02, Duplicate: 0.02}
-	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{Up: bad, Down: bad, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
+	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{Up: bad, Down: bad, Seed: 7}, opts...)
 	cl, err := NewClient(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -197,12 +192,7 @@ func TestServerRestartWhileDialing(t *testing.T) {
 // address, where kcp-go opens a session that replays them; see README.)
 func TestNATRebinding(t *testing.T) {
 	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond), WithAcceptTimeout(time.Second)}
-	ln := listenEcho(t, opts...)
-	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
+	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, opts...)
 	cl, err := NewClient(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)

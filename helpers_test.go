@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
 // kcp-go runs process-wide timer workers from its init; they are not ours.
@@ -92,6 +94,19 @@ func randomBytes(t testing.TB, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// listenEchoBehindRelay starts an echo Listener and a link emulator in front
+// of it; clients dial the relay's address. Both close with the test.
+func listenEchoBehindRelay(t testing.TB, link kcptuntest.Config, opts ...Option) (*Listener, *kcptuntest.Relay) {
+	t.Helper()
+	ln := listenEcho(t, opts...)
+	relay, err := kcptuntest.NewRelay(ln.Addr().String(), link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+	return ln, relay
 }
 
 // echoRoundTrip writes payload to c from one goroutine, reads the echo from

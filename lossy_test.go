@@ -12,14 +12,9 @@ import (
 // back byte for byte.
 func TestLossyTransfer(t *testing.T) {
 	opts := []Option{WithMode(ModeFast3), WithKey("lossy")}
-	ln := listenEcho(t, opts...)
 	bad := kcptuntest.Link{Loss: 0.10, Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond,
 		Reorder: 0.02, Duplicate: 0.02}
-	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{Up: bad, Down: bad, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
+	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{Up: bad, Down: bad, Seed: 1}, opts...)
 	c, err := Dial(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
