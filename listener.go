@@ -40,6 +40,7 @@ type Listener struct {
 
 	refused atomic.Uint64
 	total   atomic.Uint64
+	formats formatCounters // what the clients speak (detect_listener.go)
 }
 
 // ListenerStats is a snapshot of a Listener's sessions.
@@ -48,6 +49,15 @@ type ListenerStats struct {
 	Streams         int    // streams accepted and not yet closed
 	TotalSessions   uint64 // sessions accepted since Listen
 	RefusedSessions uint64 // sessions refused by the WithMaxSessions cap
+
+	// What the clients spoke, per session since Listen.
+	SmuxV1Sessions     uint64 // sessions whose client spoke smux v1
+	SmuxV2Sessions     uint64 // sessions whose client spoke smux v2
+	CompressedSessions uint64 // sessions whose client used snappy compression
+	// MismatchedSessions counts sessions refused because the client's smux
+	// version or compression differed from one pinned by WithSmuxVersion or
+	// WithCompression.
+	MismatchedSessions uint64
 }
 
 // Listen listens for kcptun clients on the UDP address addr ("host:port", or
@@ -134,6 +144,11 @@ func (l *Listener) Stats() ListenerStats {
 		Streams:         l.open,
 		TotalSessions:   l.total.Load(),
 		RefusedSessions: l.refused.Load(),
+
+		SmuxV1Sessions:     l.formats.v1.Load(),
+		SmuxV2Sessions:     l.formats.v2.Load(),
+		CompressedSessions: l.formats.compressed.Load(),
+		MismatchedSessions: l.formats.mismatched.Load(),
 	}
 }
 
@@ -254,69 +269,9 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		tr := newSilentUntilHeard(l.cfg.transport(ks))
-		mux, err := smux.Server(tr, l.cfg.smuxConfig())
-		if err != nil { // the config was validated, so this is not expected
-			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
-			_ = ks.Close()
-			continue
-		}
-		s := newSession(ks, tr, l.cfg, mux)
-		if !l.register(s) {
-			s.close()
-			continue
-		}
-		l.wg.Add(1)
-		go l.serveSession(s)
+		l.startSession(ks)
 	}
 }
-
-// silentUntilHeard is a server session's transport that drops writes until
-// the peer has delivered a byte. kcp-go opens a session for any datagram from
-// a new address, including one from the middle of a conversation whose
-// client changed port (NAT rebinding); KCP never delivers anything on such a
-// session, but smux's keepalives on it would reach the client's old session
-// and keep that alive forever. Before its first stream a server writes
-// nothing but keepalives, so nothing else is lost.
-type silentUntilHeard struct {
-	rw    io.ReadWriteCloser
-	vw    vectorWriter // rw's vectored write; both transports have one
-	heard atomic.Bool
-}
-
-func newSilentUntilHeard(rw io.ReadWriteCloser) *silentUntilHeard {
-	vw, _ := rw.(vectorWriter)
-	return &silentUntilHeard{rw: rw, vw: vw}
-}
-
-func (s *silentUntilHeard) Read(p []byte) (int, error) {
-	n, err := s.rw.Read(p)
-	if n > 0 && !s.heard.Load() {
-		s.heard.Store(true)
-	}
-	return n, err
-}
-
-func (s *silentUntilHeard) Write(p []byte) (int, error) {
-	if !s.heard.Load() {
-		return len(p), nil
-	}
-	return s.rw.Write(p)
-}
-
-// WriteBuffers keeps smux on its vectored path.
-func (s *silentUntilHeard) WriteBuffers(v [][]byte) (int, error) {
-	if !s.heard.Load() {
-		n := 0
-		for _, b := range v {
-			n += len(b)
-		}
-		return n, nil
-	}
-	return s.vw.WriteBuffers(v)
-}
-
-func (s *silentUntilHeard) Close() error { return s.rw.Close() }
 
 // drainBacklog closes the sessions still queued in a closed kcp-go listener's
 // accept backlog, which its Close leaves running. It first waits for the

@@ -99,6 +99,12 @@ type config struct {
 	idleTimeout  time.Duration
 	logger       *slog.Logger
 	pass         []byte // the key after derivation, computed once
+
+	// versionPinned and compressionPinned record that WithSmuxVersion and
+	// WithCompression were given: the setting is then fixed instead of
+	// following what the other end speaks.
+	versionPinned     bool
+	compressionPinned bool
 }
 
 func defaultConfig() config {
@@ -310,8 +316,12 @@ func WithFEC(data, parity int) Option {
 func WithDSCP(dscp int) Option { return func(c *config) { c.dscp = dscp } }
 
 // WithCompression turns snappy compression on (the default) or off. Both ends
-// must agree.
-func WithCompression(on bool) Option { return func(c *config) { c.compression = on } }
+// must agree. Without this option a Listener answers each client as it
+// speaks and a Client follows what its server speaks; with it the setting is
+// pinned and a peer that differs is refused (Listener) or reported (Client).
+func WithCompression(on bool) Option {
+	return func(c *config) { c.compression, c.compressionPinned = on, true }
+}
 
 // WithACKNoDelay makes KCP send each ACK at once instead of on its next tick
 // (default off).
@@ -328,8 +338,13 @@ func WithRateLimit(bytesPerSecond int) Option {
 func WithSockBuf(bytes int) Option { return func(c *config) { c.sockBuf = bytes } }
 
 // WithSmuxVersion selects the smux protocol version, 1 or 2 (default 2). Both
-// ends must agree; kcptun releases before 2025-11-21 use version 1.
-func WithSmuxVersion(v int) Option { return func(c *config) { c.smuxVersion = v } }
+// ends must agree; kcptun releases before 2025-11-21 use version 1. Without
+// this option a Listener answers each client in the version it speaks and a
+// Client switches to the version its server speaks; with it the version is
+// pinned and a peer that differs is refused (Listener) or reported (Client).
+func WithSmuxVersion(v int) Option {
+	return func(c *config) { c.smuxVersion, c.versionPinned = v, true }
+}
 
 // WithSmuxBuffer sets smux's receive buffer per session and per stream in bytes
 // (defaults 4194304 and 2097152). The stream buffer must not exceed the
