@@ -30,6 +30,7 @@ type Client struct {
 
 	dials    atomic.Uint64
 	failures atomic.Uint64
+	formats  serverFormat // what the server speaks (detect_client.go)
 }
 
 // ClientStats is a snapshot of a Client's pool.
@@ -154,6 +155,9 @@ func (c *Client) sessionOf(ctx context.Context, sl *slot) (*session, error) {
 		sl.mu.Lock()
 		s, err := sl.sess, sl.err
 		sl.mu.Unlock()
+		if s == nil && err == nil {
+			continue // the session died at once and its slot is being refilled
+		}
 		if s == nil {
 			return nil, err
 		}
@@ -177,7 +181,7 @@ func (c *Client) startDial(sl *slot) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		s, err := openSession(c.ctx, c.cfg, c.addr, c.ra)
+		s, err := c.formats.open(c.ctx, c.cfg, c.addr, c.ra) // in the server's format, once known
 		if err != nil {
 			c.failures.Add(1)
 			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "err", err)

@@ -105,6 +105,9 @@ type config struct {
 	// following what the other end speaks.
 	versionPinned     bool
 	compressionPinned bool
+	// onServerFormat, when set, is told the format of the first bytes the
+	// server sends on a dialed session (detect_client.go).
+	onServerFormat func(wireFormat, error)
 }
 
 func defaultConfig() config {

@@ -156,10 +156,14 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 // transport returns what smux runs over: the session itself, or snappy framing
 // over it.
 func (c *config) transport(s *kcp.UDPSession) io.ReadWriteCloser {
-	if c.compression {
-		return newCompressedConn(s, c.frameSize)
+	var rw io.ReadWriteCloser = s
+	if c.onServerFormat != nil {
+		rw = newSniffConn(s, c.onServerFormat)
 	}
-	return s
+	if c.compression {
+		return newCompressedConn(rw, c.frameSize)
+	}
+	return rw
 }
 
 // blockCrypt builds a fresh cipher instance for one session or listener.
