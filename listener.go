@@ -21,8 +21,9 @@ import (
 // Accept returns the streams of every client session, each as a *Stream.
 // Close stops everything at once; Shutdown first lets open streams finish.
 type Listener struct {
-	cfg *config
-	lns []*kcp.Listener
+	cfg   *config
+	lns   []*kcp.Listener
+	socks []net.PacketConn // the sockets under lns
 
 	accepts    chan *Stream
 	stopAccept chan struct{} // closed by Shutdown or Close: Accept returns
@@ -85,12 +86,13 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 			return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
 		}
 		hp := net.JoinHostPort(ra.host, strconv.Itoa(port))
-		ln, err := kcp.ListenWithOptions(hp, block, cfg.dataShards, cfg.parityShards)
+		ln, sock, err := listenPort(hp, block, cfg) // diagnose.go
 		if err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("kcptun: listen %s: %w", hp, err)
 		}
 		l.lns = append(l.lns, ln)
+		l.socks = append(l.socks, sock)
 		if cfg.dscp != 0 {
 			if err := ln.SetDSCP(cfg.dscp); err != nil {
 				cfg.logger.Warn("kcptun: cannot set DSCP", "dscp", cfg.dscp, "err", err)
@@ -246,6 +248,9 @@ func (l *Listener) stopAccepting() { l.stopOnce.Do(func() { close(l.stopAccept) 
 func (l *Listener) closeListeners() {
 	for _, ln := range l.lns {
 		_ = ln.Close()
+	}
+	for _, sock := range l.socks { // kcp-go does not own them
+		_ = sock.Close()
 	}
 }
 

@@ -1,0 +1,252 @@
+package kcptun
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/wire"
+)
+
+// A key or cipher mismatch is silent on the wire: the receiver drops every
+// datagram that fails authentication. The old binaries make it likelier than
+// it looks, since they take a cipher name they do not know as aes while
+// printing the name they were given. So a Listener whose datagrams from one
+// address keep failing tries the other cipher names on one of them and logs
+// the one that opens it. This is diagnosis only: the datagram is still
+// dropped, and no other cipher is ever accepted.
+
+// diagnoseCipher tries every cipher of the table other than configured on a
+// datagram that failed authentication with configured, and returns the first
+// whose output is a well-formed KCP packet (with or without an FEC header).
+// It returns false when none is: the peer uses another key, or is not a
+// kcptun end at all.
+func diagnoseCipher(pass []byte, configured string, datagram []byte) (name string, ok bool) {
+	for _, name := range crypt.Names() {
+		if name == configured {
+			continue
+		}
+		block, err := crypt.New(name, pass)
+		if err != nil {
+			continue
+		}
+		payload, err := wire.Open(block, datagram)
+		if err != nil {
+			continue
+		}
+		// Without a cipher (null) nothing but the shape vouches for the
+		// datagram, so an FEC parity shard, which has none, is not enough.
+		if plausibleKCP(payload, block != nil) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// plausibleKCP reports whether p, a datagram without its crypto header, holds
+// KCP segments, behind an FEC data shard header or bare. A parity shard
+// counts only if parityOK.
+func plausibleKCP(p []byte, parityOK bool) bool {
+	h, rest, err := wire.ParseFEC(p)
+	if err == nil {
+		if h.Flag == wire.FECParity {
+			return parityOK
+		}
+		n := int(h.Size) - 2
+		if n <= 0 || n > len(rest) {
+			return false
+		}
+		p = rest[:n]
+	}
+	_, err = wire.ParseSegments(p)
+	return err == nil
+}
+
+// looksLikeKCP is plausibleKCP's cheap first look, for every datagram: an FEC
+// type, or a KCP command where a bare segment has it.
+func looksLikeKCP(p []byte) bool {
+	if len(p) >= wire.FECHeaderSize {
+		if f := uint16(p[4]) | uint16(p[5])<<8; f == wire.FECData || f == wire.FECParity {
+			return true
+		}
+	}
+	return len(p) >= wire.SegmentHeaderSize && p[4] >= wire.CmdPush && p[4] <= wire.CmdWins
+}
+
+// cipherHint explains how an end configured with one cipher meets a client
+// using another: the old releases' silent fallback to aes.
+func cipherHint(configured, found string) string {
+	switch {
+	case found == "aes" && configured == "aes-128-gcm":
+		return "; releases before 2025-12 take aes-128-gcm as aes"
+	case found == "aes" && configured == "null":
+		return "; releases before mid-2022 take null as aes"
+	case found == "aes":
+		return "; old releases take a cipher name they do not know as aes"
+	}
+	return ""
+}
+
+// authFailuresBeforeDiagnosis is how many datagrams from one address must
+// fail authentication before the diagnosis runs.
+const authFailuresBeforeDiagnosis = 3
+
+// cipherDiagnosis counts failed datagrams per address and runs the diagnosis,
+// at most once per address per minute. It is used by the one goroutine that
+// reads the socket.
+type cipherDiagnosis struct {
+	pass       []byte
+	configured string
+	logger     *slog.Logger
+	check      kcp.BlockCrypt // the configured cipher, an instance of its own
+	failures   map[string]int
+	limit      logLimiter
+}
+
+func newCipherDiagnosis(c *config) (*cipherDiagnosis, error) {
+	block, err := crypt.New(c.crypt, c.pass)
+	if err != nil {
+		return nil, err
+	}
+	return &cipherDiagnosis{pass: c.pass, configured: c.crypt, logger: c.logger, check: block,
+		failures: make(map[string]int)}, nil
+}
+
+// failed takes a datagram from addr that may have failed authentication:
+// the packet layer saw an authentication failure right after it and cannot
+// tell which datagram caused it. It confirms the failure with the configured
+// cipher first.
+func (d *cipherDiagnosis) failed(addr net.Addr, datagram []byte, now time.Time) {
+	if d.check == nil { // null: no crypto, only the shape tells
+		if plausibleKCP(datagram, false) {
+			return
+		}
+	} else if _, err := wire.Open(d.check, datagram); err == nil || errors.Is(err, wire.ErrShort) {
+		return // it passed: another session in the process failed
+	}
+	key := addr.String()
+	if len(d.failures) >= maxLimiterKeys {
+		clear(d.failures)
+	}
+	d.failures[key]++
+	if d.failures[key] < authFailuresBeforeDiagnosis || !d.limit.allow(key, now) {
+		return
+	}
+	delete(d.failures, key)
+	if name, ok := diagnoseCipher(d.pass, d.configured, datagram); ok {
+		d.logger.Warn(fmt.Sprintf("kcptun: client %s uses cipher %s, this end %s%s: its datagrams are dropped; give both ends the same --crypt (WithCrypt)",
+			key, name, d.configured, cipherHint(d.configured, name)), "remote", addr)
+		return
+	}
+	d.logger.Warn(fmt.Sprintf("kcptun: datagrams from %s fail authentication with cipher %s and decode with no other cipher: it uses another key (--key, WithKey), or is not a kcptun client",
+		key, d.configured), "remote", addr)
+}
+
+// authWatchConn is the Listener's UDP socket as kcp-go sees it: it passes
+// every datagram through unchanged and only observes. kcp-go reads from one
+// goroutine and decides on each datagram before it reads the next; when its
+// count of authentication failures moved in between, the datagram just read
+// goes to the diagnosis. Each datagram is copied once (no allocation); the
+// diagnosis itself runs only on failures.
+type authWatchConn struct {
+	udp  *net.UDPConn
+	diag *cipherDiagnosis
+
+	// Touched only by kcp-go's reading goroutine.
+	last     []byte
+	lastAddr net.Addr
+	failures uint64 // kcp-go's failure count when the last datagram was returned
+}
+
+func newAuthWatchConn(udp *net.UDPConn, diag *cipherDiagnosis) *authWatchConn {
+	return &authWatchConn{udp: udp, diag: diag, last: make([]byte, 0, 1500)}
+}
+
+// ReadFrom reads the next datagram, first handing the previous one to the
+// diagnosis if it failed authentication.
+func (w *authWatchConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if w.lastAddr != nil && atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) != w.failures {
+		w.diag.failed(w.lastAddr, w.last, time.Now())
+	}
+	n, addr, err := w.udp.ReadFrom(p)
+	w.lastAddr = nil
+	if err == nil && w.diag.check == nil {
+		// Without a cipher kcp-go counts no failures; a datagram that is
+		// not KCP at all may come from a client with a cipher.
+		if !looksLikeKCP(p[:n]) {
+			w.diag.failed(addr, p[:n], time.Now())
+		}
+		return n, addr, err
+	}
+	if err == nil {
+		w.last = append(w.last[:0], p[:n]...)
+		w.lastAddr = addr
+		w.failures = atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors)
+	}
+	return n, addr, err
+}
+
+// WriteTo sends a datagram unchanged.
+func (w *authWatchConn) WriteTo(p []byte, addr net.Addr) (int, error) { return w.udp.WriteTo(p, addr) }
+
+// Close closes the socket.
+func (w *authWatchConn) Close() error { return w.udp.Close() }
+
+// LocalAddr returns the socket's address.
+func (w *authWatchConn) LocalAddr() net.Addr { return w.udp.LocalAddr() }
+
+// SetDeadline sets the socket's deadlines.
+func (w *authWatchConn) SetDeadline(t time.Time) error { return w.udp.SetDeadline(t) }
+
+// SetReadDeadline sets the socket's read deadline.
+func (w *authWatchConn) SetReadDeadline(t time.Time) error { return w.udp.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the socket's write deadline.
+func (w *authWatchConn) SetWriteDeadline(t time.Time) error { return w.udp.SetWriteDeadline(t) }
+
+// SetReadBuffer sets the socket's receive buffer (kcp-go's Listener calls it).
+func (w *authWatchConn) SetReadBuffer(bytes int) error { return w.udp.SetReadBuffer(bytes) }
+
+// SetWriteBuffer sets the socket's send buffer (kcp-go's Listener calls it).
+func (w *authWatchConn) SetWriteBuffer(bytes int) error { return w.udp.SetWriteBuffer(bytes) }
+
+// SetDSCP sets the DSCP of outgoing datagrams (kcp-go's Listener calls it).
+func (w *authWatchConn) SetDSCP(dscp int) error {
+	if err := ipv4.NewConn(w.udp).SetTOS(dscp << 2); err == nil {
+		return nil
+	}
+	return ipv6.NewConn(w.udp).SetTrafficClass(dscp)
+}
+
+// listenPort opens one UDP port of a Listener, behind the authentication
+// watch, and serves KCP on it. The caller closes the returned socket after
+// the kcp-go listener, which does not own it.
+func listenPort(hp string, block kcp.BlockCrypt, c *config) (*kcp.Listener, net.PacketConn, error) {
+	diag, err := newCipherDiagnosis(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ua, err := net.ResolveUDPAddr("udp", hp)
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn := newAuthWatchConn(udp, diag)
+	ln, err := kcp.ServeConn(block, c.dataShards, c.parityShards, conn)
+	if err != nil {
+		_ = udp.Close()
+		return nil, nil, err
+	}
+	return ln, conn, nil
+}
