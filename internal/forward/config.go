@@ -100,6 +100,12 @@ type Config struct {
 	// KeySource tells where Key came from: "default", "flag", "env" or
 	// "config".
 	KeySource string
+
+	// SmuxVerSet and NoCompSet record that --smuxver and --nocomp were given
+	// (as a flag or a JSON key): the setting is then pinned. Unset, the
+	// server answers every client in kind and the client follows its server.
+	SmuxVerSet bool
+	NoCompSet  bool
 }
 
 // setting is one row of the flag table: one flag with its aliases, the JSON
@@ -139,7 +145,7 @@ var settings = []setting{
 		usage: "aes, aes-128, aes-192, aes-128-gcm, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4, xor, none, null",
 		field: func(c *Config) any { return &c.Crypt }},
 	{name: "mode", roles: bothRoles, def: "fast", sdk: "WithMode",
-		usage: "profiles: normal, fast, fast2, fast3, manual (uses --nodelay --interval --resend --nc)",
+		usage: "profiles: normal, fast, fast2, fast3, manual (uses --nodelay --interval --resend --nc); default, as the old binaries run it, is manual",
 		field: func(c *Config) any { return &c.Mode }},
 	{name: "conn", roles: Client, def: 1, sdk: "WithConns",
 		usage: "number of KCP sessions to the server",
@@ -172,7 +178,7 @@ var settings = []setting{
 		usage: "DSCP value of outgoing datagrams (0..63)",
 		field: func(c *Config) any { return &c.DSCP }},
 	{name: "nocomp", roles: bothRoles, def: false, sdk: "WithCompression",
-		usage: "turn snappy compression off (both ends must agree)",
+		usage: "turn snappy compression off; unset, the server answers each client in kind and the client follows its server",
 		field: func(c *Config) any { return &c.NoComp }},
 	{name: "acknodelay", roles: bothRoles, def: false, sdk: "WithACKNoDelay",
 		usage: "send ACKs at once",
@@ -193,7 +199,7 @@ var settings = []setting{
 		usage: "UDP socket buffer size in bytes",
 		field: func(c *Config) any { return &c.SockBuf }},
 	{name: "smuxver", roles: bothRoles, def: kcptun.DefaultSmuxVersion, sdk: "WithSmuxVersion",
-		usage: "smux version, 1 or 2 (both ends must agree)",
+		usage: "smux version, 1 or 2; unset, the server answers each client in kind and the client follows its server (starting with 2)",
 		field: func(c *Config) any { return &c.SmuxVer }},
 	{name: "smuxbuf", roles: bothRoles, def: kcptun.DefaultSmuxBuffer, sdk: "WithSmuxBuffer",
 		usage: "smux receive buffer per session in bytes",
@@ -294,6 +300,9 @@ func Parse(role Role, args []string, getenv func(string) string) (*Config, error
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, flag.ErrHelp
 		}
+		if strings.HasSuffix(err.Error(), "not defined: -"+tuncrypt) {
+			return nil, errTuncrypt
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -301,8 +310,13 @@ func Parse(role Role, args []string, getenv func(string) string) (*Config, error
 	}
 	keySet := false
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "key" {
+		switch f.Name {
+		case "key":
 			keySet = true
+		case "smuxver":
+			c.SmuxVerSet = true
+		case "nocomp":
+			c.NoCompSet = true
 		}
 	})
 	switch {
@@ -357,6 +371,9 @@ func (c *Config) loadJSON(path string) error {
 			}
 			continue
 		}
+		if k == tuncrypt {
+			return fmt.Errorf("config file %s: key %q: %w", path, k, errTuncrypt)
+		}
 		s := lookupJSON(c.Role, k)
 		if s == nil {
 			if other := lookupJSON(bothRoles&^c.Role, k); other != nil {
@@ -369,8 +386,13 @@ func (c *Config) loadJSON(path string) error {
 			want := map[string]string{"*string": "a string", "*int": "an integer", "*bool": "true or false"}[fmt.Sprintf("%T", p)]
 			return fmt.Errorf("config file %s: key %q: want %s, got %s", path, k, want, bytes.TrimSpace(raw))
 		}
-		if k == "key" {
+		switch k {
+		case "key":
 			c.KeySource = "config"
+		case "smuxver":
+			c.SmuxVerSet = true
+		case "nocomp":
+			c.NoCompSet = true
 		}
 	}
 	return nil
@@ -407,8 +429,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("forward: unknown role %d", c.Role)
 	}
-	if _, err := kcptun.ParseMode(c.Mode); err != nil {
-		return fmt.Errorf("invalid --mode %q: want normal, fast, fast2, fast3 or manual", c.Mode)
+	if _, err := c.sdkMode(); err != nil {
+		return fmt.Errorf("invalid --mode %q: want normal, fast, fast2, fast3, manual or default", c.Mode)
 	}
 	type secs struct {
 		name     string
@@ -464,10 +486,27 @@ func checkLocalAddr(flagName, addr string, listen bool) error {
 	return nil
 }
 
+// tuncrypt is a flag of some old releases that this program does not take.
+const tuncrypt = "tuncrypt"
+
+// errTuncrypt names the replacement of --tuncrypt.
+var errTuncrypt = errors.New("--tuncrypt is not supported: it was replaced by --crypt; give --crypt the same cipher name on both ends")
+
+// sdkMode returns the SDK mode --mode names. "default" is no profile of the
+// binaries: they run any name they do not know with the manual values
+// (--nodelay, --interval, --resend, --nc; 0,50,0,0 unless given), and so does
+// this program for that one name, which old configurations use.
+func (c *Config) sdkMode() (kcptun.Mode, error) {
+	if strings.EqualFold(strings.TrimSpace(c.Mode), "default") {
+		return kcptun.ModeManual, nil
+	}
+	return kcptun.ParseMode(c.Mode)
+}
+
 // Options returns the SDK options that carry c's settings, logging to
 // logger.
 func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
-	mode, _ := kcptun.ParseMode(c.Mode) // Validate checked it
+	mode, _ := c.sdkMode() // Validate checked it
 	opts := []kcptun.Option{
 		kcptun.WithKey(c.Key),
 		kcptun.WithCrypt(c.Crypt),
@@ -481,15 +520,20 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 		kcptun.WithMTU(c.MTU),
 		kcptun.WithFEC(c.DataShard, c.ParityShard),
 		kcptun.WithDSCP(c.DSCP),
-		kcptun.WithCompression(!c.NoComp),
 		kcptun.WithACKNoDelay(c.AckNoDelay),
 		kcptun.WithRateLimit(c.RateLimit),
 		kcptun.WithSockBuf(c.SockBuf),
-		kcptun.WithSmuxVersion(c.SmuxVer),
 		kcptun.WithSmuxBuffer(c.SmuxBuf, c.StreamBuf),
 		kcptun.WithFrameSize(c.FrameSize),
 		kcptun.WithKeepAlive(time.Duration(c.KeepAlive)*time.Second),
 	)
+	// Unless given, these follow the other end (the SDK's defaults).
+	if c.NoCompSet {
+		opts = append(opts, kcptun.WithCompression(!c.NoComp))
+	}
+	if c.SmuxVerSet {
+		opts = append(opts, kcptun.WithSmuxVersion(c.SmuxVer))
+	}
 	if c.Role == Client {
 		opts = append(opts,
 			kcptun.WithConns(c.Conn),
@@ -552,7 +596,7 @@ func (c *Config) Settings() []any {
 				continue
 			}
 		case "nodelay", "interval", "resend", "nc":
-			if !strings.EqualFold(c.Mode, "manual") {
+			if m, _ := c.sdkMode(); m != kcptun.ModeManual {
 				continue
 			}
 		}
