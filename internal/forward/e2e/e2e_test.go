@@ -572,3 +572,19 @@ func waitFile(t *testing.T, path, re string, d time.Duration) []string {
 		poll = min(2*poll, 50*time.Millisecond)
 	}
 }
+
+// TestServerAnswersEveryClient runs one server with no smux flags against
+// clients pinned to each smux version and compression setting at once, as
+// a fleet of old releases would be.
+func TestServerAnswersEveryClient(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t, "tcp", "127.0.0.1:0")
+	_, saddr := startServer(t, echo.addr(), "--key", testKey)
+	for _, args := range [][]string{{"-smuxver", "1"}, {"-smuxver", "1", "-nocomp"}, {"-nocomp"}, nil} {
+		t.Run(strings.Join(append([]string{"client"}, args...), " "), func(t *testing.T) {
+			t.Parallel()
+			_, caddr := startClient(t, saddr, append([]string{"--key", testKey}, args...)...)
+			echoThrough(t, "tcp", caddr, 1<<20)
+		})
+	}
+}
