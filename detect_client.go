@@ -24,8 +24,10 @@ import (
 type serverFormat struct {
 	mu     sync.Mutex
 	known  bool
-	f      wireFormat // the format to dial in, once known
-	warned map[wireFormat]bool
+	f      wireFormat          // the format to dial in, once known
+	warned map[wireFormat]bool // mismatches already logged
+
+	warnedStranger bool // a server that speaks neither format was logged
 }
 
 // open dials a session in the format learned so far, watching what the
@@ -88,7 +90,13 @@ func (sf *serverFormat) openOnce(ctx context.Context, base *config, addr string,
 func (sf *serverFormat) observe(c *config, addr string, mine, got wireFormat, err error) bool {
 	lg := c.logger
 	if err != nil {
-		lg.Warn("kcptun: the server sent something other than a kcptun stream", "addr", addr, "err", err)
+		sf.mu.Lock()
+		first := !sf.warnedStranger
+		sf.warnedStranger = true
+		sf.mu.Unlock()
+		if first {
+			lg.Warn("kcptun: the server sent something other than a kcptun stream", "addr", addr, "err", err)
+		}
 		return false
 	}
 	if got == mine {

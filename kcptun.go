@@ -53,7 +53,9 @@ func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, er
 	if err != nil {
 		return nil, fmt.Errorf("kcptun: dial %s: %w", addr, err)
 	}
-	s, err := openSession(ctx, c, addr, ra)
+	// A throwaway serverFormat still warns when the server speaks another
+	// smux version or compression, and redials in it if that shows at once.
+	s, err := new(serverFormat).open(ctx, c, addr, ra)
 	if err != nil {
 		return nil, err
 	}
