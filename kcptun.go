@@ -15,7 +15,10 @@
 // bytes. The wire format is that of the kcptun client and server binaries,
 // and every default equals theirs, so an SDK end with no options talks to a
 // binary run with no flags. The settings that must match between the two
-// ends are the key, the cipher, compression on or off, and the smux version.
+// ends are the key and the cipher. The smux version and compression must match
+// too, but they show in the first bytes of a session: a Listener answers each
+// client in kind and a Client follows its server, unless WithSmuxVersion or
+// WithCompression pins them.
 package kcptun
 
 import (
