@@ -236,12 +236,12 @@ func TestMismatchIsLogged(t *testing.T) {
 		serverArgs, clientArgs []string
 		serverWant, clientWant string
 	}{
-		{"smux version", nil, []string{"-smuxver", "1"},
-			"smux protocol error from client: both ends must use the same smux version and compression", ""},
-		{"server without compression", []string{"-nocomp"}, nil,
-			"smux protocol error from client: both ends must use the same smux version and compression", ""},
-		{"client without compression", nil, []string{"-nocomp"},
-			"cannot decompress the client's stream: both ends must agree on compression", ""},
+		{"pinned smux version", []string{"-smuxver", "2"}, []string{"-smuxver", "1"},
+			"refusing client: it speaks smux v1 with compression, this listener is pinned to smux v2 with compression: run the client with -smuxver 2",
+			"the server speaks smux v2 with compression, this client smux v1 with compression and the setting is pinned"},
+		{"pinned compression", []string{"-nocomp"}, []string{"--nocomp=false"},
+			"refusing client: it speaks smux v2 with compression, this listener is pinned to smux v2 without compression: run the client with -nocomp",
+			"the server speaks smux v2 without compression, this client smux v2 with compression and the setting is pinned"},
 		{"key", []string{"--key", "one"}, []string{"--key", "two"},
 			"", `cannot open a stream to the server.*no response from server.*same key and cipher`},
 	}
@@ -260,7 +260,10 @@ func TestMismatchIsLogged(t *testing.T) {
 			if tc.serverWant != "" {
 				server.waitLog(regexp.QuoteMeta(tc.serverWant), 10*time.Second)
 			}
-			if tc.clientWant != "" {
+			switch {
+			case strings.HasPrefix(tc.clientWant, "the server speaks"):
+				client.waitLog(regexp.QuoteMeta(tc.clientWant), 10*time.Second)
+			case tc.clientWant != "":
 				// The SDK gives up on an unanswered session after 10 s.
 				client.waitLog(`level=WARN msg="kcptun: session dial failed".*no response from server`, 20*time.Second)
 				client.waitLog(tc.clientWant, 5*time.Second)
@@ -570,6 +573,37 @@ func waitFile(t *testing.T, path, re string, d time.Duration) []string {
 		}
 		time.Sleep(poll) // polling a file another process writes
 		poll = min(2*poll, 50*time.Millisecond)
+	}
+}
+
+// TestClientFollowsServer runs a client with no smux flags against a server
+// pinned to what old releases speak: the client warns once, naming the fix,
+// and its next connections get through.
+func TestClientFollowsServer(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t, "tcp", "127.0.0.1:0")
+	_, saddr := startServer(t, echo.addr(), "-smuxver", "1", "-nocomp")
+	client, caddr := startClient(t, saddr)
+	deadline := time.Now().Add(20 * time.Second)
+	for ok := false; !ok; {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection got through within 20 s")
+		}
+		c, err := net.DialTimeout("tcp", caddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 5)
+		if _, err := c.Write([]byte("hello")); err == nil {
+			_, err = io.ReadFull(c, buf)
+			ok = err == nil && string(buf) == "hello"
+		}
+		c.Close()
+	}
+	client.waitLog(regexp.QuoteMeta("the server speaks smux v1 without compression")+".*-smuxver 1.*-nocomp", 5*time.Second)
+	if n := strings.Count(client.out.String(), "the server speaks"); n != 1 {
+		t.Errorf("%d warnings about the server's format, want 1", n)
 	}
 }
 
