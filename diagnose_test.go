@@ -72,3 +72,19 @@ func TestLogLimiter(t *testing.T) {
 		t.Fatal("want an event again after a minute")
 	}
 }
+
+// TestWatchedSocketKeepsSettings checks that the socket wrapper still takes
+// the DSCP and buffer sizes kcp-go's listener sets through it.
+func TestWatchedSocketKeepsSettings(t *testing.T) {
+	rec := &logRecorder{}
+	ln := listenEcho(t, WithDSCP(46), WithSockBuf(1<<20), WithLogger(slog.New(rec)))
+	if n := rec.count(slog.LevelWarn, "cannot set"); n != 0 {
+		t.Fatalf("socket settings refused:\n%s", rec.dump())
+	}
+	c, err := Dial(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoRoundTrip(t, c, []byte("through the watched socket"))
+}
