@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -100,15 +101,16 @@ func cipherHint(configured, found string) string {
 const authFailuresBeforeDiagnosis = 3
 
 // cipherDiagnosis counts failed datagrams per address and runs the diagnosis,
-// at most once per address per minute. It is used by the one goroutine that
-// reads the socket.
+// at most once per address per minute. It is safe for concurrent use.
 type cipherDiagnosis struct {
 	pass       []byte
 	configured string
 	logger     *slog.Logger
 	check      kcp.BlockCrypt // the configured cipher, an instance of its own
-	failures   map[string]int
 	limit      logLimiter
+
+	mu       sync.Mutex // guards failures and check
+	failures map[string]int
 }
 
 func newCipherDiagnosis(c *config) (*cipherDiagnosis, error) {
@@ -120,27 +122,44 @@ func newCipherDiagnosis(c *config) (*cipherDiagnosis, error) {
 		failures: make(map[string]int)}, nil
 }
 
-// failed takes a datagram from addr that may have failed authentication:
-// the packet layer saw an authentication failure right after it and cannot
-// tell which datagram caused it. It confirms the failure with the configured
-// cipher first.
-func (d *cipherDiagnosis) failed(addr net.Addr, datagram []byte, now time.Time) {
+// suspect takes a datagram from addr that may have failed authentication:
+// the packet layer saw a failure right after it but cannot tell which
+// datagram caused it. It confirms the failure with the configured cipher.
+func (d *cipherDiagnosis) suspect(addr net.Addr, datagram []byte, now time.Time) {
 	if d.check == nil { // null: no crypto, only the shape tells
 		if plausibleKCP(datagram, false) {
 			return
 		}
-	} else if _, err := wire.Open(d.check, datagram); err == nil || errors.Is(err, wire.ErrShort) {
-		return // it passed: another session in the process failed
+	} else {
+		d.mu.Lock() // kcp-go's ciphers keep state
+		_, err := wire.Open(d.check, datagram)
+		d.mu.Unlock()
+		if err == nil || errors.Is(err, wire.ErrShort) {
+			return // it passed: another session in the process failed
+		}
 	}
+	d.failed(addr, datagram, now)
+}
+
+// failed counts a datagram from addr that failed authentication with the
+// configured cipher and, once they keep failing (at most once per address
+// per minute), logs which cipher the sender uses. A packet layer that sees
+// the failure itself calls it directly.
+func (d *cipherDiagnosis) failed(addr net.Addr, datagram []byte, now time.Time) {
 	key := addr.String()
+	d.mu.Lock()
 	if len(d.failures) >= maxLimiterKeys {
 		clear(d.failures)
 	}
 	d.failures[key]++
-	if d.failures[key] < authFailuresBeforeDiagnosis || !d.limit.allow(key, now) {
+	due := d.failures[key] >= authFailuresBeforeDiagnosis
+	if due {
+		delete(d.failures, key)
+	}
+	d.mu.Unlock()
+	if !due || !d.limit.allow(key, now) {
 		return
 	}
-	delete(d.failures, key)
 	if name, ok := diagnoseCipher(d.pass, d.configured, datagram); ok {
 		d.logger.Warn(fmt.Sprintf("kcptun: client %s uses cipher %s, this end %s%s: its datagrams are dropped; give both ends the same --crypt (WithCrypt)",
 			key, name, d.configured, cipherHint(d.configured, name)), "remote", addr)
@@ -174,7 +193,7 @@ func newAuthWatchConn(udp *net.UDPConn, diag *cipherDiagnosis) *authWatchConn {
 // diagnosis if it failed authentication.
 func (w *authWatchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if w.lastAddr != nil && atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) != w.failures {
-		w.diag.failed(w.lastAddr, w.last, time.Now())
+		w.diag.suspect(w.lastAddr, w.last, time.Now())
 	}
 	n, addr, err := w.udp.ReadFrom(p)
 	w.lastAddr = nil
@@ -182,7 +201,7 @@ func (w *authWatchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		// Without a cipher kcp-go counts no failures; a datagram that is
 		// not KCP at all may come from a client with a cipher.
 		if !looksLikeKCP(p[:n]) {
-			w.diag.failed(addr, p[:n], time.Now())
+			w.diag.suspect(addr, p[:n], time.Now())
 		}
 		return n, addr, err
 	}

@@ -600,6 +600,11 @@ func (c *Config) Settings() []any {
 				continue
 			}
 		}
+		switch {
+		case s.name == "smuxver" && !c.SmuxVerSet, s.name == "nocomp" && !c.NoCompSet:
+			attrs = append(attrs, slog.String(s.name, "auto"))
+			continue
+		}
 		attrs = append(attrs, slog.Any(s.name, deref(s.field(c))))
 	}
 	return attrs
