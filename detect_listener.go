@@ -81,6 +81,7 @@ func (l *Listener) detectSession(ks *kcp.UDPSession) {
 	if f.compressed {
 		fc.compressed.Add(1)
 	}
+	l.cfg.logger.Debug("kcptun: client speaks "+f.String(), "remote", remote)
 	if want := l.answerFormat(f); want != f {
 		fc.mismatched.Add(1)
 		l.refuse(ks, f, want)

@@ -240,6 +240,23 @@ func TestPinnedListenerRefuses(t *testing.T) {
 	}
 }
 
+// TestPinnedVersionAdaptsCompression checks that pinning one setting leaves
+// the other to follow each client.
+func TestPinnedVersionAdaptsCompression(t *testing.T) {
+	ln := listenEcho(t, WithSmuxVersion(1))
+	for _, comp := range []bool{true, false} {
+		c, err := Dial(ln.Addr().String(), WithSmuxVersion(1), WithCompression(comp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoRoundTrip(t, c, randomBytes(t, 64<<10))
+		_ = c.Close()
+	}
+	if st := ln.Stats(); st.SmuxV1Sessions != 2 || st.CompressedSessions != 1 || st.MismatchedSessions != 0 {
+		t.Errorf("Stats %+v: want two v1 sessions, one compressed, none refused", st)
+	}
+}
+
 // TestClientLearnsPinnedListener runs a default Client against Listeners
 // pinned to what old releases speak: the first session is lost, the next
 // ones work, and the client warns once.
