@@ -48,10 +48,6 @@ var errNotKcptun = errors.New("not a kcptun stream")
 // identifier and one chunk of the largest size, with room to spare.
 const maxSniff = 1 << 17
 
-// smuxCmdMax is the highest smux command per version: v1 has SYN, FIN, PSH
-// and NOP; v2 adds UPD.
-var smuxCmdMax = [3]byte{0, 3, 4}
-
 // sniffFormat tells the format of a session from the first bytes one end
 // sent (after KCP, before snappy and smux). It returns errSniffShort while
 // b ends too early, and an error wrapping errNotKcptun for anything else that
@@ -134,7 +130,11 @@ func sniffSmux(h []byte, compressed bool) (wireFormat, error) {
 	if len(h) < 2 {
 		return wireFormat{}, errSniffShort
 	}
-	if h[1] > smuxCmdMax[v] {
+	maxCmd := byte(smuxCmdNOP) // v1: SYN, FIN, PSH, NOP
+	if v == 2 {
+		maxCmd = smuxCmdUPD // v2 adds UPD
+	}
+	if h[1] > maxCmd {
 		return wireFormat{}, fmt.Errorf("kcptun: smux v%d frame with command %d: %w", v, h[1], errNotKcptun)
 	}
 	return wireFormat{version: int(v), compressed: compressed}, nil
