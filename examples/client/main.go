@@ -98,17 +98,29 @@ func run() int {
 		log.Error("accept failed", "err", err)
 		status = 1
 	}
-	grace, stopGrace := context.WithTimeout(context.Background(), shutdownGrace)
-	defer stopGrace()
+	// shutdown waits until the open connections have ended, lets KCP
+	// deliver what their streams wrote last, and closes the Client. A
+	// second signal makes it close at once.
+	closing, closeNow := context.WithCancel(context.Background())
+	defer closeNow()
 	go func() {
 		select {
 		case <-sigs:
-			stopGrace()
-		case <-grace.Done():
+			closeNow()
+		case <-closing.Done():
 		}
 	}()
-	if err := shutdown(grace, client, &conns); err != nil {
-		log.Info("closing open connections", "reason", err)
+	shut := make(chan error, 1)
+	go func() { shut <- shutdown(closing, client, &conns) }()
+	select {
+	case <-shut:
+	case <-time.After(shutdownGrace):
+		// End the connections still open: Pipe closes each stream, which
+		// sends its end to the server, and shutdown goes on as when they end
+		// by themselves.
+		log.Info("closing open connections", "open", client.Stats().Streams)
+		cancel()
+		<-shut
 	}
 	cancel()
 	conns.Wait()
@@ -117,13 +129,13 @@ func run() int {
 }
 
 // shutdown waits until every connection being forwarded has ended or ctx
-// ends, lets KCP deliver what the streams wrote last, and closes client,
-// which ends the streams still open. It returns ctx's error if connections
-// were still open.
+// ends, lets KCP deliver what the streams wrote last (within ctx, at most
+// 2 s), and closes client, which ends the streams still open. It returns
+// ctx's error if connections were still open.
 //
 // It stands in for (*kcptun.Client).Shutdown, which does the same with the
 // Client's own count of open streams: once the SDK has it, run calls
-// client.Shutdown(grace) here and this function goes.
+// client.Shutdown(closing) instead and this function goes.
 func shutdown(ctx context.Context, client *kcptun.Client, conns *sync.WaitGroup) error {
 	idle := make(chan struct{})
 	go func() {

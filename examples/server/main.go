@@ -91,21 +91,28 @@ func run() int {
 
 	sig := <-sigs
 	log.Info("shutting down", "signal", sig.String(), "open", ln.Stats().Streams)
-	grace, stopGrace := context.WithTimeout(context.Background(), shutdownGrace)
-	defer stopGrace()
+	// Shutdown refuses new streams, waits until the open ones have ended,
+	// lets KCP deliver what they wrote last, and closes the sessions. A
+	// second signal makes it close them at once.
+	closing, closeNow := context.WithCancel(context.Background())
+	defer closeNow()
 	go func() {
 		select {
 		case <-sigs:
-			stopGrace()
-		case <-grace.Done():
+			closeNow()
+		case <-closing.Done():
 		}
 	}()
-	// Shutdown refuses new streams, waits for the open ones to end, lets KCP
-	// deliver their last bytes, and closes the sessions. When the grace
-	// period ends first, it closes them all the same, which ends their
-	// streams.
-	if err := ln.Shutdown(grace); err != nil {
-		log.Info("closing open streams", "reason", err)
+	shut := make(chan error, 1)
+	go func() { shut <- ln.Shutdown(closing) }()
+	select {
+	case <-shut:
+	case <-time.After(shutdownGrace):
+		// End the streams still open: Pipe closes each, which sends its end
+		// to the client, and Shutdown goes on as when they end by themselves.
+		log.Info("closing open streams", "open", ln.Stats().Streams)
+		cancel()
+		<-shut
 	}
 	accepting.Wait()
 	cancel()
