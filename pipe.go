@@ -48,10 +48,10 @@ type PipeConfig struct {
 // once. Cancelling ctx closes both as well. Pipe starts two goroutines and
 // waits for both before it returns.
 //
-// err is nil when both directions ended cleanly or CloseWait ran out; it is
-// ctx's error when ctx ended first, and otherwise the first error that ended
-// a direction (a reset, a dead session). Errors that closing the connections
-// causes are not reported.
+// The error is nil when both directions ended cleanly or CloseWait ran out.
+// Otherwise it wraps ctx's error when ctx ended first, or else the first
+// error that ended a direction (a reset, a dead session). Errors that
+// closing the connections causes are not reported.
 func Pipe(ctx context.Context, a, b net.Conn, cfg PipeConfig) (aToB, bToA int64, err error) {
 	ends := make(chan pipeEnd, 2)
 	go func() {
