@@ -101,6 +101,17 @@ func readExactly(t *testing.T, c net.Conn, want string) {
 	}
 }
 
+// writeAndEnd writes msg to c and ends c's side of the connection.
+func writeAndEnd(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // expectEnd checks that c's peer has ended its side (or closed it).
 func expectEnd(t *testing.T, c net.Conn) {
 	t.Helper()
@@ -147,12 +158,7 @@ func TestPipeCopiesBothWays(t *testing.T) {
 
 func TestPipeCloseWaitZeroClosesBothAtOnce(t *testing.T) {
 	r := startPipe(t, PipeConfig{})
-	if _, err := r.app.Write([]byte("bye")); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.app.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
+	writeAndEnd(t, r.app, "bye")
 	readExactly(t, r.peer, "bye")
 	expectEnd(t, r.peer)
 	expectEnd(t, r.app)
@@ -163,12 +169,7 @@ func TestPipeCloseWaitZeroClosesBothAtOnce(t *testing.T) {
 
 func TestPipeHalfClosesTheOtherSide(t *testing.T) {
 	r := startPipe(t, PipeConfig{CloseWait: time.Minute})
-	if _, err := r.peer.Write([]byte("reply")); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.peer.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
+	writeAndEnd(t, r.peer, "reply")
 	readExactly(t, r.app, "reply")
 	expectEnd(t, r.app)
 	// The other direction still works after the half-close...
@@ -259,12 +260,7 @@ func TestPipeHalfClosesStreamsOnlyWhenAllowed(t *testing.T) {
 				_, _, err := Pipe(context.Background(), a, st, PipeConfig{CloseWait: time.Minute, HalfCloseStreams: allowed})
 				done <- err
 			}()
-			if _, err := app.Write([]byte("request")); err != nil {
-				t.Fatal(err)
-			}
-			if err := app.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
+			writeAndEnd(t, app, "request")
 			readExactly(t, peer, "request")
 			if allowed {
 				expectEnd(t, peer) // the end was passed on
@@ -324,38 +320,30 @@ func startPipeTunnel(tb testing.TB, target string, closeWait time.Duration, opts
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { // the server side
+	// forward pipes every connection ln accepts to a new one from dial.
+	forward := func(ln net.Listener, dial func() (net.Conn, error), cfg PipeConfig) {
 		for {
-			st, err := kl.Accept()
+			in, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			wg.Go(func() {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, "tcp", target)
+				out, err := dial()
 				if err != nil {
-					st.Close()
+					in.Close()
 					return
 				}
-				_, _, _ = Pipe(ctx, st, c, PipeConfig{CloseWait: closeWait, HalfCloseStreams: true})
+				_, _, _ = Pipe(ctx, in, out, cfg)
 			})
 		}
+	}
+	var d net.Dialer
+	wg.Go(func() { // the server side
+		forward(kl, func() (net.Conn, error) { return d.DialContext(ctx, "tcp", target) },
+			PipeConfig{CloseWait: closeWait, HalfCloseStreams: true})
 	})
 	wg.Go(func() { // the client side
-		for {
-			c, err := tl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				st, err := cl.DialContext(ctx)
-				if err != nil {
-					c.Close()
-					return
-				}
-				_, _, _ = Pipe(ctx, c, st, PipeConfig{CloseWait: closeWait})
-			})
-		}
+		forward(tl, func() (net.Conn, error) { return cl.DialContext(ctx) }, PipeConfig{CloseWait: closeWait})
 	})
 	tb.Cleanup(func() {
 		tl.Close()
@@ -367,15 +355,14 @@ func startPipeTunnel(tb testing.TB, target string, closeWait time.Duration, opts
 	return &pipeTunnel{addr: tl.Addr().String()}
 }
 
-// startPipeTarget listens on loopback and hands each accepted connection to
-// the test.
-func startPipeTarget(t *testing.T) (<-chan net.Conn, string) {
-	t.Helper()
+// listenTCP accepts TCP connections on loopback and runs handle on each in
+// a goroutine of its own, until the test ends. It returns the address.
+func listenTCP(tb testing.TB, handle func(net.Conn)) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	ch := make(chan net.Conn, 4)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -383,20 +370,21 @@ func startPipeTarget(t *testing.T) (<-chan net.Conn, string) {
 			if err != nil {
 				return
 			}
-			ch <- c
+			wg.Go(func() { handle(c) })
 		}
 	})
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ln.Close()
 		wg.Wait()
 	})
-	return ch, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // TestPipeThroughTunnel runs Pipe on both ends of a real session, as the
 // forwarding programs do.
 func TestPipeThroughTunnel(t *testing.T) {
-	target, targetAddr := startPipeTarget(t)
+	target := make(chan net.Conn, 4) // each connection the tunnel makes to its target
+	targetAddr := listenTCP(t, func(c net.Conn) { target <- c })
 	tun := startPipeTunnel(t, targetAddr, 30*time.Second)
 	dial := func(t *testing.T) (net.Conn, *net.TCPConn) {
 		t.Helper()
@@ -432,12 +420,7 @@ func TestPipeThroughTunnel(t *testing.T) {
 	// and can still send to the target.
 	t.Run("target ends first", func(t *testing.T) {
 		c, tc := dial(t)
-		if _, err := tc.Write([]byte("goodbye")); err != nil {
-			t.Fatal(err)
-		}
-		if err := tc.CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
+		writeAndEnd(t, tc, "goodbye")
 		readExactly(t, c, "goodbye")
 		expectEnd(t, c)
 		if _, err := c.Write([]byte("ack")); err != nil {
@@ -449,12 +432,7 @@ func TestPipeThroughTunnel(t *testing.T) {
 	// The user half-closes to wait for a reply: the whole reply arrives.
 	t.Run("user ends first", func(t *testing.T) {
 		c, tc := dial(t)
-		if _, err := c.Write([]byte("request")); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
+		writeAndEnd(t, c, "request")
 		readExactly(t, tc, "request")
 		reply := make([]byte, 1<<20)
 		_, _ = rand.NewChaCha8([32]byte{5}).Read(reply)
@@ -536,36 +514,18 @@ func BenchmarkPipeUp(b *testing.B) {
 // startPipeSink accepts TCP connections; each sends an 8-byte length and
 // that many bytes, and gets one byte back once they all arrived.
 func startPipeSink(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				var n [8]byte
-				if _, err := io.ReadFull(c, n[:]); err != nil {
-					return
-				}
-				want := int64(0)
-				for _, b := range n {
-					want = want<<8 | int64(b)
-				}
-				if got, _ := io.CopyN(io.Discard, c, want); got == want {
-					_, _ = c.Write([]byte{1})
-				}
-			})
+	return listenTCP(tb, func(c net.Conn) {
+		defer c.Close()
+		var n [8]byte
+		if _, err := io.ReadFull(c, n[:]); err != nil {
+			return
+		}
+		want := int64(0)
+		for _, b := range n {
+			want = want<<8 | int64(b)
+		}
+		if got, _ := io.CopyN(io.Discard, c, want); got == want {
+			_, _ = c.Write([]byte{1})
 		}
 	})
-	tb.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
