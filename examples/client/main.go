@@ -46,7 +46,7 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run() int {
-	// Flags and JSON file, -h, -v, --log, --snmplog, SIGUSR1 and --pprof.
+	// The flags or -c JSON file, -h, -v and --log, as both programs have them.
 	app, code := forward.Setup(forward.Client, os.Args[1:], os.Stdout, os.Stderr)
 	if app == nil {
 		return code
@@ -66,7 +66,7 @@ func run() int {
 		return app.Fail(err)
 	}
 	defer client.Close()
-	app.Start()
+	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
 
 	ln, err := listen(cfg.Listen)
 	if err != nil {

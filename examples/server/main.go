@@ -50,7 +50,7 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run() int {
-	// Flags and JSON file, -h, -v, --log, --snmplog, SIGUSR1 and --pprof.
+	// The flags or -c JSON file, -h, -v and --log, as both programs have them.
 	app, code := forward.Setup(forward.Server, os.Args[1:], os.Stdout, os.Stderr)
 	if app == nil {
 		return code
@@ -69,7 +69,7 @@ func run() int {
 		return app.Fail(err)
 	}
 	defer ln.Close()
-	app.Start()
+	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
 	addrs := ln.Addrs()
 	log.Info("listening", "addr", cfg.Listen, "ports", len(addrs), "first", addrs[0].String(), "target", cfg.Target)
 
