@@ -221,6 +221,22 @@ func TestPipeErrorClosesBothAtOnce(t *testing.T) {
 	expectEnd(t, r.app)
 }
 
+// TestPipeErrorDuringCloseWait: after one direction ended cleanly, a reset
+// of the other ends the Pipe at once and is reported.
+func TestPipeErrorDuringCloseWait(t *testing.T) {
+	r := startPipe(t, PipeConfig{CloseWait: time.Hour})
+	if err := r.app.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	expectEnd(t, r.peer)
+	_ = r.peer.SetLinger(0)
+	r.peer.Close() // a reset
+	if res := r.wait(t); res.err == nil {
+		t.Errorf("err = nil, want the reset")
+	}
+	expectEnd(t, r.app)
+}
+
 func TestPipeContextCancelClosesBoth(t *testing.T) {
 	r := startPipe(t, PipeConfig{CloseWait: time.Hour})
 	r.cancel()
