@@ -13,18 +13,22 @@
 // exit with status 2.
 //
 // SIGUSR1 logs the SNMP counters. SIGINT or SIGTERM stops accepting, lets
-// open connections finish for up to five seconds, then closes them. --pprof
-// serves net/http/pprof on 127.0.0.1:6060.
+// open connections finish for up to five seconds (a second signal cuts this
+// short), then closes them. --pprof serves net/http/pprof on 127.0.0.1:6060.
+//
+// Everything but the flag table and the process set-up around forwarding
+// (internal/forward) is in this file, on the SDK's public API.
 package main
 
 import (
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,107 +36,185 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/forward"
 )
 
-const name = "client"
+// shutdownGrace is how long open connections may go on after SIGINT or
+// SIGTERM.
+const shutdownGrace = 5 * time.Second
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run())
 }
 
 // run is the whole program; it returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	sigs := make(chan os.Signal, 2)
-	app, code := forward.Boot(forward.Client, name, args, stdout, stderr, sigs)
+func run() int {
+	// The flags or -c JSON file, -h, -v and --log, as both programs have them.
+	app, code := forward.Setup(forward.Client, os.Args[1:], os.Stdout, os.Stderr)
 	if app == nil {
 		return code
 	}
-	defer signal.Stop(sigs)
 	defer app.Close()
-	cfg := app.Config
-	log := app.Log
+	cfg, log := app.Config, app.Log
 
+	// The first SIGINT or SIGTERM starts a graceful shutdown, a second one
+	// cuts it short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	// One pool of KCP sessions to the server carries every connection.
 	client, err := kcptun.NewClient(cfg.Remote, cfg.Options(log)...)
 	if err != nil {
-		forward.Fail(stderr, name, cfg.OptionError(err))
-		return 2
+		return app.Fail(err)
 	}
 	defer client.Close()
-	app.LogStart()
+	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
 
-	ln, err := forward.ListenLocal(cfg.Listen)
+	ln, err := listen(cfg.Listen)
 	if err != nil {
-		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
-		forward.Fail(stderr, name, err)
-		return 1
+		return app.Fail(err)
 	}
+	defer ln.Close()
 	log.Info("listening", "addr", ln.Addr().String(), "remote", cfg.Remote)
-	app.Start()
 
-	f := &forwarder{cfg: cfg, log: log, client: client}
-	f.pipeCtx, f.stopPipes = context.WithCancel(context.Background())
-	defer f.stopPipes()
-
-	acceptDone := make(chan error, 1)
-	go func() { acceptDone <- f.serve(ln) }()
+	// Forward every accepted connection as a stream, until the listener is
+	// closed. ctx ends the connections still being forwarded when the
+	// program stops.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var conns sync.WaitGroup // one goroutine per connection being forwarded
+	accepted := make(chan error, 1)
+	go func() {
+		accepted <- serve(ln, log, func(c net.Conn) {
+			conns.Go(func() { forwardConn(ctx, c, client, cfg, log) })
+		})
+	}()
 
 	status := 0
 	select {
 	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String(), "open", f.conns.Len())
+		log.Info("shutting down", "signal", sig.String(), "open", client.Stats().Streams)
 		_ = ln.Close()
-		<-acceptDone
-	case err := <-acceptDone:
+		<-accepted
+	case err := <-accepted:
 		log.Error("accept failed", "err", err)
 		status = 1
 	}
-	// Let open connections finish, then cut them; let KCP deliver what it
-	// holds, then close the sessions.
-	grace, cancel := forward.Grace(sigs, forward.ShutdownTimeout)
-	if !f.conns.WaitIdle(grace) {
-		log.Info("closing open connections", "open", f.conns.Len())
+	// shutdown waits until the open connections have ended, lets KCP
+	// deliver what their streams wrote last, and closes the Client. A
+	// second signal makes it close at once.
+	closing, closeNow := context.WithCancel(context.Background())
+	defer closeNow()
+	go func() {
+		select {
+		case <-sigs:
+			closeNow()
+		case <-closing.Done():
+		}
+	}()
+	shut := make(chan error, 1)
+	go func() { shut <- shutdown(closing, client, &conns) }()
+	select {
+	case <-shut:
+	case <-time.After(shutdownGrace):
+		// End the connections still open: Pipe closes each stream, which
+		// sends its end to the server, and shutdown goes on as when they end
+		// by themselves.
+		log.Info("closing open connections", "open", client.Stats().Streams)
+		cancel()
+		<-shut
 	}
 	cancel()
-	f.stopPipes()
-	f.conns.Wait()
-	drain, cancel := forward.Grace(sigs, forward.Drain)
-	if !forward.DrainKCP(drain) {
-		log.Warn("closing the sessions with data not yet delivered")
-	}
-	cancel()
-	_ = client.Close()
+	conns.Wait()
 	log.Info("stopped")
 	return status
 }
 
-// forwarder joins accepted local connections to streams.
-type forwarder struct {
-	cfg       *forward.Config
-	log       *slog.Logger
-	client    *kcptun.Client
-	pipeCtx   context.Context // cancelled to cut every connection
-	stopPipes context.CancelFunc
-	conns     forward.Group // one goroutine per connection being forwarded
+// shutdown waits until every connection being forwarded has ended or ctx
+// ends, lets KCP deliver what the streams wrote last (within ctx, at most
+// 2 s), and closes client, which ends the streams still open. It returns
+// ctx's error if connections were still open.
+//
+// It stands in for (*kcptun.Client).Shutdown, which does the same with the
+// Client's own count of open streams: once the SDK has it, run calls
+// client.Shutdown(closing) instead and this function goes.
+func shutdown(ctx context.Context, client *kcptun.Client, conns *sync.WaitGroup) error {
+	idle := make(chan struct{})
+	go func() {
+		conns.Wait()
+		close(idle)
+	}()
+	var err error
+	select {
+	case <-idle:
+		// Closing a session drops what KCP has not delivered yet: the last
+		// bytes of a connection, the end of its stream. kcp-go publishes the
+		// send queues only as process-wide gauges; wait for them to read
+		// zero for 100 ms, within ctx and at most 2 s.
+		drain, stop := context.WithTimeout(ctx, 2*time.Second)
+		defer stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for quiet := 0; quiet < 20; {
+			if s := kcptun.ReadSNMP(); s.RingBufferSndQueue+s.RingBufferSndBuffer == 0 {
+				quiet++
+			} else {
+				quiet = 0
+			}
+			select {
+			case <-drain.Done():
+				break wait
+			case <-tick.C:
+			}
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = client.Close() // ends the streams still open, and with them their connections
+	return err
 }
 
-// serve accepts connections until ln is closed. Temporary errors (such as
+// listen listens on a TCP address or a unix socket path. A socket file left
+// behind by an earlier run is removed first, unless something still accepts
+// connections on it.
+func listen(addr string) (net.Listener, error) {
+	network := forward.Network(addr)
+	if network == "unix" {
+		if fi, err := os.Lstat(addr); err == nil {
+			if fi.Mode()&os.ModeSocket == 0 {
+				return nil, fmt.Errorf("listen %s: the file exists and is not a socket", addr)
+			}
+			if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("listen %s: another process is listening on it", addr)
+			}
+			if err := os.Remove(addr); err != nil {
+				return nil, fmt.Errorf("listen %s: removing the stale socket: %w", addr, err)
+			}
+		}
+	}
+	return net.Listen(network, addr)
+}
+
+// serve accepts connections from ln and hands each to handle, until ln is
+// closed (it then returns nil) or fails. Errors that may pass (such as
 // running out of file descriptors) back off and retry.
-func (f *forwarder) serve(ln net.Listener) error {
+func serve(ln net.Listener, log *slog.Logger, handle func(net.Conn)) error {
 	backoff := 5 * time.Millisecond
 	for {
 		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if isTemporary(err) {
-				f.log.Warn("accept failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
+		switch {
+		case err == nil:
+			backoff = 5 * time.Millisecond
+			handle(conn)
+		case errors.Is(err, net.ErrClosed):
+			return nil
+		case isTemporary(err):
+			log.Warn("accept failed, retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+		default:
 			return err
 		}
-		backoff = 5 * time.Millisecond
-		f.conns.Go(func() { f.handle(conn) })
 	}
 }
 
@@ -145,32 +227,35 @@ func isTemporary(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED)
 }
 
-// handle forwards one local connection as a stream.
-func (f *forwarder) handle(conn net.Conn) {
+// forwardConn joins one local connection to a new stream to the server.
+func forwardConn(ctx context.Context, conn net.Conn, client *kcptun.Client, cfg *forward.Config, log *slog.Logger) {
 	start := time.Now()
 	from := conn.RemoteAddr().String()
-	st, err := f.client.DialContext(f.pipeCtx)
+	st, err := client.DialContext(ctx)
 	if err != nil {
 		_ = conn.Close()
-		f.log.Warn("cannot open a stream to the server", "in", from, "remote", f.cfg.Remote, "err", err)
+		log.Warn("cannot open a stream to the server", "in", from, "remote", cfg.Remote, "err", err)
 		return
 	}
 	id := uint32(0)
 	if s, ok := st.(*kcptun.Stream); ok {
 		id = s.ID()
 	}
-	if !f.cfg.Quiet {
-		f.log.Info("stream opened", "in", from, "out", st.RemoteAddr().String(), "stream", id)
+	if !cfg.Quiet {
+		log.Info("stream opened", "in", from, "out", st.RemoteAddr().String(), "stream", id)
 	}
-	ps := forward.Pipe(f.pipeCtx, conn, st, forward.PipeConfig{
-		CloseWait: time.Duration(f.cfg.CloseWait) * time.Second,
+	// The stream is not half-closed when the local side ends: a server on
+	// smux older than v1.5.54 could no longer send the reply the local side
+	// waits for. CloseWait bounds the wait instead, as in the classic client.
+	up, down, err := kcptun.Pipe(ctx, conn, st, kcptun.PipeConfig{
+		CloseWait: time.Duration(cfg.CloseWait) * time.Second,
 	})
-	if !f.cfg.Quiet {
-		attrs := []any{"in", from, "stream", id, "up_bytes", ps.Sent, "down_bytes", ps.Received,
+	if !cfg.Quiet {
+		attrs := []any{"in", from, "stream", id, "up_bytes", up, "down_bytes", down,
 			"duration", time.Since(start).Round(time.Millisecond)}
-		if ps.Err != nil {
-			attrs = append(attrs, "err", ps.Err)
+		if err != nil {
+			attrs = append(attrs, "err", err)
 		}
-		f.log.Info("stream closed", attrs...)
+		log.Info("stream closed", attrs...)
 	}
 }

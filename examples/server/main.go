@@ -16,150 +16,141 @@
 // on to the client at once and gives the client --closewait seconds
 // (default 30) to finish before closing both. SIGUSR1 logs the SNMP
 // counters. SIGINT or SIGTERM refuses new streams, lets open ones finish for
-// up to five seconds, then closes them. --pprof serves net/http/pprof on
-// 127.0.0.1:6061.
+// up to five seconds (a second signal cuts this short), then closes them.
+// --pprof serves net/http/pprof on 127.0.0.1:6061.
+//
+// Everything but the flag table and the process set-up around forwarding
+// (internal/forward) is in this file, on the SDK's public API.
 package main
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"sync/atomic"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
 	"github.com/seed-fc8f924e/kcptun/internal/forward"
 )
 
-const name = "server"
+// shutdownGrace is how long open streams may go on after SIGINT or SIGTERM.
+const shutdownGrace = 5 * time.Second
+
+// dialTimeout bounds how long the server waits for its target to accept a
+// connection.
+const dialTimeout = 10 * time.Second
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run())
 }
 
 // run is the whole program; it returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	sigs := make(chan os.Signal, 2)
-	app, code := forward.Boot(forward.Server, name, args, stdout, stderr, sigs)
+func run() int {
+	// The flags or -c JSON file, -h, -v and --log, as both programs have them.
+	app, code := forward.Setup(forward.Server, os.Args[1:], os.Stdout, os.Stderr)
 	if app == nil {
 		return code
 	}
-	defer signal.Stop(sigs)
 	defer app.Close()
-	cfg := app.Config
-	log := app.Log
+	cfg, log := app.Config, app.Log
+
+	// The first SIGINT or SIGTERM starts a graceful shutdown, a second one
+	// cuts it short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	ln, err := kcptun.Listen(cfg.Listen, cfg.Options(log)...)
 	if err != nil {
-		forward.Fail(stderr, name, cfg.OptionError(err))
-		if errors.Is(err, kcptun.ErrInvalidOption) {
-			return 2
-		}
-		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
-		return 1
+		return app.Fail(err)
 	}
 	defer ln.Close()
-	app.LogStart()
-	addrs := make([]string, 0, len(ln.Addrs()))
-	for _, a := range ln.Addrs() {
-		addrs = append(addrs, a.String())
-	}
-	log.Info("listening", "addr", cfg.Listen, "ports", len(addrs), "first", addrs[0], "target", cfg.Target)
-	app.Start()
+	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
+	addrs := ln.Addrs()
+	log.Info("listening", "addr", cfg.Listen, "ports", len(addrs), "first", addrs[0].String(), "target", cfg.Target)
 
-	f := &forwarder{cfg: cfg, log: log}
-	f.pipeCtx, f.stopPipes = context.WithCancel(context.Background())
-	defer f.stopPipes()
-
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		f.serve(ln)
-	}()
+	// Forward every stream until the Listener stops accepting. ctx ends the
+	// streams still being forwarded when the program stops.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var streams sync.WaitGroup // one goroutine per stream being forwarded
+	var accepting sync.WaitGroup
+	accepting.Go(func() {
+		for {
+			st, err := ln.Accept()
+			if err != nil {
+				return // Shutdown or Close was called
+			}
+			streams.Go(func() { forwardStream(ctx, st, cfg, log) })
+		}
+	})
 
 	sig := <-sigs
-	log.Info("shutting down", "signal", sig.String(), "open", f.conns.Len())
-	// Refuse new streams, let open ones finish, then cut them; let KCP
-	// deliver what it holds (the last bytes, the ends of the streams), then
-	// close the sessions.
-	f.stopping.Store(true)
-	grace, cancel := forward.Grace(sigs, forward.ShutdownTimeout)
-	if !f.conns.WaitIdle(grace) {
-		log.Info("closing open streams", "open", f.conns.Len())
+	log.Info("shutting down", "signal", sig.String(), "open", ln.Stats().Streams)
+	// Shutdown refuses new streams, waits until the open ones have ended,
+	// lets KCP deliver what they wrote last, and closes the sessions. A
+	// second signal makes it close them at once.
+	closing, closeNow := context.WithCancel(context.Background())
+	defer closeNow()
+	go func() {
+		select {
+		case <-sigs:
+			closeNow()
+		case <-closing.Done():
+		}
+	}()
+	shut := make(chan error, 1)
+	go func() { shut <- ln.Shutdown(closing) }()
+	select {
+	case <-shut:
+	case <-time.After(shutdownGrace):
+		// End the streams still open: Pipe closes each, which sends its end
+		// to the client, and Shutdown goes on as when they end by themselves.
+		log.Info("closing open streams", "open", ln.Stats().Streams)
+		cancel()
+		<-shut
 	}
+	accepting.Wait()
 	cancel()
-	f.stopPipes()
-	f.conns.Wait()
-	drain, cancel := forward.Grace(sigs, forward.Drain)
-	if !forward.DrainKCP(drain) {
-		log.Warn("closing the sessions with data not yet delivered")
-	}
-	cancel()
-	_ = ln.Close()
-	<-acceptDone
+	streams.Wait()
 	log.Info("stopped")
 	return 0
 }
 
-// forwarder joins accepted streams to connections to the target.
-type forwarder struct {
-	cfg       *forward.Config
-	log       *slog.Logger
-	pipeCtx   context.Context // cancelled to cut every connection
-	stopPipes context.CancelFunc
-	conns     forward.Group // one goroutine per stream being forwarded
-	stopping  atomic.Bool   // set on SIGINT/SIGTERM: new streams are refused
-}
-
-// serve accepts streams until the listener stops accepting.
-func (f *forwarder) serve(ln *kcptun.Listener) {
-	for {
-		st, err := ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				f.log.Error("accept failed", "err", err)
-			}
-			return
-		}
-		if f.stopping.Load() {
-			_ = st.Close()
-			continue
-		}
-		f.conns.Go(func() { f.handle(st) })
-	}
-}
-
-// handle forwards one stream to the target.
-func (f *forwarder) handle(st net.Conn) {
+// forwardStream joins one stream to a new connection to the target.
+func forwardStream(ctx context.Context, st net.Conn, cfg *forward.Config, log *slog.Logger) {
 	start := time.Now()
 	from := st.RemoteAddr().String()
 	id := uint32(0)
 	if s, ok := st.(*kcptun.Stream); ok {
 		id = s.ID()
 	}
-	conn, err := forward.DialLocal(f.pipeCtx, f.cfg.Target)
+	d := net.Dialer{Timeout: dialTimeout}
+	conn, err := d.DialContext(ctx, forward.Network(cfg.Target), cfg.Target)
 	if err != nil {
 		_ = st.Close()
-		f.log.Warn("cannot reach the target", "in", from, "stream", id, "target", f.cfg.Target, "err", err)
+		log.Warn("cannot reach the target", "in", from, "stream", id, "target", cfg.Target, "err", err)
 		return
 	}
-	if !f.cfg.Quiet {
-		f.log.Info("stream opened", "in", from, "stream", id, "out", conn.RemoteAddr().String())
+	if !cfg.Quiet {
+		log.Info("stream opened", "in", from, "stream", id, "out", conn.RemoteAddr().String())
 	}
-	ps := forward.Pipe(f.pipeCtx, conn, st, forward.PipeConfig{
-		CloseWait:       time.Duration(f.cfg.CloseWait) * time.Second,
-		HalfCloseStream: true,
+	// When the target ends its side, the client learns at once
+	// (HalfCloseStreams) and has CloseWait to finish.
+	up, down, err := kcptun.Pipe(ctx, st, conn, kcptun.PipeConfig{
+		CloseWait:        time.Duration(cfg.CloseWait) * time.Second,
+		HalfCloseStreams: true,
 	})
-	if !f.cfg.Quiet {
-		attrs := []any{"in", from, "stream", id, "up_bytes", ps.Received, "down_bytes", ps.Sent,
+	if !cfg.Quiet {
+		attrs := []any{"in", from, "stream", id, "up_bytes", up, "down_bytes", down,
 			"duration", time.Since(start).Round(time.Millisecond)}
-		if ps.Err != nil {
-			attrs = append(attrs, "err", ps.Err)
+		if err != nil {
+			attrs = append(attrs, "err", err)
 		}
-		f.log.Info("stream closed", attrs...)
+		log.Info("stream closed", attrs...)
 	}
 }

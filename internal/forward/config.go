@@ -44,9 +44,9 @@ func (r Role) String() string {
 	return "Role(" + strconv.Itoa(int(r)) + ")"
 }
 
-// KeyEnv is the environment variable that supplies --key when the flag is
+// keyEnv is the environment variable that supplies --key when the flag is
 // not given.
-const KeyEnv = "KCPTUN_KEY"
+const keyEnv = "KCPTUN_KEY"
 
 // maxSeconds bounds every setting given in seconds, so that converting it
 // to a time.Duration cannot overflow.
@@ -92,7 +92,7 @@ type Config struct {
 	SNMPPeriod  int    // --snmpperiod, seconds
 	Log         string // --log: log file (default stderr)
 	Quiet       bool   // --quiet: no per-connection lines
-	Pprof       bool   // --pprof: net/http/pprof on PprofAddr(role)
+	Pprof       bool   // --pprof: net/http/pprof on pprofAddr(role)
 
 	ConfigFile string // -c: JSON file whose keys override the flags
 	Version    bool   // -v/--version: print the version and exit
@@ -139,7 +139,7 @@ var settings = []setting{
 		usage: "target address (host:port, or a unix socket path containing '/')",
 		field: func(c *Config) any { return &c.Target }},
 	{name: "key", roles: bothRoles, def: kcptun.DefaultKey, sdk: "WithKey",
-		usage: "pre-shared secret between client and server (default from $" + KeyEnv + ")",
+		usage: "pre-shared secret between client and server (default from $" + keyEnv + ")",
 		field: func(c *Config) any { return &c.Key }},
 	{name: "crypt", roles: bothRoles, def: kcptun.DefaultCrypt, sdk: "WithCrypt",
 		usage: "aes, aes-128, aes-192, aes-128-gcm, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4, xor, none, null",
@@ -257,9 +257,9 @@ func (s *setting) defaultFor(role Role) any {
 	return s.def
 }
 
-// Defaults returns a Config holding role's defaults, the kcptun binaries'
+// defaults returns a Config holding role's defaults, the kcptun binaries'
 // defaults.
-func Defaults(role Role) *Config {
+func defaults(role Role) *Config {
 	c := &Config{Role: role, KeySource: "default"}
 	for _, s := range settingsFor(role) {
 		switch p := s.field(c).(type) {
@@ -274,13 +274,13 @@ func Defaults(role Role) *Config {
 	return c
 }
 
-// Parse parses args (the command line without the program name) for role.
+// parse parses args (the command line without the program name) for role.
 // Defaults come first, then KCPTUN_KEY (looked up with getenv) if --key is
 // not given, then the flags, then the -c JSON file, whose keys win. The
-// result is checked with Validate. Parse returns flag.ErrHelp for -h; every
+// result is checked with validate. parse returns flag.ErrHelp for -h; every
 // other error is one line that names the flag or key at fault.
-func Parse(role Role, args []string, getenv func(string) string) (*Config, error) {
-	c := Defaults(role)
+func parse(role Role, args []string, getenv func(string) string) (*Config, error) {
+	c := defaults(role)
 	fs := flag.NewFlagSet(role.String(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -322,8 +322,8 @@ func Parse(role Role, args []string, getenv func(string) string) (*Config, error
 	switch {
 	case keySet:
 		c.KeySource = "flag"
-	case getenv != nil && getenv(KeyEnv) != "":
-		c.Key = getenv(KeyEnv)
+	case getenv != nil && getenv(keyEnv) != "":
+		c.Key = getenv(keyEnv)
 		c.KeySource = "env"
 	}
 	if c.Version {
@@ -334,7 +334,7 @@ func Parse(role Role, args []string, getenv func(string) string) (*Config, error
 			return nil, err
 		}
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -407,10 +407,10 @@ func lookupJSON(role Role, key string) *setting {
 	return nil
 }
 
-// Validate checks what the SDK does not: addresses, the mode's name and the
+// validate checks what the SDK does not: addresses, the mode's name and the
 // settings in seconds. The SDK checks the rest when the client or listener
-// is created; OptionError turns those errors into flag names.
-func (c *Config) Validate() error {
+// is created; optionError turns those errors into flag names.
+func (c *Config) validate() error {
 	switch c.Role {
 	case Client:
 		if err := checkLocalAddr("localaddr", c.Listen, true); err != nil {
@@ -472,7 +472,7 @@ func checkUDPAddr(flagName, addr string, listen bool) error {
 
 // checkLocalAddr checks a TCP "host:port" or a unix socket path.
 func checkLocalAddr(flagName, addr string, listen bool) error {
-	if IsUnixPath(addr) {
+	if Network(addr) == "unix" {
 		return nil
 	}
 	_, port, err := net.SplitHostPort(addr)
@@ -547,11 +547,11 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 	return opts
 }
 
-// OptionError rewrites an error from the SDK about a bad option into one
+// optionError rewrites an error from the SDK about a bad option into one
 // line that names the flags behind it and their values, e.g.
 // "invalid --mtu 20: want 48..1500 with this cipher and FEC". Errors that are
 // not about options come back unchanged.
-func (c *Config) OptionError(err error) error {
+func (c *Config) optionError(err error) error {
 	var oe *kcptun.OptionError
 	if !errors.As(err, &oe) {
 		return err
@@ -580,9 +580,9 @@ func (c *Config) valueString(s *setting) string {
 	return "?"
 }
 
-// Settings returns the effective settings as log attributes, one per flag,
+// logAttrs returns the effective settings as log attributes, one per flag,
 // in table order. The key is never included; its source is.
-func (c *Config) Settings() []any {
+func (c *Config) logAttrs() []any {
 	var attrs []any
 	for _, s := range settingsFor(c.Role) {
 		switch s.name {
@@ -622,10 +622,10 @@ func deref(p any) any {
 	return nil
 }
 
-// Usage writes the flag list of role's program to w, with every alias and
+// usage writes the flag list of role's program to w, with every alias and
 // default.
-func Usage(w io.Writer, role Role, prog string) {
-	fmt.Fprintf(w, "Usage: %s [flags]\n\n", prog)
+func usage(w io.Writer, role Role) {
+	fmt.Fprintf(w, "Usage: %s [flags]\n\n", role)
 	switch role {
 	case Client:
 		fmt.Fprintf(w, "Forwards every TCP connection accepted on --localaddr as a stream to the kcptun server at --remoteaddr.\n\n")
@@ -661,4 +661,15 @@ func Usage(w io.Writer, role Role, prog string) {
 		fmt.Fprintf(w, "  %s%s\n    \t%s%s\n", strings.Join(names, ", "), kind, s.usage, def)
 	}
 	fmt.Fprintf(w, "  -h, --help\n    \tshow this help\n")
+}
+
+// Network returns the network of a local address, the client's --localaddr
+// or the server's --target: "unix" for a unix socket path (an address with a
+// path separator, as in "/run/kcptun.sock" or "./kcptun.sock"), "tcp" for a
+// host:port.
+func Network(addr string) string {
+	if strings.ContainsAny(addr, `/\`) {
+		return "unix"
+	}
+	return "tcp"
 }

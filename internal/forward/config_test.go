@@ -89,9 +89,9 @@ func TestDefaultsAreTheBinaries(t *testing.T) {
 		Server: {"Listen": ":29900", "Target": "127.0.0.1:12948", "SndWnd": 1024, "RcvWnd": 1024, "CloseWait": 30},
 	}
 	for role, extra := range perRole {
-		c, err := Parse(role, nil, noEnv)
+		c, err := parse(role, nil, noEnv)
 		if err != nil {
-			t.Fatalf("%v: Parse(no flags): %v", role, err)
+			t.Fatalf("%v: parse(no flags): %v", role, err)
 		}
 		v := reflect.ValueOf(c).Elem()
 		for _, m := range []map[string]any{common, extra} {
@@ -128,7 +128,7 @@ func TestEverySpellingOfEveryFlag(t *testing.T) {
 				if fc.value == "true" {
 					args = []string{dashes + name}
 				}
-				c, err := Parse(role, args, noEnv)
+				c, err := parse(role, args, noEnv)
 				if err != nil {
 					t.Errorf("%v %v: %v", role, args, err)
 					continue
@@ -139,7 +139,7 @@ func TestEverySpellingOfEveryFlag(t *testing.T) {
 			}
 			// The space-separated form as well.
 			if fc.value != "true" {
-				c, err := Parse(role, []string{"--" + name, fc.value}, noEnv)
+				c, err := parse(role, []string{"--" + name, fc.value}, noEnv)
 				if err != nil || fc.get(c) != fc.want {
 					t.Errorf("%v --%s %s: got %v, %v", role, name, fc.value, c, err)
 				}
@@ -150,12 +150,12 @@ func TestEverySpellingOfEveryFlag(t *testing.T) {
 
 func TestRoleOnlyFlags(t *testing.T) {
 	for _, args := range [][]string{{"--conn", "2"}, {"--autoexpire", "5"}, {"--scavengettl", "5"}, {"-r", "x:1"}, {"--localaddr", ":1"}} {
-		if _, err := Parse(Server, args, noEnv); err == nil {
+		if _, err := parse(Server, args, noEnv); err == nil {
 			t.Errorf("server accepted client flag %v", args)
 		}
 	}
 	for _, args := range [][]string{{"-t", "x:1"}, {"--target", "x:1"}, {"--listen", ":1"}} {
-		if _, err := Parse(Client, args, noEnv); err == nil {
+		if _, err := parse(Client, args, noEnv); err == nil {
 			t.Errorf("client accepted server flag %v", args)
 		}
 	}
@@ -174,19 +174,19 @@ func TestRoleOnlyFlags(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	for _, arg := range []string{"-h", "--h", "-help", "--help"} {
-		if _, err := Parse(Client, []string{arg}, noEnv); !errors.Is(err, flag.ErrHelp) {
+		if _, err := parse(Client, []string{arg}, noEnv); !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: err = %v, want flag.ErrHelp", arg, err)
 		}
 	}
 	// -v wins over everything else, even a missing config file.
-	c, err := Parse(Server, []string{"-v", "-c", "/nonexistent.json"}, noEnv)
+	c, err := parse(Server, []string{"-v", "-c", "/nonexistent.json"}, noEnv)
 	if err != nil || !c.Version {
 		t.Errorf("-v: %v, %v", c, err)
 	}
 	var b strings.Builder
 	for _, role := range []Role{Client, Server} {
 		b.Reset()
-		Usage(&b, role, role.String())
+		usage(&b, role)
 		for _, name := range wantFlags[role] {
 			spelled := "--" + name
 			if len(name) == 1 {
@@ -201,26 +201,26 @@ func TestHelpAndVersion(t *testing.T) {
 
 func TestKeyFromEnvironment(t *testing.T) {
 	env := func(k string) string {
-		if k == KeyEnv {
+		if k == keyEnv {
 			return "from-env"
 		}
 		return ""
 	}
-	c, err := Parse(Client, nil, env)
+	c, err := parse(Client, nil, env)
 	if err != nil || c.Key != "from-env" || c.KeySource != "env" {
 		t.Errorf("no --key: key %q from %q (%v), want from-env from env", c.Key, c.KeySource, err)
 	}
-	c, err = Parse(Client, []string{"--key", "from-flag"}, env)
+	c, err = parse(Client, []string{"--key", "from-flag"}, env)
 	if err != nil || c.Key != "from-flag" || c.KeySource != "flag" {
 		t.Errorf("--key: key %q from %q (%v), want from-flag from flag", c.Key, c.KeySource, err)
 	}
 	// An explicitly empty --key is still the flag's.
-	c, err = Parse(Server, []string{"--key="}, env)
+	c, err = parse(Server, []string{"--key="}, env)
 	if err != nil || c.Key != "" || c.KeySource != "flag" {
 		t.Errorf("--key=: key %q from %q (%v), want empty from flag", c.Key, c.KeySource, err)
 	}
 	path := writeFile(t, `{"key": "from-file"}`)
-	c, err = Parse(Server, []string{"--key", "from-flag", "-c", path}, env)
+	c, err = parse(Server, []string{"--key", "from-flag", "-c", path}, env)
 	if err != nil || c.Key != "from-file" || c.KeySource != "config" {
 		t.Errorf("-c: key %q from %q (%v), want from-file from config", c.Key, c.KeySource, err)
 	}
@@ -232,7 +232,7 @@ func TestConfigFileOverridesFlags(t *testing.T) {
 		"nocomp": true, "datashard": 0, "parityshard": 0, "mode": "manual", "nodelay": 1,
 		"interval": 10, "resend": 2, "nc": 1, "conn": 3, "smuxver": 1, "quiet": true, "tcp": false
 	}`)
-	c, err := Parse(Client, []string{"-c", path, "-crypt", "xor", "-mtu", "1200", "--ds", "7", "--conn", "9"}, noEnv)
+	c, err := parse(Client, []string{"-c", path, "-crypt", "xor", "-mtu", "1200", "--ds", "7", "--conn", "9"}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,13 +256,13 @@ func TestConfigFileOverridesFlags(t *testing.T) {
 				keys = append(keys, s.name)
 			}
 		}
-		c := Defaults(role)
+		c := defaults(role)
 		var parts []string
 		for _, k := range keys {
 			parts = append(parts, fmt.Sprintf("%q: %s", k, jsonValue(c, k)))
 		}
 		path := writeFile(t, "{"+strings.Join(parts, ",")+"}")
-		if _, err := Parse(role, []string{"-c", path}, noEnv); err != nil {
+		if _, err := parse(role, []string{"-c", path}, noEnv); err != nil {
 			t.Errorf("%v: a file with every key: %v", role, err)
 		}
 	}
@@ -307,13 +307,13 @@ func TestConfigFileErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		path := writeFile(t, tc.body)
-		_, err := Parse(tc.role, []string{"-c", path}, noEnv)
+		_, err := parse(tc.role, []string{"-c", path}, noEnv)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %s: err = %v, want it to contain %q", tc.role, tc.body, err, tc.want)
 		}
 		checkOneLine(t, err)
 	}
-	_, err := Parse(Client, []string{"-c", filepath.Join(t.TempDir(), "missing.json")}, noEnv)
+	_, err := parse(Client, []string{"-c", filepath.Join(t.TempDir(), "missing.json")}, noEnv)
 	if err == nil || !strings.Contains(err.Error(), "missing.json") || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: err = %v", err)
 	}
@@ -347,7 +347,7 @@ func TestBadValues(t *testing.T) {
 		{Client, []string{"--scavengettl", "99999999999"}, `invalid --scavengettl`},
 	}
 	for _, tc := range cases {
-		_, err := Parse(tc.role, tc.args, noEnv)
+		_, err := parse(tc.role, tc.args, noEnv)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: err = %v, want it to contain %q", tc.role, tc.args, err, tc.want)
 		}
@@ -378,7 +378,7 @@ func TestSDKErrorsNameTheFlag(t *testing.T) {
 		{Client, []string{"--conn", "0"}, "invalid --conn 0: want at least 1"},
 	}
 	for _, tc := range cases {
-		c, err := Parse(tc.role, tc.args, noEnv)
+		c, err := parse(tc.role, tc.args, noEnv)
 		if err != nil {
 			t.Errorf("%v %v: Parse: %v (the SDK should judge this value)", tc.role, tc.args, err)
 			continue
@@ -392,7 +392,7 @@ func TestSDKErrorsNameTheFlag(t *testing.T) {
 		if !errors.Is(err, kcptun.ErrInvalidOption) {
 			t.Errorf("%v %v: err = %v, want ErrInvalidOption", tc.role, tc.args, err)
 		}
-		got := c.OptionError(err)
+		got := c.optionError(err)
 		if !strings.Contains(got.Error(), tc.want) {
 			t.Errorf("%v %v: %v, want it to contain %q", tc.role, tc.args, got, tc.want)
 		}
@@ -400,7 +400,7 @@ func TestSDKErrorsNameTheFlag(t *testing.T) {
 	}
 	// Errors that are not about options pass through.
 	plain := errors.New("boom")
-	if got := Defaults(Client).OptionError(plain); got != plain {
+	if got := defaults(Client).optionError(plain); got != plain {
 		t.Errorf("OptionError(plain) = %v", got)
 	}
 }
@@ -410,7 +410,7 @@ func TestSDKErrorsNameTheFlag(t *testing.T) {
 func TestOptionsAreValid(t *testing.T) {
 	for _, args := range [][]string{nil, {"--mode", "manual", "--nodelay", "1", "--interval", "10", "--resend", "2", "--nc", "1"}} {
 		for _, role := range []Role{Client, Server} {
-			c, err := Parse(role, args, noEnv)
+			c, err := parse(role, args, noEnv)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -425,11 +425,11 @@ func TestOptionsAreValid(t *testing.T) {
 }
 
 func TestSettingsHideTheKey(t *testing.T) {
-	c, err := Parse(Client, []string{"--key", "hunter2", "--mode", "manual"}, noEnv)
+	c, err := parse(Client, []string{"--key", "hunter2", "--mode", "manual"}, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := fmt.Sprint(c.Settings()...)
+	s := fmt.Sprint(c.logAttrs()...)
 	if strings.Contains(s, "hunter2") {
 		t.Errorf("settings show the key: %s", s)
 	}
@@ -440,13 +440,13 @@ func TestSettingsHideTheKey(t *testing.T) {
 	}
 }
 
-func TestIsUnixPath(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"/run/kcptun.sock": true, "./k.sock": true, "dir/k.sock": true,
-		":12948": false, "127.0.0.1:80": false, "[::1]:80": false, "vps:29900": false,
+func TestNetwork(t *testing.T) {
+	for addr, want := range map[string]string{
+		"/run/kcptun.sock": "unix", "./k.sock": "unix", "dir/k.sock": "unix", `C:\k.sock`: "unix",
+		":12948": "tcp", "127.0.0.1:80": "tcp", "[::1]:80": "tcp", "vps:29900": "tcp",
 	} {
-		if got := IsUnixPath(addr); got != want {
-			t.Errorf("IsUnixPath(%q) = %v, want %v", addr, got, want)
+		if got := Network(addr); got != want {
+			t.Errorf("Network(%q) = %q, want %q", addr, got, want)
 		}
 	}
 }
@@ -496,7 +496,7 @@ func sameSet(a, b []string) bool {
 func TestDistConfigs(t *testing.T) {
 	for role, file := range map[Role]string{Client: "client.json", Server: "server.json"} {
 		path := filepath.Join("..", "..", "dist", file)
-		c, err := Parse(role, []string{"-c", path}, noEnv)
+		c, err := parse(role, []string{"-c", path}, noEnv)
 		if err != nil {
 			t.Errorf("%s: %v", path, err)
 			continue

@@ -26,7 +26,7 @@ func FuzzParse(f *testing.F) {
 		}
 		argv := append(strings.Fields(args), "-c", path)
 		for _, role := range []Role{Client, Server} {
-			cfg, err := Parse(role, argv, func(string) string { return "" })
+			cfg, err := parse(role, argv, func(string) string { return "" })
 			if errors.Is(err, flag.ErrHelp) {
 				continue
 			}
