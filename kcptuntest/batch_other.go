@@ -1,4 +1,4 @@
-//go:build !(linux && (amd64 || arm64 || riscv64 || loong64)) || kcptuntest_nobatch
+//go:build !linux || kcptuntest_nobatch
 
 package kcptuntest
 
@@ -11,8 +11,13 @@ import (
 	"syscall"
 )
 
-// sockName is unused where I/O is not batched.
-type sockName struct{}
+// batchConn and sockName are unused where I/O is not batched.
+type (
+	batchConn struct{}
+	sockName  struct{}
+)
+
+func newBatchConn(*net.UDPConn) batchConn { return batchConn{} }
 
 // batchReader reads one datagram at a time from one socket. It belongs to
 // one goroutine.
