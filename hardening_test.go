@@ -249,8 +249,8 @@ func TestDatagramFlood(t *testing.T) {
 	for _, cipher := range []string{"aes", "null"} {
 		t.Run(cipher, func(t *testing.T) {
 			const maxSessions = 32
-			opts := []Option{WithCrypt(cipher), WithMaxSessions(maxSessions), WithAcceptTimeout(300 * time.Millisecond)}
-			ln := listenEcho(t, opts...)
+			opts := []Option{WithCrypt(cipher)}
+			ln := listenEcho(t, append(opts, WithMaxSessions(maxSessions), WithAcceptTimeout(300*time.Millisecond))...)
 			c, err := Dial(ln.Addr().String(), opts...)
 			if err != nil {
 				t.Fatal(err)
