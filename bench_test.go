@@ -7,15 +7,13 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	kcp "github.com/xtaci/kcp-go/v5"
-	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/rawkcptun"
 )
 
 // benchSettings is one cipher/compression pair measured for the SDK and for
@@ -38,7 +36,7 @@ func benchMatrix() []benchSettings {
 
 // BenchmarkBulk moves bytes one way through one stream over loopback, through
 // the SDK and, in the same run, through kcp-go+smux wired as the kcptun
-// binaries wire them.
+// binaries wire them (internal/rawkcptun, the matrix's raw systems too).
 func BenchmarkBulk(b *testing.B) {
 	for _, s := range benchMatrix() {
 		b.Run("sdk/"+s.name, func(b *testing.B) {
@@ -93,107 +91,42 @@ func runBulk(b *testing.B, w io.Writer, r io.Reader) {
 	}
 }
 
-// rawPair connects a kcp-go+smux client and server the way the kcptun
-// binaries do, including their snappy wrapper (buffered writer flushed per write).
+// rawPair connects a kcp-go+smux client and server wired as the kcptun
+// binaries wire them (internal/rawkcptun), with the settings of c.
 func rawPair(b *testing.B, c config) (cli, srv net.Conn, cleanup func()) {
 	b.Helper()
-	pass := crypt.DeriveKey(c.key)
-	newBlock := func() kcp.BlockCrypt {
-		blk, err := crypt.New(c.crypt, pass)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return blk
-	}
-	ln, err := kcp.ListenWithOptions("127.0.0.1:0", newBlock(), c.dataShards, c.parityShards)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = ln.SetReadBuffer(c.sockBuf)
-	_ = ln.SetWriteBuffer(c.sockBuf)
 	t := c.timing()
-	ks, err := kcp.DialWithOptions(ln.Addr().String(), newBlock(), c.dataShards, c.parityShards)
+	rc := rawkcptun.Config{
+		Key: c.key, Crypt: c.crypt,
+		DataShards: c.dataShards, ParityShards: c.parityShards, MTU: c.mtu,
+		NoDelay: t.NoDelay, Interval: t.Interval, Resend: t.Resend, NC: t.NC,
+		ACKNoDelay: c.ackNoDelay, Compression: c.compression, SockBuf: c.sockBuf,
+		Smux: c.smuxConfig(),
+	}
+	rc.ClientSndWnd, rc.ClientRcvWnd = c.windows(false)
+	rc.ServerSndWnd, rc.ServerRcvWnd = c.windows(true)
+	ln, err := rawkcptun.Listen("127.0.0.1:0", rc)
 	if err != nil {
 		b.Fatal(err)
 	}
-	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
-	ks.SetStreamMode(true)
-	ks.SetWriteDelay(false)
-	ks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
-	ks.SetWindowSize(defaultClientSndWnd, defaultClientRcvWnd)
-	ks.SetMtu(c.mtu)
-	_ = ks.SetReadBuffer(c.sockBuf)
-	_ = ks.SetWriteBuffer(c.sockBuf)
-	wrap := func(conn io.ReadWriteCloser) io.ReadWriteCloser {
-		if !c.compression {
-			return conn
-		}
-		return &binarySnappy{conn: conn, w: snappy.NewBufferedWriter(conn), r: snappy.NewReader(conn)}
-	}
-	cmux, err := smux.Client(wrap(ks), c.smuxConfig())
+	rcl, err := rawkcptun.Dial(ln.Addr().String(), rc)
 	if err != nil {
+		_ = ln.Close()
 		b.Fatal(err)
 	}
-	cst, err := cmux.OpenStream()
-	if err != nil {
-		b.Fatal(err)
-	}
-	// smux sends the SYN only with the first frame; write nothing yet and let
-	// the server accept once data flows.
-	accepted := make(chan *smux.Stream, 1)
-	var smuxSrv *smux.Session
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sks, err := ln.AcceptKCP()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		//lint:ignore SA1019 stream mode is off by default and the wire format needs it
-		sks.SetStreamMode(true)
-		sks.SetWriteDelay(false)
-		sks.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
-		sks.SetMtu(c.mtu)
-		sks.SetWindowSize(defaultServerSndWnd, defaultServerRcvWnd)
-		smuxSrv, _ = smux.Server(wrap(sks), c.smuxConfig())
-		st, err := smuxSrv.AcceptStream()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		accepted <- st
-	}()
-	sst := <-accepted
-	wg.Wait()
-	if sst == nil {
-		b.Fatal("raw server accepted nothing")
-	}
-	return cst, sst, func() {
-		_ = cmux.Close()
-		_ = smuxSrv.Close()
+	cleanup = func() {
+		_ = rcl.Close()
 		_ = ln.Close()
 	}
-}
-
-// binarySnappy is the kcptun binaries' compression wrapper: a buffered snappy
-// writer flushed after every write.
-type binarySnappy struct {
-	conn io.ReadWriteCloser
-	w    *snappy.Writer
-	r    *snappy.Reader
-}
-
-func (c *binarySnappy) Read(p []byte) (int, error) { return c.r.Read(p) }
-func (c *binarySnappy) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	if err != nil {
-		return n, err
+	if cli, err = rcl.OpenStream(); err == nil {
+		srv, err = ln.Accept()
 	}
-	return n, c.w.Flush()
+	if err != nil {
+		cleanup()
+		b.Fatal(err)
+	}
+	return cli, srv, cleanup
 }
-func (c *binarySnappy) Close() error { return c.conn.Close() }
 
 // BenchmarkEcho64 measures the round trip of a 64-byte message on one stream.
 func BenchmarkEcho64(b *testing.B) {

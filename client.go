@@ -75,7 +75,7 @@ type slot struct {
 // WithConns sessions in the background and returns at once; option errors are
 // reported here, connection errors by Dial.
 func NewClient(addr string, opts ...Option) (*Client, error) {
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(entryClient, opts)
 	if err != nil {
 		return nil, err
 	}

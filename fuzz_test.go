@@ -48,7 +48,10 @@ func sealDatagram(block kcp.BlockCrypt, payload []byte) []byte {
 // input may crash the process or push sessions past the cap. Seeds: the
 // decrypted datagrams of the golden captures.
 func FuzzListenerDatagram(f *testing.F) {
-	caps, _ := wire.LoadCaptures(goldenDir) // missing captures leave the built-in seeds
+	caps, err := wire.LoadCaptures(goldenDir)
+	if err != nil {
+		f.Fatalf("golden captures: %v", err)
+	}
 	for _, g := range caps {
 		if g.Crypt == "null" { // plaintext already
 			for _, d := range g.Datagrams {
@@ -71,7 +74,7 @@ func FuzzListenerDatagram(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		c, _ := newConfig(opts)
+		c, _ := newConfig(entryListen, opts)
 		block, _ := c.blockCrypt()
 		targets = append(targets, target{ln, block})
 	}

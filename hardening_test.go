@@ -31,10 +31,10 @@ func TestSoakLossyStreams(t *testing.T) {
 	if soak() {
 		streams, size, limit = 64, 16<<20, 15*time.Minute
 	}
-	opts := []Option{WithMode(ModeFast3), WithConns(4), WithKey("soak")}
+	opts := []Option{WithMode(ModeFast3), WithKey("soak")}
 	bad := kcptuntest.Link{Loss: 0.10, Delay: 2 * time.Millisecond, Jitter: time.Millisecond, Reorder: 0.02, Duplicate: 0.02}
 	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{Up: bad, Down: bad, Seed: 7}, opts...)
-	cl, err := NewClient(relay.Addr().String(), opts...)
+	cl, err := NewClient(relay.Addr().String(), append(opts, WithConns(4))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +88,8 @@ func peakRSSKiB() int {
 // client's reads and writes must fail within the idle timeout, not hang, and
 // the Client must get a fresh session once a server is back.
 func TestPeerKilledMidTransfer(t *testing.T) {
-	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(time.Second), WithDialTimeout(2 * time.Second)}
-	e, cl, c := serveAndConnect(t, opts...)
+	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(time.Second)}
+	e, cl, c := serveAndConnect(t, opts, WithDialTimeout(2*time.Second))
 	addr := e.ln.Addr().String()
 	defer c.Close()
 
@@ -191,8 +191,8 @@ func TestServerRestartWhileDialing(t *testing.T) {
 // unacknowledged is a different case: the client retransmits them to the new
 // address, where kcp-go opens a session that replays them; see README.)
 func TestNATRebinding(t *testing.T) {
-	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond), WithAcceptTimeout(time.Second)}
-	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, opts...)
+	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond)}
+	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
 	cl, err := NewClient(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -249,8 +249,8 @@ func TestDatagramFlood(t *testing.T) {
 	for _, cipher := range []string{"aes", "null"} {
 		t.Run(cipher, func(t *testing.T) {
 			const maxSessions = 32
-			opts := []Option{WithCrypt(cipher), WithMaxSessions(maxSessions), WithAcceptTimeout(300 * time.Millisecond)}
-			ln := listenEcho(t, opts...)
+			opts := []Option{WithCrypt(cipher)}
+			ln := listenEcho(t, append(opts, WithMaxSessions(maxSessions), WithAcceptTimeout(300*time.Millisecond))...)
 			c, err := Dial(ln.Addr().String(), opts...)
 			if err != nil {
 				t.Fatal(err)

@@ -48,7 +48,7 @@ func Dial(addr string, opts ...Option) (net.Conn, error) {
 // resolution included. The WithDialTimeout bound still applies when the
 // context has no earlier deadline.
 func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, error) {
-	c, err := newConfig(opts)
+	c, err := newConfig(entryDial, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -407,7 +408,7 @@ func TestClientAutoExpire(t *testing.T) {
 
 func TestClientReplacesDeadSession(t *testing.T) {
 	opts := []Option{WithKeepAlive(100 * time.Millisecond), WithIdleTimeout(500 * time.Millisecond)}
-	e, cl, c := serveAndConnect(t, opts...)
+	e, cl, c := serveAndConnect(t, opts)
 	addr := e.ln.Addr().String()
 	_ = c.Close()
 
@@ -475,17 +476,17 @@ func TestShutdownWaitsForStreams(t *testing.T) {
 	e2.stop()
 }
 
-// serveAndConnect starts an echo Listener and a Client to it and proves the
-// path with one stream, which it returns open. The Client is closed at the
-// end of the test.
-func serveAndConnect(t *testing.T, opts ...Option) (*echoServer, *Client, net.Conn) {
+// serveAndConnect starts an echo Listener and a Client to it, both with opts
+// and the Client also with clientOpts, and proves the path with one stream,
+// which it returns open. The Client is closed at the end of the test.
+func serveAndConnect(t *testing.T, opts []Option, clientOpts ...Option) (*echoServer, *Client, net.Conn) {
 	t.Helper()
 	ln, err := Listen("127.0.0.1:0", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := startEcho(t, ln)
-	cl, err := NewClient(ln.Addr().String(), opts...)
+	cl, err := NewClient(ln.Addr().String(), append(slices.Clip(opts), clientOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ type ListenerStats struct {
 // Listen listens for kcptun clients on the UDP address addr ("host:port", or
 // "host:min-max" to listen on every port of the range).
 func Listen(addr string, opts ...Option) (*Listener, error) {
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(entryListen, opts)
 	if err != nil {
 		return nil, err
 	}

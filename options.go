@@ -11,20 +11,27 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 )
 
-// ErrInvalidOption is wrapped by every error that reports a bad option value.
-// Test for it with errors.Is; the error's text names the option and the value.
+// ErrInvalidOption is wrapped by every error that reports a bad option value,
+// or an option given to a call that does not use it. Test for it with
+// errors.Is; the error's text names the option and the value or the call.
 var ErrInvalidOption = errors.New("invalid option")
 
 // OptionError reports an option whose value is out of range or contradicts
-// another option. It wraps ErrInvalidOption.
+// another option, or an option given to a call that does not use it (Call is
+// then set). It wraps ErrInvalidOption.
 type OptionError struct {
 	Option string // the option's name, e.g. "WithMTU"
 	Value  any    // the rejected value
-	Reason string // what a valid value looks like
+	Reason string // what a valid value looks like, or which calls use the option
+	Call   string // "Dial", "NewClient" or "Listen" when the call does not use the option
 }
 
-// Error returns a one-line description naming the option and the value.
+// Error returns a one-line description naming the option and the value, or
+// the option and the call that does not use it.
 func (e *OptionError) Error() string {
+	if e.Call != "" {
+		return fmt.Sprintf("kcptun: invalid option %s for %s: %s", e.Option, e.Call, e.Reason)
+	}
 	return fmt.Sprintf("kcptun: invalid option %s(%v): %s", e.Option, e.Value, e.Reason)
 }
 
@@ -33,8 +40,62 @@ func (e *OptionError) Unwrap() error { return ErrInvalidOption }
 
 // Option changes one setting of a Dial, NewClient or Listen call. Options are
 // applied in order; a later option overrides an earlier one. Values are
-// checked when the call is made, not when the option is built.
+// checked when the call is made, not when the option is built. Most options
+// serve all three calls; an option that only some calls use (its doc comment
+// says which) makes the others fail with ErrInvalidOption rather than be
+// ignored.
 type Option func(*config)
+
+// entry is the call an option list is given to.
+type entry uint8
+
+const (
+	entryDial entry = 1 << iota
+	entryClient
+	entryListen
+)
+
+// String returns the name of the call.
+func (e entry) String() string {
+	switch e {
+	case entryDial:
+		return "Dial"
+	case entryClient:
+		return "NewClient"
+	case entryListen:
+		return "Listen"
+	}
+	return "unknown call"
+}
+
+// users names the calls of a set of entries, for an error message.
+func (e entry) users() string {
+	switch e {
+	case entryDial | entryClient:
+		return "only Dial and NewClient use it"
+	case entryClient:
+		return "only NewClient uses it"
+	case entryListen:
+		return "only Listen uses it"
+	}
+	return "no call uses it"
+}
+
+// scopedOption records an option that only some calls use.
+type scopedOption struct {
+	name  string
+	value any
+	users entry // the calls that use it
+}
+
+// scope returns an Option that records itself as used only by users and then
+// applies set.
+func scope(name string, value any, users entry, set func(*config)) Option {
+	return func(c *config) {
+		c.scoped = append(c.scoped, scopedOption{name, value, users})
+		set(c)
+	}
+}
 
 // Defaults of the kcptun binaries; a zero-option SDK end uses exactly these.
 const (
@@ -98,7 +159,8 @@ type config struct {
 	acceptTO     time.Duration
 	idleTimeout  time.Duration
 	logger       *slog.Logger
-	pass         []byte // the key after derivation, computed once
+	pass         []byte         // the key after derivation, computed once
+	scoped       []scopedOption // options given that only some calls use
 
 	// versionPinned and compressionPinned record that WithSmuxVersion and
 	// WithCompression were given: the setting is then fixed instead of
@@ -135,14 +197,21 @@ func defaultConfig() config {
 	}
 }
 
-// newConfig applies opts over the defaults and validates the result.
-func newConfig(opts []Option) (*config, error) {
+// newConfig applies opts over the defaults and validates the result for the
+// call e: every option must be one that e uses, and every value valid.
+func newConfig(e entry, opts []Option) (*config, error) {
 	c := defaultConfig()
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
 		}
 	}
+	for _, so := range c.scoped {
+		if so.users&e == 0 {
+			return nil, &OptionError{Option: so.name, Value: so.value, Reason: so.users.users(), Call: e.String()}
+		}
+	}
+	c.scoped = nil
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -365,32 +434,46 @@ func WithFrameSize(bytes int) Option { return func(c *config) { c.frameSize = by
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
 
 // WithConns sets how many KCP sessions a Client keeps (default 1); streams are
-// spread over them round-robin.
-func WithConns(n int) Option { return func(c *config) { c.conns = n } }
+// spread over them round-robin. Only NewClient uses it.
+func WithConns(n int) Option {
+	return scope("WithConns", n, entryClient, func(c *config) { c.conns = n })
+}
 
 // WithAutoExpire makes a Client stop opening streams on a session older than d
 // and open a fresh one (default 0, never). The old session is closed when its
-// last stream ends or after the scavenge TTL, whichever comes first.
-func WithAutoExpire(d time.Duration) Option { return func(c *config) { c.autoExpire = d } }
+// last stream ends or after the scavenge TTL, whichever comes first. Only
+// NewClient uses it.
+func WithAutoExpire(d time.Duration) Option {
+	return scope("WithAutoExpire", d, entryClient, func(c *config) { c.autoExpire = d })
+}
 
 // WithScavengeTTL sets how long an expired session may keep serving its open
-// streams before a Client closes it (default 600s).
-func WithScavengeTTL(d time.Duration) Option { return func(c *config) { c.scavengeTTL = d } }
+// streams before a Client closes it (default 600s). Only NewClient uses it.
+func WithScavengeTTL(d time.Duration) Option {
+	return scope("WithScavengeTTL", d, entryClient, func(c *config) { c.scavengeTTL = d })
+}
 
 // WithDialTimeout bounds how long Dial, and a DialContext whose context has no
 // earlier deadline, wait for the server to acknowledge a new session
-// (default 10s).
-func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+// (default 10s); a Client applies it to each session it dials. Only Dial and
+// NewClient use it.
+func WithDialTimeout(d time.Duration) Option {
+	return scope("WithDialTimeout", d, entryDial|entryClient, func(c *config) { c.dialTimeout = d })
+}
 
 // WithMaxSessions caps how many KCP sessions a Listener keeps at once (default
 // 4096). Datagrams that would open a session beyond the cap are dropped and
-// counted in ListenerStats.RefusedSessions.
-func WithMaxSessions(n int) Option { return func(c *config) { c.maxSessions = n } }
+// counted in ListenerStats.RefusedSessions. Only Listen uses it.
+func WithMaxSessions(n int) Option {
+	return scope("WithMaxSessions", n, entryListen, func(c *config) { c.maxSessions = n })
+}
 
 // WithAcceptTimeout sets how long a Listener keeps a new KCP session that has
 // not opened a stream yet (default 30s), so that stray or replayed datagrams
-// cannot hold sessions open.
-func WithAcceptTimeout(d time.Duration) Option { return func(c *config) { c.acceptTO = d } }
+// cannot hold sessions open. Only Listen uses it.
+func WithAcceptTimeout(d time.Duration) Option {
+	return scope("WithAcceptTimeout", d, entryListen, func(c *config) { c.acceptTO = d })
+}
 
 // WithIdleTimeout closes a session, on either end, that has received nothing
 // for d (default 30s, smux's own timeout; at least the keepalive interval).

@@ -210,4 +210,4 @@ func (s *Stream) opError(op string, err error) error {
 // ErrSessionClosed reports an operation on a stream whose session has ended
 // (the peer went away, the keepalive timed out, or the Client or Listener that
 // owns it was closed), or a write after CloseWrite.
-var ErrSessionClosed = errors.New("kcptun: stream closed")
+var ErrSessionClosed = errors.New("kcptun: session closed")

@@ -2,21 +2,15 @@ package bench
 
 import (
 	"context"
-	"crypto/pbkdf2"
-	"crypto/sha1"
 	"fmt"
-	"io"
 	"net"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/golang/snappy"
-	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun"
 	"github.com/seed-fc8f924e/kcptun/internal/loadserver"
+	"github.com/seed-fc8f924e/kcptun/internal/rawkcptun"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
@@ -166,14 +160,22 @@ func newSDKTestbed(system string, p Path, cfg kcptuntest.Config) (*testbed, erro
 	}, nil
 }
 
-// kcptun's key derivation: PBKDF2-SHA1 of the key, salt "kcp-go", 4096
-// rounds, 32 bytes, used whole by the "aes" cipher.
-func rawBlockCrypt() (kcp.BlockCrypt, error) {
-	pass, err := pbkdf2.Key(sha1.New, kcptun.DefaultKey, []byte("kcp-go"), 4096, 32)
-	if err != nil {
-		return nil, err
+// rawConfig is the raw system's configuration on path p: the settings
+// sdkOptions gives the SDK, applied to kcp-go and smux directly as the
+// binaries apply them (internal/rawkcptun, also the root benchmarks' raw
+// baseline).
+func rawConfig(system string, p Path) rawkcptun.Config {
+	nd, iv, rs, nc := rawTiming(system)
+	w := kcpWindow(p)
+	return rawkcptun.Config{
+		Key: kcptun.DefaultKey, Crypt: kcptun.DefaultCrypt,
+		DataShards: fecData, ParityShards: fecParity, MTU: kcpMTU,
+		NoDelay: nd, Interval: iv, Resend: rs, NC: nc,
+		ClientSndWnd: w, ClientRcvWnd: w, ServerSndWnd: w, ServerRcvWnd: w,
+		Compression: true,
+		SockBuf:     kcptun.DefaultSockBuf,
+		Smux:        rawSmuxConfig(p),
 	}
-	return kcp.NewAESBlockCrypt(pass)
 }
 
 // rawTiming returns KCP's nodelay, interval, resend and nc of the profile.
@@ -182,22 +184,6 @@ func rawTiming(system string) (nodelay, interval, resend, nc int) {
 		return 1, 10, 2, 1
 	}
 	return 1, 20, 2, 1
-}
-
-// tuneRaw applies the settings the SDK applies, in the binaries' order.
-func tuneRaw(s *kcp.UDPSession, system string, p Path, client bool) {
-	nd, iv, rs, nc := rawTiming(system)
-	w := kcpWindow(p)
-	s.SetStreamMode(true) //lint:ignore SA1019 kcptun and the SDK set stream mode this way
-	s.SetWriteDelay(false)
-	s.SetNoDelay(nd, iv, rs, nc)
-	s.SetWindowSize(w, w)
-	s.SetMtu(kcpMTU)
-	s.SetACKNoDelay(false)
-	if client {
-		_ = s.SetReadBuffer(kcptun.DefaultSockBuf)
-		_ = s.SetWriteBuffer(kcptun.DefaultSockBuf)
-	}
 }
 
 func rawSmuxConfig(p Path) *smux.Config {
@@ -209,186 +195,27 @@ func rawSmuxConfig(p Path) *smux.Config {
 	return c
 }
 
-// snappyConn is kcptun's classic CompStream: snappy framing, flushed on
-// every write.
-type snappyConn struct {
-	conn io.ReadWriteCloser
-	w    *snappy.Writer
-	r    *snappy.Reader
-}
-
-func newSnappyConn(c io.ReadWriteCloser) *snappyConn {
-	return &snappyConn{conn: c, w: snappy.NewBufferedWriter(c), r: snappy.NewReader(c)}
-}
-
-func (c *snappyConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *snappyConn) Write(p []byte) (int, error) {
-	if _, err := c.w.Write(p); err != nil {
-		return 0, err
-	}
-	if err := c.w.Flush(); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *snappyConn) Close() error { return c.conn.Close() }
-
-// rawListener serves the smux streams of every KCP session of a kcp-go
-// listener as a net.Listener.
-type rawListener struct {
-	ln      *kcp.Listener
-	streams chan net.Conn
-	done    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	muxes   []*smux.Session
-	once    sync.Once
-}
-
-func newRawListener(system string, p Path) (*rawListener, error) {
-	block, err := rawBlockCrypt()
-	if err != nil {
-		return nil, err
-	}
-	ln, err := kcp.ListenWithOptions("127.0.0.1:0", block, fecData, fecParity)
-	if err != nil {
-		return nil, err
-	}
-	_ = ln.SetReadBuffer(kcptun.DefaultSockBuf)
-	_ = ln.SetWriteBuffer(kcptun.DefaultSockBuf)
-	l := &rawListener{ln: ln, streams: make(chan net.Conn), done: make(chan struct{})}
-	l.wg.Add(1)
-	go l.acceptSessions(system, p)
-	return l, nil
-}
-
-func (l *rawListener) acceptSessions(system string, p Path) {
-	defer l.wg.Done()
-	for {
-		ks, err := l.ln.AcceptKCP()
-		if err != nil {
-			return
-		}
-		tuneRaw(ks, system, p, false)
-		mux, err := smux.Server(newSnappyConn(ks), rawSmuxConfig(p))
-		if err != nil {
-			_ = ks.Close()
-			continue
-		}
-		l.mu.Lock()
-		l.muxes = append(l.muxes, mux)
-		l.mu.Unlock()
-		l.wg.Add(1)
-		go l.acceptStreams(mux)
-	}
-}
-
-func (l *rawListener) acceptStreams(mux *smux.Session) {
-	defer l.wg.Done()
-	for {
-		st, err := mux.AcceptStream()
-		if err != nil {
-			return
-		}
-		select {
-		case l.streams <- st:
-		case <-l.done:
-			_ = st.Close()
-			return
-		}
-	}
-}
-
-func (l *rawListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.streams:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *rawListener) Addr() net.Addr { return l.ln.Addr() }
-
-// Close closes the listener and every session, and waits for the goroutines.
-func (l *rawListener) Close() error {
-	l.once.Do(func() {
-		close(l.done)
-		_ = l.ln.Close()
-		l.mu.Lock()
-		for _, m := range l.muxes {
-			_ = m.Close()
-		}
-		l.mu.Unlock()
-		l.wg.Wait()
-		// kcp-go's Close leaves sessions queued in its backlog running; take
-		// and close them for a bounded while.
-		deadline := time.Now().Add(time.Second)
-		for misses := 0; misses < 64 && time.Now().Before(deadline); {
-			ks, err := l.ln.AcceptKCP()
-			if err != nil {
-				misses++
-				continue
-			}
-			misses = 0
-			_ = ks.Close()
-		}
-	})
-	return nil
-}
-
-// rawClient is the client end of a raw system: one KCP session with smux.
-type rawClient struct {
-	ks  *kcp.UDPSession
-	mux *smux.Session
-}
-
 func newRawTestbed(system string, p Path, cfg kcptuntest.Config) (*testbed, error) {
-	ln, err := newRawListener(system, p)
+	rc := rawConfig(system, p)
+	ln, err := rawkcptun.Listen("127.0.0.1:0", rc)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %s: listen: %w", system, err)
+		return nil, fmt.Errorf("bench: %s: %w", system, err)
 	}
 	relay, err := kcptuntest.NewRelay(ln.Addr().String(), cfg)
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("bench: %s: %w", system, err)
 	}
-	fail := func(err error) (*testbed, error) {
+	cl, err := rawkcptun.Dial(relay.Addr().String(), rc)
+	if err != nil {
 		_ = relay.Close()
 		_ = ln.Close()
-		return nil, fmt.Errorf("bench: %s: dial: %w", system, err)
+		return nil, fmt.Errorf("bench: %s: %w", system, err)
 	}
-	block, err := rawBlockCrypt()
-	if err != nil {
-		return fail(err)
-	}
-	ks, err := kcp.DialWithOptions(relay.Addr().String(), block, fecData, fecParity)
-	if err != nil {
-		return fail(err)
-	}
-	tuneRaw(ks, system, p, true)
-	mux, err := smux.Client(newSnappyConn(ks), rawSmuxConfig(p))
-	if err != nil {
-		_ = ks.Close()
-		return fail(err)
-	}
-	c := &rawClient{ks: ks, mux: mux}
 	return &testbed{
-		relay: relay,
-		dial: func(context.Context) (net.Conn, error) {
-			st, err := c.mux.OpenStream()
-			if err != nil {
-				return nil, err
-			}
-			return st, nil
-		},
-		srv: loadserver.Start(ln),
-		closer: func() error {
-			_ = c.mux.Close() // closes the KCP session under it
-			_ = c.ks.Close()  // in case smux had stopped already
-			return nil
-		},
+		relay:  relay,
+		dial:   func(context.Context) (net.Conn, error) { return cl.OpenStream() },
+		srv:    loadserver.Start(ln),
+		closer: cl.Close,
 	}, nil
 }

@@ -1,8 +1,8 @@
-//go:build !(linux && (amd64 || arm64 || riscv64 || loong64)) || kcptuntest_nobatch
+//go:build !linux || kcptuntest_nobatch
 
 package kcptuntest
 
-// Portable datagram I/O: one datagram per system call.
+// Portable datagram writes: one datagram per system call.
 
 import (
 	"errors"
@@ -11,40 +11,15 @@ import (
 	"syscall"
 )
 
-// sockName is unused where I/O is not batched.
-type sockName struct{}
+// batchConn and sockName are unused where I/O is not batched.
+type (
+	batchConn struct{}
+	sockName  struct{}
+)
 
-// batchReader reads one datagram at a time from one socket. It belongs to
-// one goroutine.
-type batchReader struct {
-	s    *sock
-	from bool
-	buf  []byte
-	n    int
-	addr netip.AddrPort
-}
+func newBatchConn(*net.UDPConn) batchConn { return batchConn{} }
 
-func newBatchReader(s *sock, from bool, _ int) *batchReader {
-	return &batchReader{s: s, from: from, buf: make([]byte, maxDatagram)}
-}
-
-// read waits for a datagram and returns 1.
-func (r *batchReader) read() (int, error) {
-	var err error
-	if r.from {
-		r.n, r.addr, err = r.s.conn.ReadFromUDPAddrPort(r.buf)
-	} else {
-		r.n, err = r.s.conn.Read(r.buf)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return 1, nil
-}
-
-func (r *batchReader) datagram(int) []byte       { return r.buf[:r.n] }
-func (r *batchReader) source(int) netip.AddrPort { return r.addr }
-func (r *batchReader) name(int) sockName         { return sockName{} }
+func sockNameOf(netip.AddrPort) sockName { return sockName{} }
 
 // batchWriter writes datagrams one at a time.
 type batchWriter struct{}

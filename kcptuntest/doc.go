@@ -81,15 +81,16 @@
 // straight from the goroutine that read it (the fast path), once any
 // datagrams still queued from earlier settings have gone.
 //
-// On Linux (amd64, arm64, riscv64, loong64) the relay reads and writes
-// datagrams in batches, with recvmmsg and sendmmsg, and hands runs of
-// equal-sized datagrams for one destination to the kernel as one, with UDP
-// generic segmentation offload, falling back to single datagrams on a
-// socket that refuses it. The receiver still gets separate datagrams unless
-// it enabled UDP_GRO, in which case it gets them coalesced as it asked.
-// Elsewhere the relay makes one system call per datagram. Every socket asks
-// for 4 MiB send and receive buffers, which the kernel may cap
-// (net.core.rmem_max, net.core.wmem_max).
+// On Linux the relay reads and writes datagrams in batches, with
+// golang.org/x/net's ipv4 and ipv6 ReadBatch and WriteBatch (recvmmsg and
+// sendmmsg), and hands runs of equal-sized datagrams for one destination
+// to the kernel as one, with UDP generic segmentation offload, falling
+// back to single datagrams on a socket that refuses it. The receiver still
+// gets separate datagrams unless it enabled UDP_GRO, in which case it gets
+// them coalesced as it asked. Elsewhere, and under the race detector (which
+// makes batched reads slow), the relay makes one system call per datagram.
+// Every socket asks for 4 MiB send and receive buffers, which the kernel
+// may cap (net.core.rmem_max, net.core.wmem_max).
 //
 // Memory is bounded. Datagram buffers are pooled. The datagrams in flight
 // in one direction (bandwidth queue, delay line and held-back datagrams

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -64,18 +63,14 @@ type client struct {
 // sock is a UDP socket of the relay.
 type sock struct {
 	conn  *net.UDPConn
-	rc    syscall.RawConn
+	batch batchConn   // conn as batched I/O sees it
 	noGSO atomic.Bool // segmentation offload failed on this socket
 }
 
 func newSock(conn *net.UDPConn) (*sock, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
 	_ = conn.SetReadBuffer(socketBuffer) // best effort: the kernel caps them
 	_ = conn.SetWriteBuffer(socketBuffer)
-	return &sock{conn: conn, rc: rc}, nil
+	return &sock{conn: conn, batch: newBatchConn(conn)}, nil
 }
 
 // LinkStats counts what happened to the datagrams of one direction of a

@@ -2,7 +2,7 @@
 // derives the key material they use, exactly as the kcptun binaries do.
 //
 // The mapping (name, kcp-go constructor, slice of the derived key) is the
-// wire contract in WIRE.md: both ends must pick the same name and key, and a
+// wire contract in docs/wire.md: both ends must pick the same name and key, and a
 // mismatch is silent on the wire, so every name here must behave
 // byte-for-byte like the binaries.
 package crypt
@@ -39,7 +39,7 @@ type cipherSpec struct {
 	confidential  bool
 }
 
-// specs is kept in the order of the cipher table in WIRE.md.
+// specs is kept in the order of the cipher table in docs/wire.md.
 var specs = []cipherSpec{
 	{name: "aes", keyLen: 32, build: kcp.NewAESBlockCrypt, confidential: true},
 	{name: "aes-128", keyLen: 16, build: kcp.NewAESBlockCrypt, confidential: true},
@@ -90,7 +90,7 @@ func DeriveKey(key string) []byte {
 
 // New returns the kcp-go BlockCrypt for the cipher called name, keyed from
 // pass, which must be the 32 bytes returned by DeriveKey. Each cipher takes
-// the prefix of pass listed in WIRE.md (all of it for aes, 16 bytes for
+// the prefix of pass listed in docs/wire.md (all of it for aes, 16 bytes for
 // aes-128, and so on).
 //
 // For "null" New returns (nil, nil): such sessions carry no crypto header
@@ -142,7 +142,7 @@ func (d directional) Encrypt(dst, src []byte) { d.enc.Encrypt(dst, src) }
 func (d directional) Decrypt(dst, src []byte) { d.dec.Decrypt(dst, src) }
 
 // Names returns every supported cipher name, in the order of the cipher
-// table in WIRE.md; "aes" is first and is kcptun's default. The caller may
+// table in docs/wire.md; "aes" is first and is kcptun's default. The caller may
 // modify the returned slice.
 func Names() []string {
 	names := make([]string, len(specs))

@@ -99,7 +99,7 @@ func TestEveryNameConstructs(t *testing.T) {
 	}
 }
 
-// tableKey returns the constructor and key slice WIRE.md assigns to a name,
+// tableKey returns the constructor and key slice docs/wire.md assigns to a name,
 // written out independently of the package's own table.
 func tableKey(name string, pass []byte) (func([]byte) (kcp.BlockCrypt, error), []byte) {
 	switch name {
@@ -141,7 +141,7 @@ type sealer interface {
 }
 
 // TestKeySlices checks that each cipher produces the same ciphertext as the
-// WIRE.md constructor fed the WIRE.md key slice.
+// docs/wire.md constructor fed the docs/wire.md key slice.
 func TestKeySlices(t *testing.T) {
 	pass := DeriveKey("golden-key")
 	msg := make([]byte, 97) // not a multiple of any block size
@@ -167,7 +167,7 @@ func TestKeySlices(t *testing.T) {
 			a := s.Seal(make([]byte, 0, 256), nonce, msg, nil)
 			b := ws.Seal(make([]byte, 0, 256), nonce, msg, nil)
 			if !bytes.Equal(a, b) {
-				t.Errorf("%s: sealed output differs from the WIRE.md key", name)
+				t.Errorf("%s: sealed output differs from the docs/wire.md key", name)
 			}
 			continue
 		}
@@ -176,7 +176,7 @@ func TestKeySlices(t *testing.T) {
 		got.Encrypt(a, msg)
 		want.Encrypt(b, msg)
 		if !bytes.Equal(a, b) {
-			t.Errorf("%s: ciphertext differs from the WIRE.md key", name)
+			t.Errorf("%s: ciphertext differs from the docs/wire.md key", name)
 		}
 		if Confidential(name) && bytes.Equal(a[8:], msg[8:]) {
 			t.Errorf("%s: claims confidentiality but left the payload in clear", name)

@@ -14,7 +14,7 @@ import (
 // runs as the binaries run it: manual mode with the manual values.
 func TestModeDefault(t *testing.T) {
 	for _, args := range [][]string{{"--mode", "default"}, {"-mode", "DEFAULT", "--interval", "20"}} {
-		c, err := Parse(Server, args, noEnv)
+		c, err := parse(Server, args, noEnv)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
@@ -27,7 +27,7 @@ func TestModeDefault(t *testing.T) {
 		}
 		_ = ln.Close()
 		found := false
-		for _, a := range c.Settings() {
+		for _, a := range c.logAttrs() {
 			if a, ok := a.(interface{ String() string }); ok && strings.HasPrefix(a.String(), "interval=") {
 				found = true
 			}
@@ -36,7 +36,7 @@ func TestModeDefault(t *testing.T) {
 			t.Errorf("%v: the manual values are not among the logged settings", args)
 		}
 	}
-	if _, err := Parse(Server, []string{"--mode", "turbo"}, noEnv); err == nil {
+	if _, err := parse(Server, []string{"--mode", "turbo"}, noEnv); err == nil {
 		t.Error("--mode turbo accepted")
 	}
 }
@@ -45,7 +45,7 @@ func TestModeDefault(t *testing.T) {
 // is refused with its replacement named.
 func TestTuncryptNamesCrypt(t *testing.T) {
 	for _, args := range [][]string{{"--tuncrypt", "aes"}, {"-tuncrypt=aes"}} {
-		_, err := Parse(Client, args, noEnv)
+		_, err := parse(Client, args, noEnv)
 		if !errors.Is(err, errTuncrypt) || !strings.Contains(err.Error(), "--crypt") {
 			t.Errorf("%v: %v, want it to name --crypt", args, err)
 		}
@@ -54,7 +54,7 @@ func TestTuncryptNamesCrypt(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"tuncrypt": "aes"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse(Server, []string{"-c", path}, noEnv); !errors.Is(err, errTuncrypt) {
+	if _, err := parse(Server, []string{"-c", path}, noEnv); !errors.Is(err, errTuncrypt) {
 		t.Errorf("JSON key tuncrypt: %v, want the --crypt hint", err)
 	}
 }
@@ -76,14 +76,14 @@ func TestSmuxSettingsPinOnlyWhenGiven(t *testing.T) {
 		{[]string{"-c", path}, true, true},
 	}
 	for _, tc := range cases {
-		c, err := Parse(Client, tc.args, noEnv)
+		c, err := parse(Client, tc.args, noEnv)
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
 		if c.SmuxVerSet != tc.wantVer || c.NoCompSet != tc.wantComp {
 			t.Errorf("%v: pinned smuxver=%v nocomp=%v, want %v %v", tc.args, c.SmuxVerSet, c.NoCompSet, tc.wantVer, tc.wantComp)
 		}
-		if n := len(c.Options(nil)); n != len(Defaults(Client).Options(nil))+btoi(tc.wantVer)+btoi(tc.wantComp) {
+		if n := len(c.Options(nil)); n != len(defaults(Client).Options(nil))+btoi(tc.wantVer)+btoi(tc.wantComp) {
 			t.Errorf("%v: %d options", tc.args, n)
 		}
 	}

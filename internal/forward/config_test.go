@@ -383,9 +383,8 @@ func TestSDKErrorsNameTheFlag(t *testing.T) {
 			t.Errorf("%v %v: Parse: %v (the SDK should judge this value)", tc.role, tc.args, err)
 			continue
 		}
-		ln, err := kcptun.Listen("127.0.0.1:0", c.Options(nil)...)
+		err = openWith(c)
 		if err == nil {
-			ln.Close()
 			t.Errorf("%v %v: the SDK accepted it", tc.role, tc.args)
 			continue
 		}
@@ -414,12 +413,9 @@ func TestOptionsAreValid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln, err := kcptun.Listen("127.0.0.1:0", c.Options(nil)...)
-			if err != nil {
+			if err := openWith(c); err != nil {
 				t.Errorf("%v %v: %v", role, args, err)
-				continue
 			}
-			ln.Close()
 		}
 	}
 }
@@ -505,4 +501,22 @@ func TestDistConfigs(t *testing.T) {
 			t.Errorf("%s: crypt %q, key from %q", path, c.Crypt, c.KeySource)
 		}
 	}
+}
+
+// openWith hands c's options to the SDK call of c's role, a Listen for a
+// server and a NewClient (which dials in the background) for a client, and
+// closes what it opened.
+func openWith(c *Config) error {
+	if c.Role == Client {
+		cl, err := kcptun.NewClient("127.0.0.1:1", c.Options(nil)...)
+		if err == nil {
+			cl.Close()
+		}
+		return err
+	}
+	ln, err := kcptun.Listen("127.0.0.1:0", c.Options(nil)...)
+	if err == nil {
+		ln.Close()
+	}
+	return err
 }

@@ -9,6 +9,6 @@
 // public API only.
 //
 // The flags, their spellings and their defaults are those of the classic
-// kcptun binaries (see WIRE.md), so existing command lines and JSON files
+// kcptun binaries (see docs/wire.md), so existing command lines and JSON files
 // keep working.
 package forward

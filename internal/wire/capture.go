@@ -14,7 +14,7 @@ import (
 var ErrNoCaptures = errors.New("wire: no capture files")
 
 // Capture is one golden capture of the kcptun binaries, a JSON file of
-// shared/testdata/wire (its README describes the fields): the flags both
+// testdata/wire (its README describes the fields): the flags both
 // binaries ran with and the datagrams they exchanged.
 type Capture struct {
 	File        string `json:"-"` // base name of the file

@@ -1,9 +1,6 @@
 package wire_test
 
 import (
-	"errors"
-	"io/fs"
-	"path/filepath"
 	"testing"
 
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -12,29 +9,20 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
-// captureDir is where the golden captures of the kcptun binaries live,
-// relative to this package: shared/ is checked out beside the module.
-const captureDir = "../../../shared/testdata/wire"
+// captureDir is where the repository keeps the golden captures of the kcptun
+// binaries, relative to this package.
+const captureDir = "../../testdata/wire"
 
 // capture is one golden capture file (see README.md in captureDir).
 type capture = wire.Capture
 
-// loadCaptures reads every capture. It skips the test when captureDir does
-// not exist and fails it when the directory holds no capture or a file does
-// not parse. When skip is false a missing directory just returns nil.
-func loadCaptures(tb testing.TB, skip bool) []*capture {
+// loadCaptures reads every capture. It fails the test when captureDir is
+// missing or empty or a file does not parse: the repository carries them.
+func loadCaptures(tb testing.TB) []*capture {
 	tb.Helper()
 	caps, err := wire.LoadCaptures(captureDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		abs, _ := filepath.Abs(captureDir)
-		if skip {
-			tb.Skipf("golden captures not found at %s: check out the shared/ tree beside this module", abs)
-		}
-		tb.Logf("golden captures not found at %s; seeding from built-in inputs only", abs)
-		return nil
-	}
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("golden captures: %v", err)
 	}
 	return caps
 }

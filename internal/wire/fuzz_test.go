@@ -13,9 +13,9 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
-// The fuzz targets are seeded from the golden captures when they are
-// present (decoded down to the layer each target parses) and from a few
-// built-in inputs otherwise. Their seed corpora run in plain go test.
+// The fuzz targets are seeded from the golden captures (decoded down to the
+// layer each target parses) and from a few built-in inputs. Their seed
+// corpora run in plain go test.
 
 // fuzzKey is the key of the captures, so that their datagrams open.
 const fuzzKey = "golden-key"
@@ -49,7 +49,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add(cipherIndex(f, "none"), builtinDatagram)
 	f.Add(cipherIndex(f, "aes"), []byte{})
 	f.Add(cipherIndex(f, "aes-128-gcm"), make([]byte, 28))
-	for _, c := range loadCaptures(f, false) {
+	for _, c := range loadCaptures(f) {
 		for _, d := range c.Datagrams {
 			f.Add(cipherIndex(f, c.Crypt), d)
 		}
@@ -84,7 +84,7 @@ func FuzzOpen(f *testing.F) {
 func FuzzParseFEC(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0xf1, 0, 2, 0})
 	f.Add([]byte{10, 0, 0, 0, 0xf2, 0, 9, 9, 1, 2, 3})
-	for _, c := range loadCaptures(f, false) {
+	for _, c := range loadCaptures(f) {
 		block := blockFor(f, c)
 		for _, d := range c.Datagrams {
 			if p, err := wire.Open(block, d); err == nil {
@@ -116,7 +116,7 @@ func FuzzParseFEC(f *testing.F) {
 func FuzzParseSegments(f *testing.F) {
 	f.Add(builtinDatagram[wire.CryptHeaderSize:])
 	f.Add([]byte{})
-	for _, c := range loadCaptures(f, false) {
+	for _, c := range loadCaptures(f) {
 		block := blockFor(f, c)
 		for _, d := range c.Datagrams {
 			if b := kcpBytes(block, c.FEC(), d); b != nil {
@@ -148,7 +148,7 @@ func FuzzParseSegments(f *testing.F) {
 
 // smuxSeeds returns the smux byte streams of every capture direction.
 func smuxSeeds(tb testing.TB) (smux, snappyStreams [][]byte) {
-	for _, c := range loadCaptures(tb, false) {
+	for _, c := range loadCaptures(tb) {
 		byDir, _ := streams(c, blockFor(tb, c))
 		for _, s := range byDir {
 			if !c.NoComp {

@@ -36,7 +36,7 @@ var wantParityFiles = []string{
 // TestGolden decodes every capture of the kcptun binaries through all the
 // layers and checks each against what the binaries are known to send.
 func TestGolden(t *testing.T) {
-	caps := loadCaptures(t, true)
+	caps := loadCaptures(t)
 	seenCrypt := map[string]bool{}
 	var withParity []string
 	for _, c := range caps {

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -453,17 +451,13 @@ func TestLogFileSNMPAndPprof(t *testing.T) {
 }
 
 // TestGoldenCaptures replays the client side of each golden capture of the
-// classic binaries (WIRE.md) against examples/server started with the
+// classic binaries (docs/wire.md) against examples/server started with the
 // capture's settings: the server must open the stream, dial the target and
 // deliver the payload the binary client sent.
 func TestGoldenCaptures(t *testing.T) {
-	dir := filepath.Join(moduleRoot, "..", "shared", "testdata", "wire")
-	caps, err := wire.LoadCaptures(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("no golden captures in %s (the shared directory sits beside the repository)", dir)
-	}
+	caps, err := wire.LoadCaptures(filepath.Join(moduleRoot, "testdata", "wire"))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("golden captures: %v", err)
 	}
 	names := map[string]bool{}
 	for _, cp := range caps {
