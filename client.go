@@ -36,7 +36,7 @@ type Client struct {
 type ClientStats struct {
 	Sessions    int    // live sessions taking new streams
 	Retired     int    // expired sessions still serving their streams
-	Streams     int    // streams open on all sessions
+	Streams     int    // streams open on all sessions (a closed one until its last bytes went to smux)
 	Dials       uint64 // sessions dialed successfully since NewClient
 	FailedDials uint64 // session dials that failed
 }

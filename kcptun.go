@@ -62,7 +62,7 @@ func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, er
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)
 	}
-	stream := newStream(st, s, s.close)
+	stream := newStream(st, s, nil)
 	stream.linger = true
 	return stream, nil
 }

@@ -254,14 +254,14 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			_ = ks.Close()
 			continue
 		}
-		tr := newSilentUntilHeard(l.cfg.transport(ks))
-		mux, err := smux.Server(tr, l.cfg.smuxConfig())
+		s := newSession(ks, l.cfg, true)
+		mux, err := smux.Server(newSilentUntilHeard(s.tr), l.cfg.smuxConfig())
 		if err != nil { // the config was validated, so this is not expected
 			l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
 			_ = ks.Close()
 			continue
 		}
-		s := newSession(ks, tr, l.cfg, mux)
+		s.start(mux)
 		if !l.register(s) {
 			s.close()
 			continue
