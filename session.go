@@ -19,8 +19,10 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 )
 
-// ErrNoResponse reports a new session that the server never acknowledged.
-// Test for it with errors.Is. KCP and smux send nothing back until data flows,
+// ErrNoResponse reports a new session that the server never acknowledged,
+// whether the dial timeout or the caller's context deadline ended the wait
+// (the error then matches context.DeadlineExceeded too; a cancelled context
+// gives context.Canceled instead). Test for it with errors.Is. KCP and smux send nothing back until data flows,
 // so this is how an unreachable address, blocked UDP, or a key or cipher
 // mismatch (the server drops packets that fail its checksum) shows itself.
 var ErrNoResponse = errors.New("no response from server")
@@ -31,7 +33,7 @@ const initialRTO = 200
 // session is one KCP session with the smux session over it.
 type session struct {
 	kcp     *kcp.UDPSession
-	base    *kcpConn          // kcp wrapped: what the transport reads and writes
+	base    *kcpConn           // kcp wrapped: what the transport reads and writes
 	tr      io.ReadWriteCloser // what smux runs over: base, or snappy over it
 	cfg     *config
 	server  bool
@@ -336,10 +338,13 @@ func waitAcknowledged(ctx context.Context, s *kcp.UDPSession) error {
 	}
 }
 
-// noResponseError builds the error of a dial whose session was never acknowledged.
+// noResponseError builds the error of a dial whose session was never
+// acknowledged: it matches ErrNoResponse and context.DeadlineExceeded (a
+// timeout, as net.Error's Timeout reports), whichever deadline ended the wait.
 func noResponseError(addr string, c *config, wait time.Duration) error {
-	return fmt.Errorf("kcptun: dial %s: %w within %v: check the address and port, that UDP is not blocked on the path, "+
-		"and that both ends use the same key and cipher (%q here)", addr, ErrNoResponse, wait.Round(time.Millisecond), c.crypt)
+	return fmt.Errorf("kcptun: dial %s: %w within %v (%w): check the address and port, that UDP is not blocked on the path, "+
+		"and that both ends use the same key and cipher (%q here)", addr, ErrNoResponse, wait.Round(time.Millisecond),
+		context.DeadlineExceeded, c.crypt)
 }
 
 // waitUnacked waits until KCP holds at most keep segments that are queued or
@@ -371,10 +376,11 @@ func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 
 // flushGrace is how long a closing Dial stream waits for the acknowledgement
 // of its session's last frames (the end of the stream, a window update) once
-// everything the user wrote is delivered: two retransmission timeouts and a
-// flush interval, between 50 ms and 1 s. A peer that is gone never answers.
+// everything the user wrote is delivered: a round trip with its variance and
+// two flush intervals (the peer acknowledges on its next flush), between 20 ms
+// and 1 s. A peer that has gone never answers.
 func (s *session) flushGrace() time.Duration {
-	rto := time.Duration(s.kcp.GetRTO()) * time.Millisecond
-	g := 2*rto + time.Duration(s.cfg.timing().Interval)*time.Millisecond
-	return min(max(g, 50*time.Millisecond), time.Second)
+	rtt := time.Duration(s.kcp.GetSRTT()+4*s.kcp.GetSRTTVar()) * time.Millisecond
+	g := rtt + 2*time.Duration(s.cfg.timing().Interval)*time.Millisecond
+	return min(max(g, 20*time.Millisecond), time.Second)
 }

@@ -30,17 +30,17 @@ type Stream struct {
 	sess    *session
 	local   net.Addr
 	remote  net.Addr
-	release func() // runs once, when the stream has finished
-	linger  bool   // the stream owns its session: Close delivers, then closes it
+	release func()        // runs once, when the stream has finished
+	linger  bool          // the stream owns its session: Close delivers, then closes it
 	read    atomic.Uint32 // bytes handed to the user, as smux v2 counts them
 
-	done  chan struct{} // closed by Close: wakes every blocked call
-	wdl   deadline      // the write deadline; smux never sees one
-	wmu   sync.Mutex    // one Write at a time, so that each stays contiguous
-	state sync.Mutex    // guards the fields below
-	closed   atomic.Bool // set by Close, under state
-	wclosed  bool        // set by CloseWrite or Close
-	w        *writer     // started by the first Write or by Close
+	done     chan struct{} // closed by Close: wakes every blocked call
+	wdl      deadline      // the write deadline; smux never sees one
+	wmu      sync.Mutex    // one Write at a time, so that each stays contiguous
+	state    sync.Mutex    // guards the fields below
+	closed   atomic.Bool   // set by Close, under state
+	wclosed  bool          // set by CloseWrite or Close
+	w        *writer       // started by the first Write or by Close
 	closedAt time.Time
 	force    *time.Timer // ends a finish that takes longer than lingerTimeout
 }
@@ -79,6 +79,25 @@ func (s *Stream) consumed(n int, err error) {
 	if err != nil && s.sess.version == 2 && !s.isClosed() {
 		_ = s.sess.sendWindowUpdate(s.st.ID(), total)
 	}
+}
+
+// WriteTo copies the stream into w until the peer closes its side, without an
+// intermediate buffer; io.Copy uses it. It returns nil at the end of the stream.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	if s.isClosed() {
+		return 0, s.opError("read", net.ErrClosed)
+	}
+	n, err := s.st.WriteTo(w)
+	if n > 0 {
+		s.read.Add(uint32(n))
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	if err != nil && n > 0 && s.sess.version == 2 && !s.isClosed() {
+		_ = s.sess.sendWindowUpdate(s.st.ID(), s.read.Load())
+	}
+	return n, s.wrap("read", err)
 }
 
 // Write writes p to the stream. It blocks while the stream's buffers are full

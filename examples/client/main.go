@@ -84,8 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("accept failed", "err", err)
 		status = 1
 	}
-	// Let open connections finish, then cut them; let KCP deliver what it
-	// holds, then close the sessions.
+	// Let open connections finish, then cut them; Shutdown lets the streams
+	// hand over their last bytes and KCP deliver them, then closes the sessions.
 	grace, cancel := forward.Grace(sigs, forward.ShutdownTimeout)
 	if !f.conns.WaitIdle(grace) {
 		log.Info("closing open connections", "open", f.conns.Len())
@@ -94,11 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.stopPipes()
 	f.conns.Wait()
 	drain, cancel := forward.Grace(sigs, forward.Drain)
-	if !forward.DrainKCP(drain) {
-		log.Warn("closing the sessions with data not yet delivered")
+	if err := client.Shutdown(drain); err != nil {
+		log.Warn("closing the sessions with data not yet delivered", "err", err)
 	}
 	cancel()
-	_ = client.Close()
 	log.Info("stopped")
 	return status
 }
