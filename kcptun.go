@@ -16,6 +16,15 @@
 // and every default equals theirs, so an SDK end with no options talks to a
 // binary run with no flags. The settings that must match between the two
 // ends are the key, the cipher, compression on or off, and the smux version.
+//
+// Every goroutine the package starts ends when the stream, Client or Listener
+// that owns it is closed (a closed Dial stream's session once KCP has
+// delivered what it holds, at most 5 s). kcp-go itself starts two goroutines
+// from its init that live as long as the process; a go.uber.org/goleak check
+// ignores them with
+//
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
 package kcptun
 
 import (

@@ -135,12 +135,17 @@ func (s *Stream) Write(p []byte) (int, error) {
 			return n, s.wrap("write", w.err)
 		}
 		c := copy(*b, p)
-		// Under state, so that a concurrent Close queues its end after it.
+		// Under state, so that a concurrent Close or CloseWrite queues its
+		// end after it, never before.
 		s.state.Lock()
-		if s.closed.Load() {
+		if s.closed.Load() || s.wclosed {
+			err := ErrSessionClosed
+			if s.closed.Load() {
+				err = net.ErrClosed
+			}
 			s.state.Unlock()
 			w.free <- b
-			return n, s.opError("write", net.ErrClosed)
+			return n, s.opError("write", err)
 		}
 		w.work <- chunk{buf: b, n: c}
 		s.state.Unlock()
