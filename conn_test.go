@@ -90,21 +90,19 @@ func TestNetConn(t *testing.T) {
 		t.Skip("the full matrix takes a while")
 	}
 	for _, cfg := range connConfigs {
-		t.Run(cfg.name, func(t *testing.T) {
-			t.Parallel()
-			ln, err := Listen("127.0.0.1:0", cfg.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			for _, kind := range streamKinds {
-				t.Run(string(kind), func(t *testing.T) {
-					nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) {
-						return streamPair(kind, ln, "", cfg.opts...)
-					})
+		for _, kind := range streamKinds {
+			t.Run(cfg.name+"/"+string(kind), func(t *testing.T) {
+				t.Parallel()
+				ln, err := Listen("127.0.0.1:0", cfg.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) {
+					return streamPair(kind, ln, "", cfg.opts...)
 				})
-			}
-		})
+			})
+		}
 	}
 }
 
