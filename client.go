@@ -2,6 +2,7 @@ package kcptun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -26,6 +27,9 @@ type Client struct {
 
 	mu      sync.Mutex
 	closed  bool
+	stopped bool          // Shutdown or Close: no new streams
+	open    int           // streams handed out and not finished
+	drained chan struct{} // closed when open drops to 0 after stopped
 	retired map[*session]struct{}
 
 	dials    atomic.Uint64
@@ -37,7 +41,7 @@ type Client struct {
 type ClientStats struct {
 	Sessions    int    // live sessions taking new streams
 	Retired     int    // expired sessions still serving their streams
-	Streams     int    // streams open on all sessions
+	Streams     int    // streams open on all sessions (a closed one until its last bytes went to smux)
 	Dials       uint64 // sessions dialed successfully since NewClient
 	FailedDials uint64 // session dials that failed
 }
@@ -99,21 +103,35 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 func (c *Client) Dial() (net.Conn, error) { return c.DialContext(context.Background()) }
 
 // DialContext opens a new stream, waiting at most until ctx ends for a session
-// to become ready. A session that the server never acknowledges fails with an
-// error that matches ErrNoResponse.
+// to become ready. When the server never acknowledges the session, the error
+// matches ErrNoResponse, also when ctx's deadline ended the wait (it then
+// matches context.DeadlineExceeded as well); a cancelled ctx gives an error
+// that matches context.Canceled.
 func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
+	if err := c.openStreams(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
 	var lastErr error
 	// A session can die between being picked and opening the stream; try each
 	// slot once more before giving up.
 	for range len(c.slots) + 1 {
 		sl := c.slots[int(c.next.Add(1)-1)%len(c.slots)]
-		s, err := c.sessionOf(ctx, sl)
+		s, err := c.sessionOf(ctx, sl, start)
 		if err != nil {
 			return nil, err
 		}
 		st, err := s.mux.OpenStream()
 		if err == nil {
-			return newStream(st, s, nil), nil
+			c.mu.Lock()
+			if c.stopped {
+				c.mu.Unlock()
+				_ = st.Close()
+				return nil, c.closedError()
+			}
+			c.open++
+			c.mu.Unlock()
+			return newStream(st, s, c.streamReleased), nil
 		}
 		lastErr = err
 		c.cfg.logger.Debug("kcptun: session refused a stream, replacing it", "addr", c.addr, "err", err)
@@ -123,7 +141,7 @@ func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
 }
 
 // sessionOf returns the slot's live session, dialing a new one if needed.
-func (c *Client) sessionOf(ctx context.Context, sl *slot) (*session, error) {
+func (c *Client) sessionOf(ctx context.Context, sl *slot, start time.Time) (*session, error) {
 	for {
 		sl.mu.Lock()
 		if s := sl.sess; s != nil {
@@ -150,6 +168,10 @@ func (c *Client) sessionOf(ctx context.Context, sl *slot) (*session, error) {
 		select {
 		case <-wait:
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// The session the caller waited for was never acknowledged.
+				return nil, noResponseError(c.addr, c.cfg, time.Since(start))
+			}
 			return nil, fmt.Errorf("kcptun: dial %s: %w", c.addr, ctx.Err())
 		}
 		sl.mu.Lock()
@@ -270,6 +292,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.stop()
 	c.cancel()
 	retired := make([]*session, 0, len(c.retired))
 	for s := range c.retired {
@@ -293,4 +316,58 @@ func (c *Client) Close() error {
 
 func (c *Client) closedError() error {
 	return fmt.Errorf("kcptun: client %s: %w", c.addr, net.ErrClosed)
+}
+
+// openStreams reports whether the Client still opens streams.
+func (c *Client) openStreams() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return c.closedError()
+	}
+	return nil
+}
+
+// stop makes the Client refuse new streams. c.mu must be held.
+func (c *Client) stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	c.drained = make(chan struct{})
+	if c.open == 0 {
+		close(c.drained)
+	}
+}
+
+// streamReleased counts a stream of the Client that has finished.
+func (c *Client) streamReleased() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open--
+	if c.stopped && c.open == 0 {
+		close(c.drained)
+	}
+}
+
+// Shutdown closes the Client gracefully: Dial fails from now on (the error
+// matches net.ErrClosed), Shutdown waits until every stream the Client opened
+// has been closed and has handed its last bytes to its session, or until ctx
+// ends, then until KCP has sent and seen acknowledged what they wrote (best
+// effort, at most 2 s), and closes the Client as Close does. It returns ctx's
+// error if streams were still open.
+func (c *Client) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.stop()
+	drained := c.drained
+	c.mu.Unlock()
+	var err error
+	select {
+	case <-drained:
+		waitSendQueuesEmpty(ctx, time.Duration(c.cfg.timing().Interval)*time.Millisecond)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = c.Close()
+	return err
 }

@@ -165,44 +165,6 @@ func readFormat(r io.Reader) (wireFormat, []byte, error) {
 	}
 }
 
-// replayConn gives its reader the bytes read during detection first, then
-// the connection's own. Only one goroutine reads (smux's, or snappy's under
-// it), so reads need no lock.
-type replayConn struct {
-	conn    io.ReadWriteCloser
-	vw      vectorWriter // conn's vectored write
-	pending []byte
-}
-
-func newReplayConn(conn io.ReadWriteCloser, head []byte) *replayConn {
-	vw, _ := conn.(vectorWriter)
-	return &replayConn{conn: conn, vw: vw, pending: head}
-}
-
-func (r *replayConn) Read(p []byte) (int, error) {
-	if len(r.pending) > 0 {
-		n := copy(p, r.pending)
-		r.pending = r.pending[n:]
-		if len(r.pending) == 0 {
-			r.pending = nil
-		}
-		return n, nil
-	}
-	return r.conn.Read(p)
-}
-
-func (r *replayConn) Write(p []byte) (int, error) { return r.conn.Write(p) }
-
-// WriteBuffers keeps smux and snappy on their vectored path.
-func (r *replayConn) WriteBuffers(v [][]byte) (int, error) {
-	if r.vw == nil {
-		return writeEach(r.conn, v)
-	}
-	return r.vw.WriteBuffers(v)
-}
-
-func (r *replayConn) Close() error { return r.conn.Close() }
-
 // sniffConn watches the first bytes a server sends on a client session and
 // reports their format once, then gets out of the way. The bytes themselves
 // pass through unchanged.

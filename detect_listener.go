@@ -2,7 +2,6 @@ package kcptun
 
 import (
 	"errors"
-	"io"
 	"sync/atomic"
 	"time"
 
@@ -90,17 +89,15 @@ func (l *Listener) detectSession(ks *kcp.UDPSession) {
 
 	cfg := *l.cfg
 	cfg.smuxVersion, cfg.compression = f.version, f.compressed
-	var tr io.ReadWriteCloser = newReplayConn(ks, head)
-	if f.compressed {
-		tr = newCompressedConn(tr, cfg.frameSize)
-	}
-	mux, err := smux.Server(tr, cfg.smuxConfig())
+	s := newSession(ks, &cfg, true)
+	s.base.head = head // the bytes detection read come first
+	mux, err := smux.Server(s.tr, cfg.smuxConfig())
 	if err != nil { // the config was validated, so this is not expected
 		l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
 		_ = ks.Close()
 		return
 	}
-	s := newSession(ks, tr, &cfg, mux)
+	s.start(mux)
 	if !l.register(s) {
 		s.close()
 		return

@@ -346,6 +346,5 @@ func TestNoGoroutineGrowth(t *testing.T) {
 		echoRoundTrip(t, c, []byte(fmt.Sprintf("round %d", i)))
 		_ = c.Close()
 	}
-	lingering.Wait()
 	waitFor(t, "goroutines to return", func() bool { return runtime.NumGoroutine() <= base+4 })
 }

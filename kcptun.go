@@ -19,6 +19,15 @@
 // too, but they show in the first bytes of a session: a Listener answers each
 // client in kind and a Client follows its server, unless WithSmuxVersion or
 // WithCompression pins them.
+//
+// Every goroutine the package starts ends when the stream, Client or Listener
+// that owns it is closed (a closed Dial stream's session once KCP has
+// delivered what it holds, at most 5 s). kcp-go itself starts two goroutines
+// from its init that live as long as the process; a go.uber.org/goleak check
+// ignores them with
+//
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
 package kcptun
 
 import (
@@ -67,7 +76,7 @@ func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, er
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)
 	}
-	stream := newStream(st, s, s.close)
+	stream := newStream(st, s, nil)
 	stream.linger = true
 	return stream, nil
 }

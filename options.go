@@ -428,9 +428,9 @@ func WithSmuxBuffer(session, stream int) Option {
 // WithFrameSize sets smux's largest frame in bytes (default 8192, at most 65535).
 func WithFrameSize(bytes int) Option { return func(c *config) { c.frameSize = bytes } }
 
-// WithKeepAlive sets how often smux sends a keepalive (default 10s). smux
-// closes a session that receives nothing for 30s, so the interval must not
-// exceed 30s.
+// WithKeepAlive sets how often smux sends a keepalive (default 10s, at most
+// 30s); the peer's keepalives are what keeps an idle session open under
+// WithIdleTimeout.
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
 
 // WithConns sets how many KCP sessions a Client keeps (default 1); streams are
@@ -475,9 +475,14 @@ func WithAcceptTimeout(d time.Duration) Option {
 	return scope("WithAcceptTimeout", d, entryListen, func(c *config) { c.acceptTO = d })
 }
 
-// WithIdleTimeout closes a session, on either end, that has received nothing
-// for d (default 30s, smux's own timeout; at least the keepalive interval).
-// A Client replaces such a session; a Listener drops it.
+// WithIdleTimeout closes a session, on either end and of every kind, that has
+// received nothing for d (default 30s, smux's own timeout; at least the
+// keepalive interval): it is closed d after the last byte it received, so
+// within d plus one keepalive interval of the peer's going silent (the peer's
+// last keepalive came at most one interval before). A session whose user has
+// stopped reading and whose buffers are full is not idle: the peer cannot
+// send. Operations on its streams then fail with ErrIdleTimeout. A Client
+// replaces such a session; a Listener drops it.
 func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
 
 // WithLogger sets where the SDK reports session events and non-fatal errors

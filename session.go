@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,10 @@ import (
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 )
 
-// ErrNoResponse reports a new session that the server never acknowledged.
-// Test for it with errors.Is. KCP and smux send nothing back until data flows,
+// ErrNoResponse reports a new session that the server never acknowledged,
+// whether the dial timeout or the caller's context deadline ended the wait
+// (the error then matches context.DeadlineExceeded too; a cancelled context
+// gives context.Canceled instead). Test for it with errors.Is. KCP and smux send nothing back until data flows,
 // so this is how an unreachable address, blocked UDP, or a key or cipher
 // mismatch (the server drops packets that fail its checksum) shows itself.
 var ErrNoResponse = errors.New("no response from server")
@@ -30,20 +33,110 @@ const initialRTO = 200
 // session is one KCP session with the smux session over it.
 type session struct {
 	kcp     *kcp.UDPSession
-	tr      io.Writer // what smux writes to: the KCP session, or snappy over it
-	version byte      // smux protocol version
-	window  uint32    // smux v2 stream window advertised to the peer
+	base    *kcpConn           // kcp wrapped: what the transport reads and writes
+	tr      io.ReadWriteCloser // what smux runs over: base, or snappy over it
+	cfg     *config
+	server  bool
+	version byte   // smux protocol version
+	window  uint32 // smux v2 stream window advertised to the peer
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
 	idle    chan struct{} // receives a token whenever streams drops to 0
+	bufs    sync.Pool     // chunk buffers of the Streams' writers
 	closing sync.Once
+
+	idleMu    sync.Mutex
+	idleTimer *time.Timer // closes the session once it received nothing for cfg.idleTimeout
+	idled     atomic.Bool // the idle timeout closed the session
 }
 
-func newSession(k *kcp.UDPSession, tr io.Writer, c *config, m *smux.Session) *session {
-	return &session{kcp: k, tr: tr, version: byte(c.smuxVersion), window: uint32(c.streamBuf), mux: m,
-		created: time.Now(), idle: make(chan struct{}, 1)}
+// newSession wraps a configured KCP session and builds the transport smux
+// runs over (s.tr); start puts smux on it.
+func newSession(k *kcp.UDPSession, c *config, server bool) *session {
+	s := &session{kcp: k, base: &kcpConn{s: k}, cfg: c, server: server, version: byte(c.smuxVersion),
+		window: uint32(c.streamBuf), created: time.Now(), idle: make(chan struct{}, 1)}
+	s.tr = c.transport(s.base)
+	size := c.frameSize
+	s.bufs.New = func() any { b := make([]byte, size); return &b }
+	return s
 }
+
+// start records the smux session running over s.tr (or over a wrapper of
+// it) and arms the idle timeout.
+func (s *session) start(m *smux.Session) {
+	s.mux = m
+	s.idleMu.Lock()
+	s.idleTimer = time.AfterFunc(s.cfg.idleTimeout, s.checkIdle)
+	s.idleMu.Unlock()
+}
+
+// checkIdle closes the session if it has been waiting for the peer's next
+// byte for the idle timeout, and otherwise re-arms itself for the moment it
+// would have. smux asks for bytes only while it has room for them, so a
+// session whose user stopped reading is not counted as idle: the peer cannot
+// send then.
+func (s *session) checkIdle() {
+	d := s.cfg.idleTimeout
+	next := d
+	if since := s.base.waitingSince.Load(); since != 0 {
+		waited := time.Since(time.Unix(0, since))
+		if waited >= d {
+			s.idled.Store(true)
+			s.cfg.logger.Debug("kcptun: session idle, closing it", "remote", s.kcp.RemoteAddr(), "idle", waited.Round(time.Millisecond))
+			s.close()
+			return
+		}
+		next = d - waited
+	}
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if s.idleTimer != nil && !s.isClosed() {
+		s.idleTimer.Reset(next)
+	}
+}
+
+// kcpConn is a KCP session as the transport sees it. It notes since when a
+// Read has been waiting for the peer (the idle timeout's clock) and counts
+// writes (so that a closing Dial stream knows how many of KCP's segments
+// hold the SDK's own frames rather than the user's bytes).
+type kcpConn struct {
+	s            *kcp.UDPSession
+	head         []byte       // bytes read before the transport existed (detection), served first
+	waitingSince atomic.Int64 // UnixNano when the pending Read began, 0 if none
+	writes       atomic.Uint64
+}
+
+func (c *kcpConn) Read(p []byte) (int, error) {
+	if len(c.head) > 0 { // one reader at a time: smux's or snappy's
+		n := copy(p, c.head)
+		if c.head = c.head[n:]; len(c.head) == 0 {
+			c.head = nil
+		}
+		return n, nil
+	}
+	c.waitingSince.Store(time.Now().UnixNano())
+	n, err := c.s.Read(p)
+	c.waitingSince.Store(0)
+	return n, err
+}
+
+func (c *kcpConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.s.Write(p)
+}
+
+// WriteBuffers keeps smux and the snappy writer on kcp-go's vectored path.
+func (c *kcpConn) WriteBuffers(v [][]byte) (int, error) {
+	c.writes.Add(1)
+	return c.s.WriteBuffers(v)
+}
+
+func (c *kcpConn) Close() error { return c.s.Close() }
+
+// LocalAddr and RemoteAddr let smux report the session's addresses.
+func (c *kcpConn) LocalAddr() net.Addr  { return c.s.LocalAddr() }
+func (c *kcpConn) RemoteAddr() net.Addr { return c.s.RemoteAddr() }
 
 // sendFIN writes a smux FIN frame for stream sid straight to the transport.
 // smux's own CloseWrite would do the same but also arm a clean-up that drops
@@ -80,6 +173,11 @@ const (
 // session itself, once.
 func (s *session) close() {
 	s.closing.Do(func() {
+		s.idleMu.Lock()
+		if s.idleTimer != nil {
+			s.idleTimer.Stop()
+		}
+		s.idleMu.Unlock()
 		if s.mux != nil {
 			_ = s.mux.Close()
 		}
@@ -87,7 +185,7 @@ func (s *session) close() {
 	})
 }
 
-func (s *session) isClosed() bool { return s.mux.IsClosed() }
+func (s *session) isClosed() bool { return s.mux == nil || s.mux.IsClosed() }
 
 // streamOpened and streamClosed count the Streams handed to the user.
 func (s *session) streamOpened() { s.streams.Add(1) }
@@ -109,7 +207,10 @@ func (c *config) smuxConfig() *smux.Config {
 	sc.MaxStreamBuffer = c.streamBuf
 	sc.MaxFrameSize = c.frameSize
 	sc.KeepAliveInterval = c.keepAlive
-	sc.KeepAliveTimeout = c.idleTimeout
+	// smux checks for silence only once per timeout period, so it would take
+	// up to twice the timeout; the session's own idle timer (checkIdle)
+	// judges instead, and smux's check is pushed out of the way.
+	sc.KeepAliveTimeout = math.MaxInt64
 	return sc
 }
 
@@ -155,7 +256,7 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 
 // transport returns what smux runs over: the session itself, or snappy framing
 // over it.
-func (c *config) transport(s *kcp.UDPSession) io.ReadWriteCloser {
+func (c *config) transport(s *kcpConn) io.ReadWriteCloser {
 	var rw io.ReadWriteCloser = s
 	if c.onServerFormat != nil {
 		rw = newSniffConn(s, c.onServerFormat)
@@ -203,20 +304,20 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 		_ = ks.Close()
 		return nil, err
 	}
-	tr := c.transport(ks)
+	s := newSession(ks, c, false)
 	// A smux NOP frame: the server's smux ignores it, but its KCP must
 	// acknowledge it, which proves that the path, the key and the cipher work.
 	probe := []byte{byte(c.smuxVersion), 3, 0, 0, 0, 0, 0, 0}
-	if _, err := tr.Write(probe); err != nil {
+	if _, err := s.tr.Write(probe); err != nil {
 		_ = ks.Close()
 		return nil, err
 	}
-	mux, err := smux.Client(tr, c.smuxConfig())
+	mux, err := smux.Client(s.tr, c.smuxConfig())
 	if err != nil {
 		_ = ks.Close()
 		return nil, err
 	}
-	s := newSession(ks, tr, c, mux)
+	s.start(mux)
 	if err := waitAcknowledged(ctx, ks); err != nil {
 		s.close()
 		return nil, err
@@ -249,8 +350,49 @@ func waitAcknowledged(ctx context.Context, s *kcp.UDPSession) error {
 	}
 }
 
-// noResponseError builds the error of a dial whose session was never acknowledged.
+// noResponseError builds the error of a dial whose session was never
+// acknowledged: it matches ErrNoResponse and context.DeadlineExceeded (a
+// timeout, as net.Error's Timeout reports), whichever deadline ended the wait.
 func noResponseError(addr string, c *config, wait time.Duration) error {
-	return fmt.Errorf("kcptun: dial %s: %w within %v: check the address and port, that UDP is not blocked on the path, "+
-		"and that both ends use the same key and cipher (%q here)", addr, ErrNoResponse, wait.Round(time.Millisecond), c.crypt)
+	return fmt.Errorf("kcptun: dial %s: %w within %v (%w): check the address and port, that UDP is not blocked on the path, "+
+		"and that both ends use the same key and cipher (%q here)", addr, ErrNoResponse, wait.Round(time.Millisecond),
+		context.DeadlineExceeded, c.crypt)
+}
+
+// waitUnacked waits until KCP holds at most keep segments that are queued or
+// sent and not yet acknowledged, or until deadline; it reports whether it
+// got there. kcp-go exposes no per-session queue length, but its write
+// blocks, without queueing anything, while queued and unacknowledged segments
+// reach the send window, and wakes as acknowledgements arrive. So an empty
+// write with the send window lowered to keep+1 returns exactly when at most
+// keep are left. The window is lowered by halves, so that what still waits to
+// enter it is never throttled below half its previous pace. Only a session
+// that is about to close may call it: it leaves the send window lowered and
+// the write deadline set.
+func (s *session) waitUnacked(keep int, deadline time.Time) bool {
+	if err := s.kcp.SetWriteDeadline(deadline); err != nil {
+		return false
+	}
+	w, _ := s.cfg.windows(s.server)
+	for {
+		w = max(w/2, keep+1)
+		s.kcp.SetWindowSize(w, 0)
+		if _, err := s.kcp.WriteBuffers(nil); err != nil {
+			return false
+		}
+		if w == keep+1 {
+			return true
+		}
+	}
+}
+
+// flushGrace is how long a closing Dial stream waits for the acknowledgement
+// of its session's last frames (the end of the stream, a window update) once
+// everything the user wrote is delivered: a round trip with its variance and
+// two flush intervals (the peer acknowledges on its next flush), between 20 ms
+// and 1 s. A peer that has gone never answers.
+func (s *session) flushGrace() time.Duration {
+	rtt := time.Duration(s.kcp.GetSRTT()+4*s.kcp.GetSRTTVar()) * time.Millisecond
+	g := rtt + 2*time.Duration(s.cfg.timing().Interval)*time.Millisecond
+	return min(max(g, 20*time.Millisecond), time.Second)
 }

@@ -98,9 +98,9 @@ func run() int {
 		log.Error("accept failed", "err", err)
 		status = 1
 	}
-	// shutdown waits until the open connections have ended, lets KCP
-	// deliver what their streams wrote last, and closes the Client. A
-	// second signal makes it close at once.
+	// Client.Shutdown waits until the open streams have ended, lets KCP
+	// deliver what they wrote last, and closes the Client. A second signal
+	// makes it close at once.
 	closing, closeNow := context.WithCancel(context.Background())
 	defer closeNow()
 	go func() {
@@ -111,12 +111,12 @@ func run() int {
 		}
 	}()
 	shut := make(chan error, 1)
-	go func() { shut <- shutdown(closing, client, &conns) }()
+	go func() { shut <- client.Shutdown(closing) }()
 	select {
 	case <-shut:
 	case <-time.After(shutdownGrace):
 		// End the connections still open: Pipe closes each stream, which
-		// sends its end to the server, and shutdown goes on as when they end
+		// sends its end to the server, and Shutdown goes on as when they end
 		// by themselves.
 		log.Info("closing open connections", "open", client.Stats().Streams)
 		cancel()
@@ -126,51 +126,6 @@ func run() int {
 	conns.Wait()
 	log.Info("stopped")
 	return status
-}
-
-// shutdown waits until every connection being forwarded has ended or ctx
-// ends, lets KCP deliver what the streams wrote last (within ctx, at most
-// 2 s), and closes client, which ends the streams still open. It returns
-// ctx's error if connections were still open.
-//
-// It stands in for (*kcptun.Client).Shutdown, which does the same with the
-// Client's own count of open streams: once the SDK has it, run calls
-// client.Shutdown(closing) instead and this function goes.
-func shutdown(ctx context.Context, client *kcptun.Client, conns *sync.WaitGroup) error {
-	idle := make(chan struct{})
-	go func() {
-		conns.Wait()
-		close(idle)
-	}()
-	var err error
-	select {
-	case <-idle:
-		// Closing a session drops what KCP has not delivered yet: the last
-		// bytes of a connection, the end of its stream. kcp-go publishes the
-		// send queues only as process-wide gauges; wait for them to read
-		// zero for 100 ms, within ctx and at most 2 s.
-		drain, stop := context.WithTimeout(ctx, 2*time.Second)
-		defer stop()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-	wait:
-		for quiet := 0; quiet < 20; {
-			if s := kcptun.ReadSNMP(); s.RingBufferSndQueue+s.RingBufferSndBuffer == 0 {
-				quiet++
-			} else {
-				quiet = 0
-			}
-			select {
-			case <-drain.Done():
-				break wait
-			case <-tick.C:
-			}
-		}
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	_ = client.Close() // ends the streams still open, and with them their connections
-	return err
 }
 
 // listen listens on a TCP address or a unix socket path. A socket file left
