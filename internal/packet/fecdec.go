@@ -1,0 +1,226 @@
+package packet
+
+import (
+	"encoding/binary"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// decoder collects FEC shards by group and rebuilds lost data shards with
+// Reed-Solomon. It learns the sender's shape from the shards themselves: it
+// starts from a guess (the local setting, as kcp-go does), and when a shard's
+// type contradicts the shape it re-detects it from where parity runs start.
+// While it has no shape it recovers nothing; data shards still reach KCP,
+// which the caller does before feeding the decoder.
+//
+// A decoder is used by one goroutine at a time.
+type decoder struct {
+	k, m, n int // current shape; n == 0: unknown
+	wrap    uint32
+	rs      reedsolomon.Encoder
+	groups  [groupSlots]group
+	scratch [][]byte
+	pool    *bufPool
+	st      *Stats
+
+	// shape detection
+	prevSeq    uint32
+	prevParity bool
+	havePrev   bool
+	runStart   uint32 // seqid where the last parity run started
+	haveRun    bool
+}
+
+// group is one FEC group being collected.
+type group struct {
+	id     uint32
+	used   bool
+	done   bool // recovered, complete, or given up: ignore further shards
+	got    [maxShards / 64]uint64
+	shards [][]byte // by position in the group; nil if not received
+	count  int      // shards received
+	data   int      // data shards received (not recovered)
+}
+
+func newDecoder(k, m int, pool *bufPool, st *Stats) *decoder {
+	d := &decoder{pool: pool, st: st}
+	d.setShape(k, m)
+	return d
+}
+
+// setShape switches to the shape (k, m), dropping open groups; k or m zero
+// means unknown.
+func (d *decoder) setShape(k, m int) {
+	for i := range d.groups {
+		d.finish(&d.groups[i])
+	}
+	d.k, d.m, d.n = 0, 0, 0
+	if k <= 0 || m <= 0 || k+m > maxShards {
+		return
+	}
+	rs, err := reedsolomon.New(k, m)
+	if err != nil {
+		return
+	}
+	d.k, d.m, d.n, d.rs = k, m, k+m, rs
+	d.wrap = paws(k + m)
+	d.scratch = make([][]byte, d.n)
+	for i := range d.groups {
+		d.groups[i].shards = make([][]byte, d.n)
+	}
+}
+
+// feed takes one shard: its seqid, whether it is parity, and its bytes from
+// the size field on. It appends the KCP bytes of every data shard it
+// recovers to out, as pool buffers the caller must return (the KCP bytes
+// start at offset 0), and returns out.
+func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]byte {
+	if parity {
+		d.st.FECParityIn.Add(1)
+	}
+	d.detect(seq, parity)
+	if d.n == 0 || seq >= d.wrap || len(shard) > bufSize {
+		return out
+	}
+	gid := seq / uint32(d.n)
+	g := &d.groups[gid%groupSlots]
+	if g.used && g.id != gid {
+		if int32(gid-g.id) < 0 && int32(gid-g.id) > -1<<20 {
+			return out // from a group already closed
+		}
+		d.finish(g)
+	}
+	if !g.used {
+		g.used, g.id = true, gid
+	}
+	pos := int(seq % uint32(d.n))
+	if g.done || g.got[pos/64]&(1<<(pos%64)) != 0 {
+		return out
+	}
+	g.got[pos/64] |= 1 << (pos % 64)
+	g.shards[pos] = append(d.pool.get(), shard...)
+	g.count++
+	if !parity {
+		g.data++
+	}
+	switch {
+	case g.data == d.k:
+		d.release(g)
+		g.done = true
+	case g.count >= d.k:
+		out = d.recover(g, out)
+		d.release(g)
+		g.done = true
+	}
+	return out
+}
+
+// recover rebuilds the missing data shards of g.
+func (d *decoder) recover(g *group, out [][]byte) [][]byte {
+	maxLen := 0
+	for _, s := range g.shards {
+		maxLen = max(maxLen, len(s))
+	}
+	for i, s := range g.shards {
+		switch {
+		case s != nil:
+			n := len(s)
+			s = s[:maxLen]
+			clear(s[n:])
+			d.scratch[i] = s
+		case i < d.k:
+			d.scratch[i] = d.pool.get() // empty, with room: the codec fills it
+		default:
+			d.scratch[i] = nil
+		}
+	}
+	if err := d.rs.ReconstructData(d.scratch); err != nil {
+		d.st.FECUnrecoverable.Add(1)
+		for i := range d.k {
+			if g.shards[i] == nil {
+				d.pool.put(d.scratch[i])
+			}
+		}
+		return out
+	}
+	recovered := 0
+	for i := range d.k {
+		if g.shards[i] != nil {
+			continue
+		}
+		r := d.scratch[i]
+		if len(r) >= 2 {
+			if sz := int(binary.LittleEndian.Uint16(r)); sz >= 2 && sz <= len(r) {
+				copy(r, r[2:sz])
+				out = append(out, r[:sz-2])
+				recovered++
+				continue
+			}
+		}
+		d.pool.put(r)
+	}
+	d.st.FECRecovered.Add(uint64(recovered))
+	d.st.FECGroupsRecovered.Add(1)
+	return out
+}
+
+// release returns g's shard buffers to the pool.
+func (d *decoder) release(g *group) {
+	for i, s := range g.shards {
+		if s != nil {
+			d.pool.put(s)
+			g.shards[i] = nil
+		}
+	}
+}
+
+// finish closes g: it counts the data shards that never arrived (the loss
+// estimate) and a group that lost data and could not be rebuilt.
+func (d *decoder) finish(g *group) {
+	if !g.used {
+		return
+	}
+	if d.k > 0 {
+		d.st.FECDataExpected.Add(uint64(d.k))
+		d.st.FECDataLost.Add(uint64(d.k - g.data))
+		if !g.done && g.data < d.k {
+			d.st.FECUnrecoverable.Add(1)
+		}
+	}
+	d.release(g)
+	g.used, g.done, g.count, g.data = false, false, 0, 0
+	g.got = [maxShards / 64]uint64{}
+}
+
+// detect checks seq against the current shape and re-detects the shape when
+// a shard contradicts it. Senders start every group at a multiple of k+m and
+// send its k data shards before its m parity shards, so two parity runs that
+// start right after a data shard give k+m (their distance, or a multiple of
+// it when parity was skipped) and k (the offset in the group).
+func (d *decoder) detect(seq uint32, parity bool) {
+	if d.n > 0 && (int(seq%uint32(d.n)) < d.k) == parity {
+		d.st.FECShapeChanges.Add(1)
+		d.setShape(0, 0)
+		d.haveRun = false
+	}
+	if parity && d.havePrev && !d.prevParity && d.prevSeq+1 == seq {
+		if d.haveRun && d.n == 0 {
+			if dist := seq - d.runStart; dist > 1 && dist <= maxShards {
+				n := int(dist)
+				k := int(seq % uint32(n))
+				if k > 0 && k < n {
+					d.setShape(k, n-k)
+				}
+			}
+		}
+		d.runStart, d.haveRun = seq, true
+	}
+	d.prevSeq, d.prevParity, d.havePrev = seq, parity, true
+}
+
+// close returns every buffer the decoder holds.
+func (d *decoder) close() {
+	for i := range d.groups {
+		d.release(&d.groups[i])
+	}
+}
