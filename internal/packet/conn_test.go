@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -126,15 +127,7 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 			_ = srvConn.Close()
 		}
 		_ = sock.Close()
-		for misses := 0; misses < 64; {
-			s, err := ln.AcceptKCP()
-			if err != nil {
-				misses++
-				continue
-			}
-			misses = 0
-			_ = s.Close()
-		}
+		drainBacklog(ln)
 	})
 	// Client.
 	csock := listenUDP(t)
@@ -177,6 +170,26 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 		t.Fatalf("first bytes %q, %v", got, err)
 	}
 	return e
+}
+
+// drainBacklog closes the sessions left in a closed kcp-go listener's
+// backlog, once its read loop has ended (AcceptKCP then reports the socket's
+// error instead of io.ErrClosedPipe) so that no new one can appear.
+func drainBacklog(ln *kcp.Listener) {
+	deadline := time.Now().Add(testTimeout)
+	ended := false
+	for misses := 0; (!ended || misses < 64) && time.Now().Before(deadline); {
+		s, err := ln.AcceptKCP()
+		switch {
+		case err == nil:
+			misses = 0
+			_ = s.Close()
+		case ended:
+			misses++
+		case !errors.Is(err, io.ErrClosedPipe):
+			ended = true
+		}
+	}
 }
 
 // exchange sends size random bytes each way at once and checks them.

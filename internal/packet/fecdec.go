@@ -27,7 +27,8 @@ type decoder struct {
 	prevSeq    uint32
 	prevParity bool
 	havePrev   bool
-	runStart   uint32 // seqid where the last parity run started
+	runStart   uint32 // seqid where a parity run started
+	runGCD     uint32 // gcd of the distances of later run starts to it
 	haveRun    bool
 }
 
@@ -194,9 +195,11 @@ func (d *decoder) finish(g *group) {
 
 // detect checks seq against the current shape and re-detects the shape when
 // a shard contradicts it. Senders start every group at a multiple of k+m and
-// send its k data shards before its m parity shards, so two parity runs that
-// start right after a data shard give k+m (their distance, or a multiple of
-// it when parity was skipped) and k (the offset in the group).
+// send its k data shards before its m parity shards, so the seqids where a
+// parity run starts (a parity shard right after a data shard) are all k
+// modulo k+m: the greatest common divisor of their distances is k+m (or a
+// multiple, until enough runs were seen; skipped parity only removes runs),
+// and any one of them modulo k+m is k.
 func (d *decoder) detect(seq uint32, parity bool) {
 	if d.n > 0 && (int(seq%uint32(d.n)) < d.k) == parity {
 		d.st.FECShapeChanges.Add(1)
@@ -204,18 +207,32 @@ func (d *decoder) detect(seq uint32, parity bool) {
 		d.haveRun = false
 	}
 	if parity && d.havePrev && !d.prevParity && d.prevSeq+1 == seq {
-		if d.haveRun && d.n == 0 {
-			if dist := seq - d.runStart; dist > 1 && dist <= maxShards {
-				n := int(dist)
-				k := int(seq % uint32(n))
-				if k > 0 && k < n {
-					d.setShape(k, n-k)
+		dist := seq - d.runStart
+		switch {
+		case !d.haveRun || dist == 0 || dist > 1<<20:
+			d.runStart, d.runGCD, d.haveRun = seq, 0, true
+		default:
+			g := gcd(d.runGCD, dist)
+			if g != d.runGCD {
+				d.runGCD = g
+				k := seq % g
+				if g <= maxShards && k > 0 && (int(g) != d.n || int(k) != d.k) {
+					d.setShape(int(k), int(g-k))
 				}
 			}
+			if g < 2 {
+				d.haveRun = false
+			}
 		}
-		d.runStart, d.haveRun = seq, true
 	}
 	d.prevSeq, d.prevParity, d.havePrev = seq, parity, true
+}
+
+func gcd(a, b uint32) uint32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // close returns every buffer the decoder holds.
