@@ -39,6 +39,8 @@ type ClientStats struct {
 	Streams     int    // streams open on all sessions
 	Dials       uint64 // sessions dialed successfully since NewClient
 	FailedDials uint64 // session dials that failed
+	// PerSession holds the counters of every live and retired session.
+	PerSession []SessionStats
 }
 
 // Stats returns a snapshot of the Client's pool.
@@ -49,6 +51,7 @@ func (c *Client) Stats() ClientStats {
 		if s := sl.sess; s != nil && !s.isClosed() {
 			st.Sessions++
 			st.Streams += int(s.streams.Load())
+			st.PerSession = append(st.PerSession, s.stats())
 		}
 		sl.mu.Unlock()
 	}
@@ -56,6 +59,7 @@ func (c *Client) Stats() ClientStats {
 	st.Retired = len(c.retired)
 	for s := range c.retired {
 		st.Streams += int(s.streams.Load())
+		st.PerSession = append(st.PerSession, s.stats())
 	}
 	c.mu.Unlock()
 	return st

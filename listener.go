@@ -15,14 +15,17 @@ import (
 	"github.com/golang/snappy"
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
 
 // Listener accepts streams from kcptun clients. It implements net.Listener:
 // Accept returns the streams of every client session, each as a *Stream.
 // Close stops everything at once; Shutdown first lets open streams finish.
 type Listener struct {
-	cfg *config
-	lns []*kcp.Listener
+	cfg    *config
+	lns    []*kcp.Listener
+	pconns []*packet.Conn // the packet conn under each of lns
 
 	accepts    chan *Stream
 	stopAccept chan struct{} // closed by Shutdown or Close: Accept returns
@@ -48,6 +51,9 @@ type ListenerStats struct {
 	Streams         int    // streams accepted and not yet closed
 	TotalSessions   uint64 // sessions accepted since Listen
 	RefusedSessions uint64 // sessions refused by the WithMaxSessions cap
+	// PerSession holds the counters of every open session, in no
+	// particular order.
+	PerSession []SessionStats
 }
 
 // Listen listens for kcptun clients on the UDP address addr ("host:port", or
@@ -61,26 +67,16 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
 	}
-	l := &Listener{
-		cfg:        cfg,
-		accepts:    make(chan *Stream),
-		stopAccept: make(chan struct{}),
-		done:       make(chan struct{}),
-		sessions:   make(map[*session]struct{}),
-	}
+	l := newListener(cfg)
 	for port := ra.lo; port <= ra.hi; port++ {
-		block, err := cfg.blockCrypt()
-		if err != nil {
-			l.closeListeners()
-			return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
-		}
 		hp := net.JoinHostPort(ra.host, strconv.Itoa(port))
-		ln, err := kcp.ListenWithOptions(hp, block, cfg.dataShards, cfg.parityShards)
+		ln, pc, err := listenPacketConn(cfg, hp)
 		if err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("kcptun: listen %s: %w", hp, err)
 		}
 		l.lns = append(l.lns, ln)
+		l.pconns = append(l.pconns, pc)
 		if cfg.dscp != 0 {
 			if err := ln.SetDSCP(cfg.dscp); err != nil {
 				cfg.logger.Warn("kcptun: cannot set DSCP", "dscp", cfg.dscp, "err", err)
@@ -95,12 +91,27 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 			}
 		}
 	}
+	l.start()
+	return l, nil
+}
+
+func newListener(cfg *config) *Listener {
+	return &Listener{
+		cfg:        cfg,
+		accepts:    make(chan *Stream),
+		stopAccept: make(chan struct{}),
+		done:       make(chan struct{}),
+		sessions:   make(map[*session]struct{}),
+	}
+}
+
+// start runs an accept loop on every kcp-go listener.
+func (l *Listener) start() {
 	for _, ln := range l.lns {
 		l.wg.Add(1)
 		l.acceptWG.Add(1)
 		go l.acceptSessions(ln)
 	}
-	return l, nil
 }
 
 // Accept waits for the next stream from any client session.
@@ -129,12 +140,17 @@ func (l *Listener) Addrs() []net.Addr {
 func (l *Listener) Stats() ListenerStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return ListenerStats{
+	st := ListenerStats{
 		Sessions:        len(l.sessions),
 		Streams:         l.open,
 		TotalSessions:   l.total.Load(),
 		RefusedSessions: l.refused.Load(),
+		PerSession:      make([]SessionStats, 0, len(l.sessions)),
 	}
+	for s := range l.sessions {
+		st.PerSession = append(st.PerSession, s.stats())
+	}
+	return st
 }
 
 // Close stops accepting, closes every session the Listener accepted (and with
@@ -163,10 +179,10 @@ func (l *Listener) Close() error {
 }
 
 // Shutdown stops accepting new streams and sessions, waits until every
-// accepted stream has been closed or ctx ends, then until KCP has sent and
-// seen acknowledged what the streams wrote (best effort, at most 2 s), and
-// closes everything as Close does. It returns ctx's error if streams were
-// still open.
+// accepted stream has been closed or ctx ends, then until the peers have
+// acknowledged every KCP segment the sessions sent (at most 2 s, for a peer
+// that vanished), and closes everything as Close does. It returns ctx's
+// error if streams were still open.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.stopAccepting()
 	l.mu.Lock()
@@ -185,7 +201,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	case <-drained:
 		// The streams are closed; give KCP the chance to deliver what they
 		// wrote last before the sessions go.
-		waitSendQueuesEmpty(ctx, time.Duration(l.cfg.timing().Interval)*time.Millisecond)
+		l.waitDelivered(ctx, time.Duration(l.cfg.timing().Interval)*time.Millisecond)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -196,15 +212,12 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // maxFlushWait bounds how long Shutdown waits for KCP to deliver.
 const maxFlushWait = 2 * time.Second
 
-// waitSendQueuesEmpty waits, until ctx ends, for kcp-go to report empty send
-// queues and buffers throughout two flush intervals. kcp-go exposes no
-// per-session queue length; it publishes the flushing session's lengths as
-// process-wide gauges at every flush, and every session flushes at least once
-// per interval. So this is a best effort: with many busy sessions in the
-// process a non-empty reading can be overwritten before it is seen.
-func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
-	// Other sessions in the process (a dead peer retransmitting) can keep
-	// the gauges up; never wait longer than this for them.
+// waitDelivered waits, until ctx ends, until no session has a KCP segment
+// that its peer has not acknowledged, throughout two flush intervals (what
+// kcp-go still holds unsent goes out within one interval and then counts as
+// unacknowledged). The packet layer counts each session's unacknowledged
+// segments exactly, from the sn it sends and the una its peer reports.
+func (l *Listener) waitDelivered(ctx context.Context, interval time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, maxFlushWait)
 	defer cancel()
 	const poll = time.Millisecond
@@ -212,8 +225,7 @@ func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	var quiet time.Duration
 	for quiet < 2*interval {
-		snmp := ReadSNMP()
-		if snmp.RingBufferSndQueue == 0 && snmp.RingBufferSndBuffer == 0 {
+		if l.unacked() == 0 {
 			quiet += poll
 		} else {
 			quiet = 0
@@ -226,12 +238,53 @@ func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// unacked sums the sessions' unacknowledged segments.
+func (l *Listener) unacked() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n uint64
+	for s := range l.sessions {
+		if s.peer != nil {
+			n += uint64(s.peer.Stats().Unacked())
+		}
+	}
+	return n
+}
+
 func (l *Listener) stopAccepting() { l.stopOnce.Do(func() { close(l.stopAccept) }) }
 
 func (l *Listener) closeListeners() {
 	for _, ln := range l.lns {
 		_ = ln.Close()
 	}
+	for _, pc := range l.pconns {
+		_ = pc.Close()
+	}
+}
+
+// listenPacketConn opens a UDP socket on hp with the packet layer over it
+// and a kcp-go listener (no cipher, no FEC of its own) over that.
+func listenPacketConn(cfg *config, hp string) (*kcp.Listener, *packet.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", hp)
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, nil, err
+	}
+	pcfg, err := cfg.packetConfig(true)
+	if err != nil {
+		_ = udp.Close()
+		return nil, nil, err
+	}
+	pc := packet.NewConn(udp, pcfg)
+	ln, err := kcp.ServeConn(nil, 0, 0, pc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, err
+	}
+	return ln, pc, nil
 }
 
 // acceptSessions takes new KCP sessions from one port and serves each.
@@ -364,7 +417,24 @@ func (l *Listener) register(s *session) bool {
 	}
 	l.sessions[s] = struct{}{}
 	l.total.Add(1)
+	l.bind(s)
 	return true
+}
+
+// bind attaches a new session to the packet conn it arrived on, which from
+// then on keeps its counters, recovers its FEC and follows its migrations.
+func (l *Listener) bind(s *session) {
+	pc := l.pconns[0]
+	if len(l.pconns) > 1 {
+		local := s.kcp.LocalAddr().String()
+		for _, c := range l.pconns {
+			if c.LocalAddr().String() == local {
+				pc = c
+			}
+		}
+	}
+	s.pconn = pc
+	s.peer = pc.Bind(s.kcp.RemoteAddr(), s.kcp.GetConv())
 }
 
 // serveSession hands the session's streams to Accept until it ends.
@@ -375,6 +445,7 @@ func (l *Listener) serveSession(s *session) {
 		l.mu.Lock()
 		delete(l.sessions, s)
 		l.mu.Unlock()
+		s.pconn.Forget(s.peer)
 	}()
 	remote := s.kcp.RemoteAddr()
 	l.cfg.logger.Debug("kcptun: session opened", "remote", remote)

@@ -16,6 +16,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
 
 // ErrNoResponse reports a new session that the server never acknowledged.
@@ -30,9 +31,11 @@ const initialRTO = 200
 // session is one KCP session with the smux session over it.
 type session struct {
 	kcp     *kcp.UDPSession
-	tr      io.Writer // what smux writes to: the KCP session, or snappy over it
-	version byte      // smux protocol version
-	window  uint32    // smux v2 stream window advertised to the peer
+	peer    *packet.Peer // the packet layer's view of the session; nil until bound
+	pconn   *packet.Conn // the packet conn the session runs on
+	tr      io.Writer    // what smux writes to: the KCP session, or snappy over it
+	version byte         // smux protocol version
+	window  uint32       // smux v2 stream window advertised to the peer
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
@@ -122,13 +125,13 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 	s.SetWriteDelay(false)
 	s.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
 	if server {
-		if !s.SetMtu(c.mtu) {
+		if !s.SetMtu(c.kcpMTU()) {
 			return bad("WithMTU", c.mtu, "kcp-go refused it")
 		}
 		s.SetWindowSize(snd, rcv)
 	} else {
 		s.SetWindowSize(snd, rcv)
-		if !s.SetMtu(c.mtu) {
+		if !s.SetMtu(c.kcpMTU()) {
 			return bad("WithMTU", c.mtu, "kcp-go refused it")
 		}
 	}
@@ -171,10 +174,6 @@ func (c *config) blockCrypt() (kcp.BlockCrypt, error) {
 // over it and waits until the server has acknowledged it. On any failure
 // everything it created is closed.
 func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, error) {
-	block, err := c.blockCrypt()
-	if err != nil {
-		return nil, err
-	}
 	network := "udp4"
 	if raddr.IP.To4() == nil {
 		network = "udp6"
@@ -183,16 +182,28 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 	if err != nil {
 		return nil, err
 	}
-	var conv uint32
-	var b [4]byte
-	if _, err := crand.Read(b[:]); err != nil {
+	pcfg, err := c.packetConfig(true)
+	if err != nil {
 		_ = udp.Close()
 		return nil, err
 	}
-	conv = binary.LittleEndian.Uint32(b[:])
-	ks, err := kcp.NewConn4(conv, raddr, block, c.dataShards, c.parityShards, true, udp)
+	return startSession(ctx, c, packet.NewClientConn(udp, raddr, pcfg), raddr)
+}
+
+// startSession runs a client KCP session on pconn (which kcp-go closes with
+// the session), puts smux over it and waits until the server has
+// acknowledged it. On any failure it closes everything, pconn included.
+func startSession(ctx context.Context, c *config, pconn *packet.Conn, raddr *net.UDPAddr) (*session, error) {
+	var b [4]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		_ = pconn.Close()
+		return nil, err
+	}
+	conv := binary.LittleEndian.Uint32(b[:])
+	// No cipher and no FEC in kcp-go: the packet conn does both.
+	ks, err := kcp.NewConn4(conv, pconn.Peer().Addr(), nil, 0, 0, true, pconn)
 	if err != nil {
-		_ = udp.Close()
+		_ = pconn.Close()
 		return nil, err
 	}
 	if err := c.tune(ks, false); err != nil {
@@ -213,6 +224,7 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 		return nil, err
 	}
 	s := newSession(ks, tr, c, mux)
+	s.peer, s.pconn = pconn.Peer(), pconn
 	if err := waitAcknowledged(ctx, ks); err != nil {
 		s.close()
 		return nil, err

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Config configures a Conn.
@@ -364,7 +366,11 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	}
 	info := scanSegments(kcpBytes)
 	if p == nil {
-		p = c.unknownSource(from, info)
+		var stale bool
+		p, stale = c.unknownSource(from, info)
+		if stale {
+			return 0, nil, false // a live session's, but not newer: a replay
+		}
 		if p == nil {
 			// A new session, or one kcp-go must refuse: kcp-go decides.
 			if parity || len(kcpBytes) < kcpOverhead {
@@ -398,21 +404,22 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 
 // unknownSource handles a datagram from an address no bound peer uses: with
 // migration on, a datagram of a live session's conversation moves that
-// session if it is newer than anything the session has seen.
-func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) *Peer {
+// session if it is newer than anything the session has seen, and is dropped
+// (stale) otherwise, so that it cannot open a second session either.
+func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale bool) {
 	if !c.cfg.Migrate || info.segs == 0 {
-		return nil
+		return nil, false
 	}
 	c.mu.RLock()
-	p := c.convs[info.conv]
+	p = c.convs[info.conv]
 	c.mu.RUnlock()
 	if p == nil {
-		return nil
+		return nil, false
 	}
 	if !c.maybeMove(p, from, info) {
-		return nil
+		return nil, true
 	}
-	return p
+	return p, false
 }
 
 // maybeMove moves p to from if info is fresh; it reports whether it did.
@@ -609,7 +616,11 @@ func (c *Conn) Close() error {
 		if c.fixed != nil {
 			c.fixed.pace.stop()
 		}
-		c.src.unblock()
+		if d, ok := c.src.(*demuxSource); ok {
+			d.leave()
+		} else {
+			c.src.unblock()
+		}
 	})
 	return nil
 }
@@ -626,16 +637,24 @@ func (c *Conn) SetReadDeadline(time.Time) error { return os.ErrNoDeadline }
 // SetWriteDeadline is not supported.
 func (c *Conn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
 
-// SetReadBuffer sets the socket's receive buffer, when it has one.
+// SetReadBuffer sets the socket's receive buffer, when it has one and the
+// Conn owns it; a caller's socket is left alone.
 func (c *Conn) SetReadBuffer(n int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
 	if s, ok := c.pc.(interface{ SetReadBuffer(int) error }); ok {
 		return s.SetReadBuffer(n)
 	}
 	return errors.ErrUnsupported
 }
 
-// SetWriteBuffer sets the socket's send buffer, when it has one.
+// SetWriteBuffer sets the socket's send buffer, when it has one and the
+// Conn owns it; a caller's socket is left alone.
 func (c *Conn) SetWriteBuffer(n int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
 	if s, ok := c.pc.(interface{ SetWriteBuffer(int) error }); ok {
 		return s.SetWriteBuffer(n)
 	}
@@ -681,4 +700,21 @@ func (s *socketSource) done() {
 	if !s.own {
 		_ = s.pc.SetReadDeadline(time.Time{})
 	}
+}
+
+// SetDSCP sets the DSCP field of the datagrams the socket sends, when it is
+// a UDP socket the Conn owns; a caller's socket is left alone.
+func (c *Conn) SetDSCP(dscp int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
+	if c.udp == nil {
+		return errors.ErrUnsupported
+	}
+	err4 := ipv4.NewConn(c.udp).SetTOS(dscp << 2)
+	err6 := ipv6.NewConn(c.udp).SetTrafficClass(dscp)
+	if err4 != nil && err6 != nil {
+		return err4
+	}
+	return nil
 }
