@@ -154,6 +154,8 @@ type Peer struct {
 	ackTS    uint32
 	havePush bool
 	haveAck  bool
+	wnd      uint16 // the peer's window, from its latest regular datagram
+	haveWnd  bool
 
 	// send side
 	smu  sync.Mutex
@@ -303,6 +305,12 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.pend = c.pend[:len(c.pend)-1]
 			c.pendPeer[len(c.pendPeer)-1] = nil
 			c.pendPeer = c.pendPeer[:len(c.pendPeer)-1]
+			// A rebuilt packet is older than what came since: kcp-go would
+			// take its receive window as current (kcp-go's own FEC path
+			// tells KCP not to), so it gets the latest one instead.
+			if p.haveWnd {
+				setWindows(r, p.wnd)
+			}
 			n := copy(b, r)
 			c.pool.put(r)
 			return n, p.addr, nil
@@ -330,8 +338,11 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	data, ok := c.cip.open(dgram)
 	if !ok {
 		c.AuthFailures.Add(1)
+		totals.authFailures.Add(1)
 		return 0, nil, false
 	}
+	totals.inPkts.Add(1)
+	totals.inBytes.Add(uint64(size))
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	var p *Peer
 	if c.fixed != nil {
@@ -451,6 +462,7 @@ func (p *Peer) account(info segInfo) {
 		return
 	}
 	p.st.SegmentsIn.Add(uint64(info.segs))
+	p.wnd, p.haveWnd = info.wnd, true
 	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
 		p.pushTS, p.havePush = info.pushTS, true
 	}
@@ -517,6 +529,8 @@ func (c *Conn) writeUnbound(b []byte, ua *net.UDPAddr) (int, error) {
 	if _, err := c.pc.WriteTo(d, ua); err != nil {
 		return 0, err
 	}
+	totals.outPkts.Add(1)
+	totals.outBytes.Add(uint64(len(d)))
 	return len(b), nil
 }
 
@@ -600,6 +614,8 @@ func (p *Peer) transmit(d []byte) error {
 	}
 	p.st.DatagramsOut.Add(1)
 	p.st.BytesOut.Add(uint64(len(d)))
+	totals.outPkts.Add(1)
+	totals.outBytes.Add(uint64(len(d)))
 	return nil
 }
 

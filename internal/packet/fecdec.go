@@ -78,6 +78,7 @@ func (d *decoder) setShape(k, m int) {
 func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]byte {
 	if parity {
 		d.st.FECParityIn.Add(1)
+		totals.parityIn.Add(1)
 	}
 	d.detect(seq, parity)
 	if d.n == 0 || seq >= d.wrap || len(shard) > bufSize {
@@ -106,6 +107,7 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 	}
 	switch {
 	case g.data == d.k:
+		totals.fullGroups.Add(1)
 		d.release(g)
 		g.done = true
 	case g.count >= d.k:
@@ -137,6 +139,7 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 	}
 	if err := d.rs.ReconstructData(d.scratch); err != nil {
 		d.st.FECUnrecoverable.Add(1)
+		totals.unrecoverable.Add(1)
 		for i := range d.k {
 			if g.shards[i] == nil {
 				d.pool.put(d.scratch[i])
@@ -161,6 +164,7 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 		d.pool.put(r)
 	}
 	d.st.FECRecovered.Add(uint64(recovered))
+	totals.recovered.Add(uint64(recovered))
 	d.st.FECGroupsRecovered.Add(1)
 	return out
 }
@@ -186,6 +190,7 @@ func (d *decoder) finish(g *group) {
 		d.st.FECDataLost.Add(uint64(d.k - g.data))
 		if !g.done && g.data < d.k {
 			d.st.FECUnrecoverable.Add(1)
+			totals.unrecoverable.Add(1)
 		}
 	}
 	d.release(g)

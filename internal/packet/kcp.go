@@ -22,9 +22,9 @@ type segInfo struct {
 	ack        bool
 	ackTS      uint32 // newest ts echoed by an ACK (the receiver's clock)
 	una        uint32 // una of the last segment
+	wnd        uint16 // wnd of the last segment
 	hasUna     bool
 	pushes     int
-	firstSN    uint32
 	wellFormed bool
 }
 
@@ -48,6 +48,7 @@ func scanSegments(p []byte) segInfo {
 		}
 		s.segs++
 		s.una, s.hasUna = binary.LittleEndian.Uint32(p[16:]), true
+		s.wnd = binary.LittleEndian.Uint16(p[6:])
 		switch cmd {
 		case cmdPush:
 			if !s.push || tsNewer(ts, s.pushTS) {
@@ -66,4 +67,16 @@ func scanSegments(p []byte) segInfo {
 	}
 	s.wellFormed = len(p) == 0 && s.segs > 0
 	return s
+}
+
+// setWindows writes wnd into every segment header of the KCP packet p.
+func setWindows(p []byte, wnd uint16) {
+	for len(p) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(p[20:])
+		if uint64(n) > uint64(len(p)-kcpOverhead) {
+			return
+		}
+		binary.LittleEndian.PutUint16(p[6:], wnd)
+		p = p[kcpOverhead+int(n):]
+	}
 }
