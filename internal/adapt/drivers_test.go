@@ -1,0 +1,314 @@
+package adapt
+
+import (
+	"math"
+	"time"
+)
+
+// rng is a small deterministic generator (xorshift64*), so that the tests
+// do not depend on math/rand's sequence.
+type rng uint64
+
+func (r *rng) float() float64 {
+	x := uint64(*r)
+	x ^= x >> 12
+	x ^= x << 25
+	x ^= x >> 27
+	*r = rng(x)
+	return float64((x*0x2545F4914F6CDD1D)>>11) / (1 << 53)
+}
+
+// openLoop feeds a controller an open-loop flow: packets of pkt bytes sent
+// at pps per second whatever the controller says, each lost with
+// probability loss(t) or acknowledged rtt(t) later, and, when incoming is
+// set, the same loss seen on the peer's FEC-framed packets at the same
+// rate. It models what the controller measures on a path whose behaviour
+// the test chooses, without timing. With follow set, the flow slows down to
+// the controller's pacing rate.
+type openLoop struct {
+	c        *Controller
+	pps      float64
+	pkt      int
+	rtt      func(t time.Duration) time.Duration
+	loss     func(t time.Duration) float64
+	incoming bool
+	follow   bool // send at the controller's pacing rate when below pps
+	r        rng
+
+	t        time.Duration // next send
+	acks     []pending     // FIFO
+	lastAck  time.Duration
+	inflight int
+	inSeen   int
+	inLost   int
+	lastFEC  time.Duration
+}
+
+type pending struct {
+	at   time.Duration
+	sent time.Duration
+	lost bool
+}
+
+func newOpenLoop(c *Controller, pps float64, rtt time.Duration, loss float64, seed uint64) *openLoop {
+	return &openLoop{
+		c: c, pps: pps, pkt: DefaultMSS, r: rng(seed | 1),
+		rtt:  func(time.Duration) time.Duration { return rtt },
+		loss: func(time.Duration) float64 { return loss },
+	}
+}
+
+// run feeds events until time end.
+func (o *openLoop) run(end time.Duration) {
+	gap := time.Duration(float64(time.Second) / o.pps)
+	for {
+		next := o.t
+		if len(o.acks) > 0 && o.acks[0].at <= next {
+			next = o.acks[0].at
+		}
+		if next >= end {
+			return
+		}
+		if len(o.acks) > 0 && o.acks[0].at == next {
+			a := o.acks[0]
+			o.acks = o.acks[1:]
+			o.inflight -= o.pkt
+			if a.lost {
+				o.c.OnLoss(a.at, 1)
+			} else {
+				o.c.OnAck(a.at, o.pkt, a.at-a.sent, false)
+			}
+			continue
+		}
+		now := o.t
+		o.t += gap
+		if o.follow {
+			o.t = now + max(gap, time.Duration(float64(o.pkt)/float64(o.c.PacingRate())*float64(time.Second)))
+		}
+		o.inflight += o.pkt
+		o.c.OnSend(now, o.pkt, o.inflight)
+		lost := o.r.float() < o.loss(now)
+		at := max(now+o.rtt(now), o.lastAck)
+		o.lastAck = at
+		o.acks = append(o.acks, pending{at: at, sent: now, lost: lost})
+		if o.incoming {
+			if o.r.float() < o.loss(now) {
+				o.inLost++
+			} else {
+				o.inSeen++
+			}
+			if now-o.lastFEC >= 100*time.Millisecond {
+				o.c.OnFECStats(now, o.inSeen, o.inLost)
+				o.inSeen, o.inLost, o.lastFEC = 0, 0, now
+			}
+		}
+	}
+}
+
+// link is a discrete-event model of a path with one bottleneck: packets
+// pass a random loss, then a drop-tail queue of queue bytes drained at rate
+// bytes per second, then a one-way delay; acknowledgements come back after
+// the same delay without loss. A sender with unlimited data paces at the
+// controller's rate, within KCP's window rule (new data only while the
+// distance from the oldest unacknowledged sequence number is below the
+// send window), retransmits a packet once a later one is acknowledged (the
+// link is FIFO, so it was lost) or on a timeout, and feeds every event to
+// the controller. With FEC on, it sends the parity the shape calls for
+// (which costs capacity; the model does not recover with it).
+type link struct {
+	c     *Controller
+	rate  float64
+	delay time.Duration
+	queue int
+	loss  float64
+	pkt   int
+	r     rng
+
+	t        time.Duration
+	linkFree time.Duration
+	nextSend time.Duration
+	recs     []rec
+	scan     int
+	acks     []int // indexes of recs, in arrival order
+	ackAt    []time.Duration
+	ackHead  int
+	acked    []bool
+	una      int
+	nextSeq  int
+	rtx      []int
+	inflight int
+	lastAck  time.Duration
+	parity   float64 // parity packets owed
+
+	delivered    int64
+	deliveredAt  []int64 // delivered bytes at each whole second
+	queueDelay   time.Duration
+	queueSamples int
+	maxQueue     time.Duration
+	measureFrom  time.Duration
+}
+
+type rec struct {
+	seq   int
+	sent  time.Duration
+	state uint8 // 0 in flight, 1 acknowledged, 2 lost
+}
+
+func newLink(c *Controller, mbps float64, rtt time.Duration, loss float64, seed uint64) *link {
+	rate := mbps * 1e6 / 8
+	l := &link{c: c, rate: rate, delay: rtt / 2, loss: loss, pkt: DefaultMSS, r: rng(seed | 1)}
+	l.queue = max(int(rate*rtt.Seconds()), 64*DefaultMSS) // one BDP
+	return l
+}
+
+// run simulates until end.
+func (l *link) run(end time.Duration) {
+	for l.t < end {
+		wnd := l.c.SendWindow(l.pkt)
+		canSend := len(l.rtx) > 0 || l.nextSeq-l.una < wnd
+		tSend := time.Duration(math.MaxInt64)
+		if canSend {
+			tSend = max(l.nextSend, l.t)
+		}
+		tAck := time.Duration(math.MaxInt64)
+		if l.ackHead < len(l.acks) {
+			tAck = l.ackAt[l.ackHead]
+		}
+		tRTO := time.Duration(math.MaxInt64)
+		if l.inflight > 0 {
+			tRTO = l.lastAck + max(4*l.c.retransTime(), 200*time.Millisecond)
+		}
+		switch {
+		case tAck <= tSend && tAck <= tRTO:
+			l.t = tAck
+			l.onAck(l.acks[l.ackHead])
+			l.ackHead++
+		case tRTO < tSend:
+			l.t = tRTO
+			l.timeout()
+		default:
+			l.t = tSend
+			l.send()
+		}
+	}
+}
+
+func (l *link) send() {
+	var seq int
+	if len(l.rtx) > 0 {
+		seq = l.rtx[0]
+		l.rtx = l.rtx[1:]
+		if l.acked[seq] {
+			return
+		}
+	} else {
+		seq = l.nextSeq
+		l.nextSeq++
+		l.acked = append(l.acked, false)
+	}
+	if l.inflight == 0 {
+		l.lastAck = l.t
+	}
+	idx := len(l.recs)
+	l.recs = append(l.recs, rec{seq: seq, sent: l.t})
+	l.inflight += l.pkt
+	l.c.OnSend(l.t, l.pkt, l.inflight)
+	wire := l.pkt
+	if d, p := l.c.FEC(); d > 0 {
+		// Parity: p packets per d data packets, through the same queue.
+		l.parity += float64(p) / float64(d)
+		for ; l.parity >= 1; l.parity-- {
+			wire += l.pkt
+			l.enqueue(-1)
+		}
+	}
+	rate := float64(l.c.WirePacingRate())
+	l.nextSend = l.t + time.Duration(float64(wire)/rate*float64(time.Second))
+	l.enqueue(idx)
+}
+
+// enqueue passes a packet through the loss and the bottleneck queue at
+// l.t; idx is its record, or -1 for FEC parity, which nobody acknowledges.
+func (l *link) enqueue(idx int) {
+	if l.r.float() < l.loss {
+		return // lost on the way
+	}
+	start := max(l.linkFree, l.t)
+	wait := start - l.t
+	if int(wait.Seconds()*l.rate)+l.pkt > l.queue {
+		return // tail drop
+	}
+	if l.t >= l.measureFrom {
+		l.queueDelay += wait
+		l.queueSamples++
+		l.maxQueue = max(l.maxQueue, wait)
+	}
+	l.linkFree = start + time.Duration(float64(l.pkt)/l.rate*float64(time.Second))
+	if idx >= 0 {
+		l.acks = append(l.acks, idx)
+		l.ackAt = append(l.ackAt, l.linkFree+2*l.delay)
+	}
+}
+
+func (l *link) markLost(i int) int {
+	r := &l.recs[i]
+	if r.state != 0 {
+		return 0
+	}
+	r.state = 2
+	l.inflight -= l.pkt
+	if !l.acked[r.seq] {
+		l.rtx = append(l.rtx, r.seq)
+	}
+	return 1
+}
+
+func (l *link) onAck(i int) {
+	lost := 0
+	for ; l.scan < i; l.scan++ {
+		lost += l.markLost(l.scan)
+	}
+	if lost > 0 {
+		l.c.OnLoss(l.t, lost)
+	}
+	l.scan = max(l.scan, i+1)
+	r := &l.recs[i]
+	if r.state != 0 {
+		return
+	}
+	r.state = 1
+	l.inflight -= l.pkt
+	l.lastAck = l.t
+	if !l.acked[r.seq] {
+		l.acked[r.seq] = true
+		l.delivered += int64(l.pkt)
+		for l.una < l.nextSeq && l.acked[l.una] {
+			l.una++
+		}
+	}
+	for time.Duration(len(l.deliveredAt))*time.Second <= l.t {
+		l.deliveredAt = append(l.deliveredAt, l.delivered)
+	}
+	l.c.OnAck(l.t, l.pkt, l.t-r.sent, false)
+}
+
+func (l *link) timeout() {
+	lost := 0
+	for i := l.scan; i < len(l.recs); i++ {
+		lost += l.markLost(i)
+	}
+	l.lastAck = l.t
+	if lost > 0 {
+		l.c.OnLoss(l.t, lost)
+	}
+}
+
+// goodput returns the unique bytes delivered per second between whole
+// seconds from and to.
+func (l *link) goodput(from, to int) float64 {
+	to = min(to, len(l.deliveredAt)-1)
+	if to <= from {
+		return 0
+	}
+	return float64(l.deliveredAt[to]-l.deliveredAt[from]) / float64(to-from)
+}
