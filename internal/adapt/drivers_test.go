@@ -24,7 +24,7 @@ func (r *rng) float() float64 {
 // set, the same loss seen on the peer's FEC-framed packets at the same
 // rate. It models what the controller measures on a path whose behaviour
 // the test chooses, without timing. With follow set, the flow slows down to
-// the controller's pacing rate.
+// the controller's pacing rate. It models FEC recovery (see fec).
 type openLoop struct {
 	c        *Controller
 	pps      float64
@@ -36,12 +36,49 @@ type openLoop struct {
 	r        rng
 
 	t        time.Duration // next send
-	acks     []pending     // FIFO
+	acks     []pending     // FIFO from head
+	head     int
+	group    []int // indexes in acks of the current FEC group's data packets
 	lastAck  time.Duration
 	inflight int
 	inSeen   int
 	inLost   int
 	lastFEC  time.Duration
+}
+
+// fec models the recovery of the controller's FEC shape: once a group's
+// data packets are sent, its parity packets are lost at the same rate, and
+// if no more than the parity count of the group is lost, its lost data
+// packets are recovered (acknowledged instead of reported lost).
+func (o *openLoop) fec(now time.Duration) {
+	d, p := o.c.FEC()
+	if d == 0 {
+		o.group = o.group[:0]
+		return
+	}
+	o.group = append(o.group, len(o.acks)-1)
+	if len(o.group) < d {
+		return
+	}
+	lost := 0
+	for _, i := range o.group {
+		if o.acks[i].lost {
+			lost++
+		}
+	}
+	for range p {
+		if o.r.float() < o.loss(now) {
+			lost++
+		}
+	}
+	if lost <= p {
+		for _, i := range o.group {
+			if i >= o.head {
+				o.acks[i].lost = false
+			}
+		}
+	}
+	o.group = o.group[:0]
 }
 
 type pending struct {
@@ -63,15 +100,15 @@ func (o *openLoop) run(end time.Duration) {
 	gap := time.Duration(float64(time.Second) / o.pps)
 	for {
 		next := o.t
-		if len(o.acks) > 0 && o.acks[0].at <= next {
-			next = o.acks[0].at
+		if o.head < len(o.acks) && o.acks[o.head].at <= next {
+			next = o.acks[o.head].at
 		}
 		if next >= end {
 			return
 		}
-		if len(o.acks) > 0 && o.acks[0].at == next {
-			a := o.acks[0]
-			o.acks = o.acks[1:]
+		if o.head < len(o.acks) && o.acks[o.head].at == next {
+			a := o.acks[o.head]
+			o.head++
 			o.inflight -= o.pkt
 			if a.lost {
 				o.c.OnLoss(a.at, 1)
@@ -91,6 +128,7 @@ func (o *openLoop) run(end time.Duration) {
 		at := max(now+o.rtt(now), o.lastAck)
 		o.lastAck = at
 		o.acks = append(o.acks, pending{at: at, sent: now, lost: lost})
+		o.fec(now)
 		if o.incoming {
 			if o.r.float() < o.loss(now) {
 				o.inLost++

@@ -7,15 +7,16 @@ import (
 
 // Tuning constants of the FEC choice.
 const (
-	fecTick        = 250 * time.Millisecond // how often the shape is reconsidered
-	lossHalfLife   = 5 * time.Second        // half-life of the loss counters
-	heldHalfLife   = 20 * time.Second       // half-life of a held estimate without measurement
-	minLossSamples = 50                     // packets a loss estimate needs
-	onHold         = 2 * time.Second        // evidence needed to turn FEC on
-	upHold         = 3 * time.Second        // ... to add parity
-	downHold       = 8 * time.Second        // ... to remove parity or regroup
-	offHold        = 10 * time.Second       // ... to turn FEC off
-	downMargin     = 1.5                    // less parity only if still enough at 1.5 times the loss
+	fecTick           = 250 * time.Millisecond // how often the shape is reconsidered
+	lossHalfLife      = 5 * time.Second        // half-life of the loss counters
+	heldHalfLife      = 20 * time.Second       // half-life of a held estimate without measurement
+	minLossSamples    = 50                     // packets a loss estimate needs
+	minResidualLosses = 3                      // unrecovered losses that say the raw loss persists
+	onHold            = 2 * time.Second        // evidence needed to turn FEC on
+	upHold            = 3 * time.Second        // ... to add parity
+	downHold          = 8 * time.Second        // ... to remove parity or regroup
+	offHold           = 10 * time.Second       // ... to turn FEC off
+	downMargin        = 1.5                    // less parity only if still enough at 1.5 times the loss
 )
 
 // Kinds of a pending FEC change.
@@ -163,10 +164,10 @@ func (f *fecState) estimate(sec float64) {
 		f.loss, f.haveLoss = f.raw.rate(), true
 	case f.haveLoss && f.on():
 		f.loss *= math.Exp2(-sec / heldHalfLife.Seconds())
-		if f.residual.n >= minLossSamples {
-			if r := f.residual.rate(); r > 2*f.cfg.ResidualLoss {
-				f.loss = max(f.loss, invertResidual(r, f.data, f.parity))
-			}
+		// The losses FEC did not recover show what the raw loss must
+		// be, once there are enough of them to say.
+		if f.residual.n >= minLossSamples && f.residual.lost >= minResidualLosses {
+			f.loss = max(f.loss, invertResidual(f.residual.rate(), f.data, f.parity))
 		}
 	}
 }
