@@ -64,6 +64,10 @@
 // parity, 8 s for less or a new group size, 10 s of a clean path to turn
 // off.
 //
+// Losses while the rate model is in Startup or Drain are its own queue's
+// overflow, not the path's loss: they count neither for FEC nor for the
+// send window's cover.
+//
 // The loss p comes, in order of preference, from the FEC sequence-number
 // gaps of the packets the peer sends us (OnFECStats: not hidden by
 // recovery, and the path is usually lossy both ways alike), from the
@@ -260,6 +264,7 @@ type Controller struct {
 	probeRTTRound uint64
 	pacing        float64 // bytes per second, before FEC and the cap
 	inflight      int64
+	avgPkt        float64 // average packet size of OnSend
 
 	// Congestion detection.
 	queueCnt      int
@@ -294,7 +299,7 @@ type Controller struct {
 // their defaults).
 func New(cfg Config) *Controller {
 	cfg.fill()
-	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1}
+	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS)}
 	c.fec.init(&c.cfg)
 	return c
 }
@@ -315,11 +320,15 @@ func (c *Controller) start(now time.Duration) {
 
 // OnSend records that one packet of bytes bytes (a KCP datagram before FEC
 // and encryption, first transmission or retransmission; not FEC parity)
-// left, and that inflight bytes are now sent and neither acknowledged nor
-// known lost.
+// left, and that inflight bytes (the same unit) are now sent and neither
+// acknowledged nor known lost. OnAck and OnLoss lower the controller's copy
+// of inflight until the next OnSend.
 func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	c.start(now)
 	c.inflight = int64(max(inflight, 0))
+	if bytes > 0 {
+		c.avgPkt += (float64(bytes) - c.avgPkt) / 16
+	}
 	c.sentPkts++
 	c.winSent++
 	c.fec.onSend(c.steady())
@@ -369,7 +378,7 @@ func (c *Controller) OnLoss(now time.Duration, lost int) {
 	}
 	c.lostPkts += int64(lost)
 	c.winLost += int64(lost)
-	c.inflight = max(c.inflight-int64(lost*c.cfg.MSS), 0)
+	c.inflight = max(c.inflight-int64(float64(lost)*c.avgPkt), 0)
 	c.phaseLoss = true
 	c.fec.onLoss(lost, c.steady())
 	c.fec.tick(now, c)
