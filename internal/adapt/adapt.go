@@ -226,6 +226,7 @@ type checkpoint struct {
 type Controller struct {
 	cfg     Config
 	started bool
+	last    time.Duration // the latest event's time
 
 	// RTT.
 	haveRTT      bool
@@ -301,21 +302,28 @@ func New(cfg Config) *Controller {
 	cfg.fill()
 	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS)}
 	c.fec.init(&c.cfg)
+	c.updatePacing()
 	return c
 }
 
-// start sets the time origin of the first event.
-func (c *Controller) start(now time.Duration) {
+// start sets the time origin at the first event, and returns now, or the
+// latest time seen if now is earlier (the controller's clock never goes
+// back).
+func (c *Controller) start(now time.Duration) time.Duration {
 	if c.started {
-		return
+		now = max(now, c.last)
+		c.last = now
+		return now
 	}
 	c.started = true
+	c.last = now
 	c.roundStart = now
 	c.modeStart = now
 	c.rcvStart = now
 	c.cps[0] = checkpoint{at: now}
 	c.cpHead, c.cpLen = 0, 1
 	c.fec.start(now)
+	return now
 }
 
 // OnSend records that one packet of bytes bytes (a KCP datagram before FEC
@@ -324,7 +332,7 @@ func (c *Controller) start(now time.Duration) {
 // acknowledged nor known lost. OnAck and OnLoss lower the controller's copy
 // of inflight until the next OnSend.
 func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
-	c.start(now)
+	now = c.start(now)
 	c.inflight = int64(max(inflight, 0))
 	if bytes > 0 {
 		c.avgPkt += (float64(bytes) - c.avgPkt) / 16
@@ -342,7 +350,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 // that packet left, so that a low delivery rate is not mistaken for the
 // path's.
 func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, appLimited bool) {
-	c.start(now)
+	now = c.start(now)
 	delivered = max(delivered, 0)
 	c.inflight = max(c.inflight-int64(delivered), 0)
 	c.delivered += int64(delivered)
@@ -372,7 +380,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 // OnLoss records that lost packets were declared lost (the packet layer
 // saw KCP retransmit them: fast retransmission or timeout).
 func (c *Controller) OnLoss(now time.Duration, lost int) {
-	c.start(now)
+	now = c.start(now)
 	if lost <= 0 {
 		return
 	}
@@ -387,7 +395,7 @@ func (c *Controller) OnLoss(now time.Duration, lost int) {
 // OnReceive records that bytes bytes of KCP data arrived from the peer
 // (the receiving side's measurement for ReceiveWindow).
 func (c *Controller) OnReceive(now time.Duration, bytes int) {
-	c.start(now)
+	now = c.start(now)
 	c.rcvBytes += int64(max(bytes, 0))
 	iv := max(c.windowRTT(), 10*time.Millisecond)
 	if el := now - c.rcvStart; el >= iv {
@@ -408,7 +416,7 @@ func (c *Controller) OnReceive(now time.Duration, bytes int) {
 // numbers (counted before recovery). It is the controller's preferred loss
 // measure for choosing the FEC shape.
 func (c *Controller) OnFECStats(now time.Duration, seen, lost int) {
-	c.start(now)
+	now = c.start(now)
 	if seen <= 0 && lost <= 0 {
 		return
 	}
@@ -741,9 +749,6 @@ func (c *Controller) fecFactor() float64 {
 // (the unit of OnSend, before FEC parity and encryption) should leave,
 // within the rate limit.
 func (c *Controller) PacingRate() int64 {
-	if !c.started {
-		c.updatePacing()
-	}
 	r := c.pacing
 	if lim := float64(c.cfg.RateLimit); lim > 0 {
 		r = min(r, lim/c.fecFactor())

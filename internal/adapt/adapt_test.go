@@ -260,3 +260,45 @@ func TestSimClean(t *testing.T) {
 		t.Errorf("%d congestion events on a clean path", st.CongestionEvents)
 	}
 }
+
+// TestArbitraryEvents feeds random events, including out-of-order times,
+// zero and negative values, and checks that the outputs stay in bounds.
+func TestArbitraryEvents(t *testing.T) {
+	r := rng(12345)
+	for run := range 20 {
+		c := New(Config{Seed: uint64(run), RateLimit: int64(run%3) * 1e6})
+		now := time.Duration(0)
+		for range 20000 {
+			now += time.Duration((r.float() - 0.05) * float64(5*time.Millisecond)) // sometimes backwards
+			n := int(r.float()*3000) - 100
+			rtt := time.Duration((r.float() - 0.1) * float64(300*time.Millisecond))
+			switch int(r.float() * 5) {
+			case 0:
+				c.OnSend(now, n, n*int(r.float()*100))
+			case 1:
+				c.OnAck(now, n, rtt, r.float() < 0.3)
+			case 2:
+				c.OnLoss(now, n/300)
+			case 3:
+				c.OnReceive(now, n)
+			default:
+				c.OnFECStats(now, n/10, n/100)
+			}
+			if s := c.SendWindow(DefaultMSS); s < 4 || s > DefaultMaxWindow+2 {
+				t.Fatalf("run %d: send window %d", run, s)
+			}
+			if w := c.ReceiveWindow(DefaultMSS); w < DefaultMinReceiveWindow || w > DefaultMaxWindow {
+				t.Fatalf("run %d: receive window %d", run, w)
+			}
+			if p := c.PacingRate(); p <= 0 {
+				t.Fatalf("run %d: pacing rate %d, state %+v pacing %v btlbw %v", run, p, c.State(), c.pacing, c.btlbw)
+			}
+			if lim := c.cfg.RateLimit; lim > 0 && c.WirePacingRate() > lim {
+				t.Fatalf("run %d: wire pacing rate %d above the limit %d", run, c.WirePacingRate(), lim)
+			}
+			if d, p := c.FEC(); (d == 0) != (p == 0) || d > DefaultMaxDataShards || p > DefaultMaxParityShards {
+				t.Fatalf("run %d: FEC %d+%d", run, d, p)
+			}
+		}
+	}
+}
