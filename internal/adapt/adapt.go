@@ -230,6 +230,7 @@ type Controller struct {
 
 	// RTT.
 	haveRTT      bool
+	lastRTT      time.Duration
 	minRTT       time.Duration
 	minRTTStamp  time.Duration
 	srtt, rttvar time.Duration
@@ -388,7 +389,7 @@ func (c *Controller) OnLoss(now time.Duration, lost int) {
 	c.winLost += int64(lost)
 	c.inflight = max(c.inflight-int64(float64(lost)*c.avgPkt), 0)
 	c.phaseLoss = true
-	c.fec.onLoss(lost, c.steady())
+	c.fec.onLoss(lost, c.steady() && !c.queued())
 	c.fec.tick(now, c)
 }
 
@@ -446,6 +447,7 @@ func (c *Controller) UnpinFEC() { c.fec.pinned = false }
 // updateRTT feeds an RTT sample to the minimum filter and the smoothed
 // estimate.
 func (c *Controller) updateRTT(now, rtt time.Duration) {
+	c.lastRTT = rtt
 	expired := c.haveRTT && now-c.minRTTStamp > minRTTWindow
 	if !c.haveRTT || rtt <= c.minRTT || expired {
 		c.minRTT, c.minRTTStamp = rtt, now
@@ -560,8 +562,7 @@ func (c *Controller) endRound(now time.Duration) {
 // round's delivery rate stays below 1.1 times the largest of the rounds
 // before (older).
 func (c *Controller) checkQueue(now, roundMinRTT time.Duration, roundMax, older float64) {
-	margin := max(c.minRTT/4, 5*time.Millisecond)
-	queued := roundMinRTT > c.minRTT+margin
+	queued := roundMinRTT > c.minRTT+c.queueMargin()
 	growing := roundMax > older*1.1
 	if !queued || growing {
 		c.queueCnt = 0
@@ -640,6 +641,16 @@ func (c *Controller) enter(now time.Duration, m Mode) {
 		}
 		c.cycleStart, c.phaseLoss = now, false
 	}
+}
+
+// queueMargin is how far above the minimum RTT a sample must be to show a
+// queue.
+func (c *Controller) queueMargin() time.Duration { return max(c.minRTT/4, 5*time.Millisecond) }
+
+// queued reports whether the latest RTT sample shows a queue at the
+// bottleneck, so that a loss now is likely its overflow.
+func (c *Controller) queued() bool {
+	return c.haveRTT && c.lastRTT > c.minRTT+c.queueMargin()
 }
 
 // steady reports whether the rate model is past Startup and Drain, whose
@@ -816,6 +827,30 @@ func packets(bytes float64, mss, lo, hi int) int {
 	return max(int(n), lo)
 }
 
+// InflightLimit returns the most bytes (the unit of OnSend) that should be
+// in flight, sent and neither acknowledged nor known lost: the mode's gain
+// times the bandwidth-delay product (2 in ProbeBW, 2/ln 2 in Startup and
+// Drain, half in ProbeRTT), at least four packets, or InitialWindow packets
+// before the first estimate. It is BBR's congestion window; unlike KCP's
+// send window it does not count lost packets, so a hole never stalls it.
+// The packet layer holds datagrams back while inflight is at the limit.
+func (c *Controller) InflightLimit() int64 {
+	mss := float64(c.cfg.MSS)
+	if c.btlbw == 0 || !c.haveRTT {
+		return int64(c.cfg.InitialWindow) * int64(c.cfg.MSS)
+	}
+	var b float64
+	switch c.mode {
+	case ModeProbeRTT:
+		b = c.probeRTTWindowBytes()
+	case ModeStartup, ModeDrain:
+		b = startupGain * c.bdp()
+	default:
+		b = cwndGain * c.bdp()
+	}
+	return int64(max(b, 4*mss) + 2*mss)
+}
+
 // SendWindow returns KCP's send window in packets of mss bytes: the pinned
 // value, or a window that covers the bandwidth times the minimum RTT plus
 // a retransmission's time, and the mode's gain times the bandwidth-delay
@@ -878,6 +913,8 @@ type State struct {
 	// SendWindow and ReceiveWindow are the windows, in packets of the
 	// configured MSS.
 	SendWindow, ReceiveWindow int
+	// InflightLimit is InflightLimit(), in bytes.
+	InflightLimit int64
 	// ReceiveRate is the largest rate at which data arrived over the
 	// last ten intervals of one RTT, in bytes per second.
 	ReceiveRate int64
@@ -921,6 +958,7 @@ func (c *Controller) State() State {
 		PacingGain:       c.gain(),
 		SendWindow:       c.SendWindow(c.cfg.MSS),
 		ReceiveWindow:    c.ReceiveWindow(c.cfg.MSS),
+		InflightLimit:    c.InflightLimit(),
 		ReceiveRate:      int64(c.rcvRate),
 		DataShards:       d,
 		ParityShards:     p,

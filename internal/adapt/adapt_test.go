@@ -222,7 +222,9 @@ func TestSimLossy(t *testing.T) {
 		l := newLink(c, tc.mbps, tc.rtt, 0.05, 8)
 		l.run(25 * time.Second)
 		capacity := tc.mbps * 1e6 / 8 * 0.95
-		if g := l.goodput(5, 25); g < 0.8*capacity {
+		g := l.goodput(5, 25)
+		t.Logf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s = %.0f%% of C(1-p)", tc.mbps, tc.rtt, g*8/1e6, 100*g/capacity)
+		if g < 0.8*capacity {
 			t.Errorf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s, want at least 80%% of C(1-p) = %.2f; state %+v",
 				tc.mbps, tc.rtt, g*8/1e6, 0.8*capacity*8/1e6, c.State())
 		}
@@ -243,10 +245,11 @@ func TestSimClean(t *testing.T) {
 		}
 	}
 	st := c.State()
+	mean := l.queueDelay / time.Duration(max(l.queueSamples, 1))
+	t.Logf("clean 100 Mbit/s 40 ms: goodput %.2f Mbit/s, queueing delay mean %v max %v", l.goodput(3, 24)*8/1e6, mean, l.maxQueue)
 	if g := l.goodput(3, 24); g < 0.9*mbit100 {
 		t.Errorf("goodput %.2f Mbit/s, want at least 90 Mbit/s; state %+v", g*8/1e6, st)
 	}
-	mean := l.queueDelay / time.Duration(max(l.queueSamples, 1))
 	if mean > rtt40/10 || l.maxQueue > rtt40/2 {
 		t.Errorf("queueing delay mean %v, max %v: want at most %v and %v", mean, l.maxQueue, rtt40/10, rtt40/2)
 	}

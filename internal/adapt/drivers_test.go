@@ -154,16 +154,11 @@ func (o *openLoop) run(end time.Duration) {
 // the controller. With FEC on, it sends the parity the shape calls for
 // (which costs capacity; the model does not recover with it).
 type link struct {
-	c     *Controller
-	rate  float64
-	delay time.Duration
-	queue int
-	loss  float64
-	pkt   int
-	r     rng
+	*bottleneck
+	c   *Controller
+	pkt int
 
 	t        time.Duration
-	linkFree time.Duration
 	nextSend time.Duration
 	recs     []rec
 	scan     int
@@ -178,8 +173,19 @@ type link struct {
 	lastAck  time.Duration
 	parity   float64 // parity packets owed
 
-	delivered    int64
-	deliveredAt  []int64 // delivered bytes at each whole second
+	delivered   int64
+	deliveredAt []int64 // delivered bytes at each whole second
+}
+
+// bottleneck is the shared part of the path: loss, queue and link.
+type bottleneck struct {
+	rate     float64
+	delay    time.Duration
+	queue    int
+	loss     float64
+	r        rng
+	linkFree time.Duration
+
 	queueDelay   time.Duration
 	queueSamples int
 	maxQueue     time.Duration
@@ -193,41 +199,89 @@ type rec struct {
 }
 
 func newLink(c *Controller, mbps float64, rtt time.Duration, loss float64, seed uint64) *link {
+	return newBottleneck(mbps, rtt, loss, seed).sender(c)
+}
+
+// newBottleneck returns a path of mbps Mbit/s, a round-trip propagation
+// delay of rtt, random loss and a queue of one bandwidth-delay product.
+func newBottleneck(mbps float64, rtt time.Duration, loss float64, seed uint64) *bottleneck {
 	rate := mbps * 1e6 / 8
-	l := &link{c: c, rate: rate, delay: rtt / 2, loss: loss, pkt: DefaultMSS, r: rng(seed | 1)}
-	l.queue = max(int(rate*rtt.Seconds()), 64*DefaultMSS) // one BDP
-	return l
+	return &bottleneck{rate: rate, delay: rtt / 2, loss: loss, r: rng(seed | 1), queue: max(int(rate*rtt.Seconds()), 64*DefaultMSS)}
+}
+
+// sender returns a new flow over b driven by c.
+func (b *bottleneck) sender(c *Controller) *link {
+	return &link{bottleneck: b, c: c, pkt: DefaultMSS}
+}
+
+// runAll simulates the flows over their shared bottleneck until end.
+func runAll(end time.Duration, flows ...*link) {
+	for {
+		var first *link
+		var at time.Duration
+		var kind int
+		for _, f := range flows {
+			if a, k := f.next(); first == nil || a < at {
+				first, at, kind = f, a, k
+			}
+		}
+		if at >= end {
+			return
+		}
+		first.step(at, kind)
+	}
 }
 
 // run simulates until end.
 func (l *link) run(end time.Duration) {
 	for l.t < end {
-		wnd := l.c.SendWindow(l.pkt)
-		canSend := len(l.rtx) > 0 || l.nextSeq-l.una < wnd
-		tSend := time.Duration(math.MaxInt64)
-		if canSend {
-			tSend = max(l.nextSend, l.t)
-		}
-		tAck := time.Duration(math.MaxInt64)
-		if l.ackHead < len(l.acks) {
-			tAck = l.ackAt[l.ackHead]
-		}
-		tRTO := time.Duration(math.MaxInt64)
-		if l.inflight > 0 {
-			tRTO = l.lastAck + max(4*l.c.retransTime(), 200*time.Millisecond)
-		}
-		switch {
-		case tAck <= tSend && tAck <= tRTO:
-			l.t = tAck
-			l.onAck(l.acks[l.ackHead])
-			l.ackHead++
-		case tRTO < tSend:
-			l.t = tRTO
-			l.timeout()
-		default:
-			l.t = tSend
-			l.send()
-		}
+		l.step(l.next())
+	}
+}
+
+// Kinds of link events.
+const (
+	evSend = iota
+	evAck
+	evTimeout
+)
+
+// next returns the time and kind of the flow's next event.
+func (l *link) next() (time.Duration, int) {
+	wnd := l.c.SendWindow(l.pkt)
+	canSend := (len(l.rtx) > 0 || l.nextSeq-l.una < wnd) && int64(l.inflight) < l.c.InflightLimit()
+	tSend := time.Duration(math.MaxInt64)
+	if canSend {
+		tSend = max(l.nextSend, l.t)
+	}
+	tAck := time.Duration(math.MaxInt64)
+	if l.ackHead < len(l.acks) {
+		tAck = l.ackAt[l.ackHead]
+	}
+	tRTO := time.Duration(math.MaxInt64)
+	if l.inflight > 0 {
+		tRTO = l.lastAck + max(4*l.c.retransTime(), 200*time.Millisecond)
+	}
+	switch {
+	case tAck <= tSend && tAck <= tRTO:
+		return tAck, evAck
+	case tRTO < tSend:
+		return tRTO, evTimeout
+	}
+	return tSend, evSend
+}
+
+// step runs the event of kind at time at.
+func (l *link) step(at time.Duration, kind int) {
+	l.t = at
+	switch kind {
+	case evAck:
+		l.onAck(l.acks[l.ackHead])
+		l.ackHead++
+	case evTimeout:
+		l.timeout()
+	default:
+		l.send()
 	}
 }
 
@@ -268,23 +322,24 @@ func (l *link) send() {
 // enqueue passes a packet through the loss and the bottleneck queue at
 // l.t; idx is its record, or -1 for FEC parity, which nobody acknowledges.
 func (l *link) enqueue(idx int) {
-	if l.r.float() < l.loss {
+	b := l.bottleneck
+	if b.r.float() < b.loss {
 		return // lost on the way
 	}
-	start := max(l.linkFree, l.t)
+	start := max(b.linkFree, l.t)
 	wait := start - l.t
-	if int(wait.Seconds()*l.rate)+l.pkt > l.queue {
+	if int(wait.Seconds()*b.rate)+l.pkt > b.queue {
 		return // tail drop
 	}
-	if l.t >= l.measureFrom {
-		l.queueDelay += wait
-		l.queueSamples++
-		l.maxQueue = max(l.maxQueue, wait)
+	if l.t >= b.measureFrom {
+		b.queueDelay += wait
+		b.queueSamples++
+		b.maxQueue = max(b.maxQueue, wait)
 	}
-	l.linkFree = start + time.Duration(float64(l.pkt)/l.rate*float64(time.Second))
+	b.linkFree = start + time.Duration(float64(l.pkt)/b.rate*float64(time.Second))
 	if idx >= 0 {
 		l.acks = append(l.acks, idx)
-		l.ackAt = append(l.ackAt, l.linkFree+2*l.delay)
+		l.ackAt = append(l.ackAt, b.linkFree+2*b.delay)
 	}
 }
 
