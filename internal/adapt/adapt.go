@@ -8,8 +8,8 @@
 // (OnSend, OnAck, OnLoss, OnReceive, OnFECStats), each with the current
 // time as a time.Duration since any fixed origin of its choosing (for
 // example time.Since of the session's start), and reads the outputs
-// (PacingRate, WirePacingRate, SendWindow, ReceiveWindow, FEC, State)
-// whenever it needs them. A Controller is not safe for concurrent use: the
+// (PacingRate, WirePacingRate, InflightLimit, SendWindow, ReceiveWindow,
+// FEC, State) whenever it needs them. A Controller is not safe for concurrent use: the
 // packet layer calls it under the lock that guards the session.
 //
 // # Rate and windows
@@ -41,6 +41,12 @@
 // consecutive measurement windows jumped well above its own baseline
 // (twice the baseline plus two points).
 //
+// InflightLimit is BBR's congestion window: the mode's gain times the
+// bandwidth-delay product (2 in ProbeBW), counted in bytes sent and neither
+// acknowledged nor known lost, so that a hole does not stall it. The packet
+// layer holds datagrams back while inflight is at the limit; without it
+// several flows overfill the bottleneck's queue.
+//
 // KCP's send window (SendWindow) covers the bandwidth times the minimum
 // RTT plus the time a retransmission takes (a smoothed RTT and four RTT
 // deviations; two or three retransmissions when 0.5 % or 10 % of our
@@ -64,9 +70,10 @@
 // parity, 8 s for less or a new group size, 10 s of a clean path to turn
 // off.
 //
-// Losses while the rate model is in Startup or Drain are its own queue's
-// overflow, not the path's loss: they count neither for FEC nor for the
-// send window's cover.
+// Losses while the rate model is in Startup or Drain, or while the latest
+// RTT sample shows a queue at the bottleneck, are a queue's overflow, not
+// the path's random loss: they count neither for FEC nor for the send
+// window's cover.
 //
 // The loss p comes, in order of preference, from the FEC sequence-number
 // gaps of the packets the peer sends us (OnFECStats: not hidden by

@@ -231,6 +231,31 @@ func TestSimLossy(t *testing.T) {
 	}
 }
 
+// TestSimLossyAdaptiveFEC is TestSimLossy with the FEC shape left to the
+// controller (the model sends the parity and recovers with it): parity
+// included, it still reaches 80 % of C(1-p), and FEC is on.
+func TestSimLossyAdaptiveFEC(t *testing.T) {
+	for _, tc := range []struct {
+		mbps float64
+		rtt  time.Duration
+	}{{100, rtt40}, {10, 100 * time.Millisecond}} {
+		c := New(Config{Seed: 9})
+		l := newLink(c, tc.mbps, tc.rtt, 0.05, 10)
+		l.run(25 * time.Second)
+		capacity := tc.mbps * 1e6 / 8 * 0.95
+		g := l.goodput(5, 25)
+		st := c.State()
+		t.Logf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s = %.0f%% of C(1-p), FEC %d+%d, %d lost packets",
+			tc.mbps, tc.rtt, g*8/1e6, 100*g/capacity, st.DataShards, st.ParityShards, st.LostPackets)
+		if g < 0.8*capacity {
+			t.Errorf("%g Mbit/s %v: goodput %.2f Mbit/s, want at least 80%% of C(1-p); state %+v", tc.mbps, tc.rtt, g*8/1e6, st)
+		}
+		if st.ParityShards == 0 {
+			t.Errorf("%g Mbit/s %v: FEC off at 5%% loss", tc.mbps, tc.rtt)
+		}
+	}
+}
+
 // TestSimClean checks full use of a clean bottleneck with a small queue,
 // FEC staying off, and that ProbeRTT happens and costs little.
 func TestSimClean(t *testing.T) {

@@ -149,29 +149,34 @@ func (o *openLoop) run(end time.Duration) {
 // the same delay without loss. A sender with unlimited data paces at the
 // controller's rate, within KCP's window rule (new data only while the
 // distance from the oldest unacknowledged sequence number is below the
-// send window), retransmits a packet once a later one is acknowledged (the
-// link is FIFO, so it was lost) or on a timeout, and feeds every event to
-// the controller. With FEC on, it sends the parity the shape calls for
-// (which costs capacity; the model does not recover with it).
+// send window) and below the inflight limit, retransmits a packet once
+// one sent 5 ms after it is acknowledged or on a timeout, and feeds every
+// event to the controller. With FEC on, it sends the parity the shape calls for
+// and recovers a group's lost packets when no more than its parity count
+// were lost.
 type link struct {
 	*bottleneck
 	c   *Controller
 	pkt int
 
-	t        time.Duration
-	nextSend time.Duration
-	recs     []rec
-	scan     int
-	acks     []int // indexes of recs, in arrival order
-	ackAt    []time.Duration
-	ackHead  int
-	acked    []bool
-	una      int
-	nextSeq  int
-	rtx      []int
-	inflight int
-	lastAck  time.Duration
-	parity   float64 // parity packets owed
+	t           time.Duration
+	nextSend    time.Duration
+	recs        []rec
+	scan        int
+	acks        []int // indexes of recs, in arrival order
+	ackAt       []time.Duration
+	ackHead     int
+	acked       []bool
+	una         int
+	nextSeq     int
+	rtx         []int
+	inflight    int
+	lastAck     time.Duration
+	lastArrival time.Duration // when the latest packet through reaches the sender as an ACK
+
+	grp, grpDropped []int // the current FEC group's data records, and those lost
+	grpLost         int   // packets of the group lost, parity included
+	grpD, grpP      int   // the group's shape
 
 	delivered   int64
 	deliveredAt []int64 // delivered bytes at each whole second
@@ -239,6 +244,10 @@ func (l *link) run(end time.Duration) {
 	}
 }
 
+// reorderWindow is how much later a packet must have been sent than an
+// acknowledged one for the older one to count as lost.
+const reorderWindow = 5 * time.Millisecond
+
 // Kinds of link events.
 const (
 	evSend = iota
@@ -305,31 +314,61 @@ func (l *link) send() {
 	l.recs = append(l.recs, rec{seq: seq, sent: l.t})
 	l.inflight += l.pkt
 	l.c.OnSend(l.t, l.pkt, l.inflight)
+	ok := l.enqueue(idx)
 	wire := l.pkt
 	if d, p := l.c.FEC(); d > 0 {
-		// Parity: p packets per d data packets, through the same queue.
-		l.parity += float64(p) / float64(d)
-		for ; l.parity >= 1; l.parity-- {
-			wire += l.pkt
-			l.enqueue(-1)
-		}
+		wire += l.fecGroup(idx, ok, d, p)
+	} else {
+		l.grp, l.grpDropped, l.grpLost = l.grp[:0], l.grpDropped[:0], 0
 	}
 	rate := float64(l.c.WirePacingRate())
 	l.nextSend = l.t + time.Duration(float64(wire)/rate*float64(time.Second))
-	l.enqueue(idx)
+}
+
+// fecGroup adds data packet idx (delivered or not) to the current FEC
+// group of shape d+p; once the group has its d data packets, it sends the
+// parity through the bottleneck and, if no more than p of the group were
+// lost, delivers the lost data packets with the group's last packet. It
+// returns the parity bytes sent.
+func (l *link) fecGroup(idx int, ok bool, d, p int) int {
+	if d != l.grpD || p != l.grpP {
+		l.grp, l.grpDropped, l.grpLost, l.grpD, l.grpP = l.grp[:0], l.grpDropped[:0], 0, d, p
+	}
+	l.grp = append(l.grp, idx)
+	if !ok {
+		l.grpDropped = append(l.grpDropped, idx)
+		l.grpLost++
+	}
+	if len(l.grp) < d {
+		return 0
+	}
+	for range p {
+		if !l.enqueue(-1) {
+			l.grpLost++
+		}
+	}
+	if l.grpLost <= p && len(l.grpDropped) > 0 && l.lastArrival > 0 {
+		for _, i := range l.grpDropped {
+			l.acks = append(l.acks, i)
+			l.ackAt = append(l.ackAt, l.lastArrival)
+		}
+	}
+	l.grp, l.grpDropped, l.grpLost = l.grp[:0], l.grpDropped[:0], 0
+	return p * l.pkt
 }
 
 // enqueue passes a packet through the loss and the bottleneck queue at
-// l.t; idx is its record, or -1 for FEC parity, which nobody acknowledges.
-func (l *link) enqueue(idx int) {
+// l.t, and reports whether it got through; idx is its record, or -1 for
+// FEC parity, which nobody acknowledges.
+func (l *link) enqueue(idx int) bool {
 	b := l.bottleneck
 	if b.r.float() < b.loss {
-		return // lost on the way
+		return false // lost on the way
 	}
 	start := max(b.linkFree, l.t)
 	wait := start - l.t
 	if int(wait.Seconds()*b.rate)+l.pkt > b.queue {
-		return // tail drop
+		return false // tail drop
 	}
 	if l.t >= b.measureFrom {
 		b.queueDelay += wait
@@ -337,10 +376,12 @@ func (l *link) enqueue(idx int) {
 		b.maxQueue = max(b.maxQueue, wait)
 	}
 	b.linkFree = start + time.Duration(float64(l.pkt)/b.rate*float64(time.Second))
+	l.lastArrival = b.linkFree + 2*b.delay
 	if idx >= 0 {
 		l.acks = append(l.acks, idx)
-		l.ackAt = append(l.ackAt, b.linkFree+2*b.delay)
+		l.ackAt = append(l.ackAt, l.lastArrival)
 	}
+	return true
 }
 
 func (l *link) markLost(i int) int {
@@ -357,14 +398,15 @@ func (l *link) markLost(i int) int {
 }
 
 func (l *link) onAck(i int) {
+	// A packet is lost once one sent reorderWindow after it is
+	// acknowledged (an FEC group completes within that).
 	lost := 0
-	for ; l.scan < i; l.scan++ {
+	for ; l.scan < len(l.recs) && l.recs[l.scan].sent+reorderWindow < l.recs[i].sent; l.scan++ {
 		lost += l.markLost(l.scan)
 	}
 	if lost > 0 {
 		l.c.OnLoss(l.t, lost)
 	}
-	l.scan = max(l.scan, i+1)
 	r := &l.recs[i]
 	if r.state != 0 {
 		return
