@@ -879,7 +879,7 @@ func (c *Controller) SendWindow(mss int) int {
 		g = startupGain
 	}
 	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*c.retransTime()).Seconds()
-	return packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi) + 2
+	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
 }
 
 // ReceiveWindow returns the receive window to advertise, in packets of mss

@@ -312,7 +312,7 @@ func TestArbitraryEvents(t *testing.T) {
 			default:
 				c.OnFECStats(now, n/10, n/100)
 			}
-			if s := c.SendWindow(DefaultMSS); s < 4 || s > DefaultMaxWindow+2 {
+			if s := c.SendWindow(DefaultMSS); s < 4 || s > DefaultMaxWindow {
 				t.Fatalf("run %d: send window %d", run, s)
 			}
 			if w := c.ReceiveWindow(DefaultMSS); w < DefaultMinReceiveWindow || w > DefaultMaxWindow {
