@@ -435,6 +435,7 @@ func (l *Listener) bind(s *session) {
 	}
 	s.pconn = pc
 	s.peer = pc.Bind(s.kcp.RemoteAddr(), s.kcp.GetConv())
+	l.cfg.adaptSession(s.kcp, s.peer, true)
 }
 
 // serveSession hands the session's streams to Accept until it ends.

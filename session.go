@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,9 @@ func (c *config) smuxConfig() *smux.Config {
 // tune applies the per-session KCP settings in the binaries' order.
 func (c *config) tune(s *kcp.UDPSession, server bool) error {
 	t := c.timing()
+	if c.adaptive {
+		t.NC = 1 // KCP's own congestion window would fight the controller
+	}
 	snd, rcv := c.windows(server)
 	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 	s.SetStreamMode(true)
@@ -136,7 +140,11 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 		}
 	}
 	s.SetACKNoDelay(c.ackNoDelay)
-	s.SetRateLimit(uint32(c.rateLimit))
+	if c.adaptive {
+		s.SetRateLimit(0) // the packet layer paces, within the limit
+	} else {
+		s.SetRateLimit(uint32(c.rateLimit))
+	}
 	if server {
 		return nil
 	}
@@ -154,6 +162,38 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 		}
 	}
 	return nil
+}
+
+// adaptSession starts the session's adaptive controller, unless
+// WithAdaptive(false): WithWindow and WithFEC pin their parts, WithRateLimit
+// caps the pacing rate, and the role's fixed receive window is the least
+// the controller advertises.
+func (c *config) adaptSession(ks *kcp.UDPSession, p *packet.Peer, server bool) {
+	if !c.adaptive || p == nil {
+		return
+	}
+	var snd, rcv int
+	if c.windowSet {
+		snd, rcv = c.sndWnd, c.rcvWnd
+	}
+	_, minRcv := c.windows(server)
+	mtu := c.kcpMTU()
+	p.EnableAdaptive(packet.AdaptiveConfig{
+		MTU:              mtu,
+		Overhead:         c.mtu - mtu,
+		RateLimit:        int64(c.rateLimit),
+		SendWindow:       snd,
+		ReceiveWindow:    rcv,
+		FECPinned:        c.fecSet,
+		DataShards:       c.dataShards,
+		ParityShards:     c.parityShards,
+		MinReceiveWindow: minRcv,
+		SetWindows:       func(snd, rcv int) { ks.SetWindowSize(snd, rcv) },
+		Seed:             rand.Uint64(),
+		// The peer's flush interval is not known; assume one like ours,
+		// and at least the default mode's.
+		AckDelay: time.Duration(max(c.timing().Interval, modeProfiles[ModeFast].Interval)) * time.Millisecond,
+	})
 }
 
 // transport returns what smux runs over: the session itself, or snappy framing
@@ -210,6 +250,7 @@ func startSession(ctx context.Context, c *config, pconn *packet.Conn, raddr *net
 		_ = ks.Close()
 		return nil, err
 	}
+	c.adaptSession(ks, pconn.Peer(), false)
 	tr := c.transport(ks)
 	// A smux NOP frame: the server's smux ignores it, but its KCP must
 	// acknowledge it, which proves that the path, the key and the cipher work.

@@ -78,6 +78,55 @@ type SessionStats struct {
 	Migrations, StaleMoves uint64
 	// PacingRate is the pacing rate in bytes per second (0: unpaced).
 	PacingRate uint64
+
+	// Adaptive says an adaptive controller drives the session
+	// (WithAdaptive, on by default); Control is then its state.
+	Adaptive bool
+	// Control is the adaptive controller's state; zero when Adaptive is
+	// false.
+	Control ControlState
+}
+
+// ControlState is the state of a session's adaptive controller.
+type ControlState struct {
+	// Mode is the phase of the rate model: "startup", "drain", "probe-bw"
+	// or "probe-rtt", as in BBR.
+	Mode string
+	// Bandwidth is the estimated bottleneck rate in bytes per second of
+	// KCP data (the largest delivery rate of the last ten round trips);
+	// 0 before the first measurement.
+	Bandwidth int64
+	// MinRTT is the smallest RTT of the last ten seconds, measured from
+	// when a packet left the pacing queue; SmoothedRTT is the smoothed
+	// RTT. Both are 0 before the first sample.
+	MinRTT, SmoothedRTT time.Duration
+	// PacingRate is the rate KCP data is paced at, in bytes per second,
+	// and WirePacingRate the same with FEC parity added.
+	PacingRate, WirePacingRate int64
+	// SendWindow and ReceiveWindow are KCP's windows, in packets.
+	SendWindow, ReceiveWindow int
+	// InflightLimit is the most bytes of KCP data in flight (sent and
+	// neither acknowledged nor known lost) the pacing queue lets out.
+	InflightLimit int64
+	// ReceiveRate is the largest rate at which data arrived recently, in
+	// bytes per second; it sizes ReceiveWindow.
+	ReceiveRate int64
+	// DataShards and ParityShards are the FEC shape sent with (0, 0: no
+	// FEC).
+	DataShards, ParityShards int
+	// Loss is the estimated loss rate of the path (0 to 1) that chooses
+	// the FEC shape; LossBaseline is the usual loss rate of our packets,
+	// which only a jump well above counts as congestion.
+	Loss, LossBaseline float64
+	// Rounds counts the round trips measured, CongestionEvents the cuts
+	// of the bandwidth estimate, and FECChanges the changes of FEC shape.
+	Rounds, CongestionEvents, FECChanges uint64
+	// SentPackets and LostPackets count the datagrams with data sent and
+	// the segments KCP declared lost (re-sent).
+	SentPackets, LostPackets int64
+	// WindowPinned and FECPinned say WithWindow or WithFEC fixed those
+	// parts.
+	WindowPinned, FECPinned bool
 }
 
 func sessionStats(p *packet.Peer) SessionStats {
@@ -92,6 +141,19 @@ func sessionStats(p *packet.Peer) SessionStats {
 		FECRecovered: s.FECRecovered, FECGroupsRecovered: s.FECGroupsRecovered, FECUnrecoverable: s.FECUnrecoverable,
 		FECShapeChanges: s.FECShapeChanges, QueueDrops: s.QueueDrops, SendErrors: s.SendErrors,
 		Migrations: s.Migrations, StaleMoves: s.StaleMoves, PacingRate: p.Rate(),
+	}
+	if a, ok := p.Adaptive(); ok {
+		st.Adaptive = true
+		st.Control = ControlState{
+			Mode: a.Mode.String(), Bandwidth: a.Bandwidth, MinRTT: a.MinRTT, SmoothedRTT: a.SmoothedRTT,
+			PacingRate: a.PacingRate, WirePacingRate: a.WirePacingRate,
+			SendWindow: a.SendWindow, ReceiveWindow: a.ReceiveWindow, InflightLimit: a.InflightLimit,
+			ReceiveRate: a.ReceiveRate, DataShards: a.DataShards, ParityShards: a.ParityShards,
+			Loss: a.Loss, LossBaseline: a.LossBaseline, Rounds: a.Rounds,
+			CongestionEvents: a.CongestionEvents, FECChanges: a.FECChanges,
+			SentPackets: a.SentPackets, LostPackets: a.LostPackets,
+			WindowPinned: a.WindowPinned, FECPinned: a.FECPinned,
+		}
 	}
 	if s.RTTSamples > 0 {
 		st.RTTMean = time.Duration(s.RTTSumMs/s.RTTSamples) * time.Millisecond

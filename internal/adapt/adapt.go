@@ -170,6 +170,12 @@ type Config struct {
 	// Seed varies the ProbeBW phase the controller starts in, so that
 	// sessions started together do not probe in step.
 	Seed uint64
+	// AckDelay is the longest time the peer may hold an ACK before
+	// sending it (KCP sends ACKs once per flush interval unless told to
+	// send them at once). The bandwidth-delay product, and with it the
+	// windows and the inflight limit, covers it, and an RTT within it of
+	// the minimum is not taken for a queue. Default 0.
+	AckDelay time.Duration
 }
 
 func (c *Config) fill() {
@@ -195,6 +201,7 @@ func (c *Config) fill() {
 		c.FECFill = DefaultFECFill
 	}
 	c.RateLimit = max(c.RateLimit, 0)
+	c.AckDelay = max(c.AckDelay, 0)
 }
 
 // Tuning constants of the rate model.
@@ -652,7 +659,9 @@ func (c *Controller) enter(now time.Duration, m Mode) {
 
 // queueMargin is how far above the minimum RTT a sample must be to show a
 // queue.
-func (c *Controller) queueMargin() time.Duration { return max(c.minRTT/4, 5*time.Millisecond) }
+func (c *Controller) queueMargin() time.Duration {
+	return max(c.minRTT/4, 5*time.Millisecond) + c.cfg.AckDelay
+}
 
 // queued reports whether the latest RTT sample shows a queue at the
 // bottleneck, so that a loss now is likely its overflow.
@@ -669,7 +678,7 @@ func (c *Controller) bdp() float64 {
 	if !c.haveRTT {
 		return 0
 	}
-	return c.btlbw * c.minRTT.Seconds()
+	return c.btlbw * (c.minRTT + c.cfg.AckDelay).Seconds()
 }
 
 // updateMode advances the state machine after an ACK.

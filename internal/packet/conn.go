@@ -163,6 +163,7 @@ type Peer struct {
 	rnd  *rand.ChaCha8
 	sbuf []byte
 	pace pacer
+	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
 
 	gone atomic.Bool
 }
@@ -311,6 +312,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if p.haveWnd {
 				setWindows(r, p.wnd)
 			}
+			p.adaptIn(r)
 			n := copy(b, r)
 			c.pool.put(r)
 			return n, p.addr, nil
@@ -410,6 +412,7 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	if parity || len(kcpBytes) == 0 {
 		return 0, nil, false
 	}
+	p.adaptIn(kcpBytes)
 	return copy(b, kcpBytes), p.addr, true
 }
 
@@ -543,6 +546,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		p.sbuf = make([]byte, bufSize)
 	}
 	p.accountOut(b)
+	meta, adaptive := p.adaptOut(b)
 	head := c.cip.head
 	buf := p.sbuf[:head]
 	fec := p.enc.on()
@@ -554,7 +558,15 @@ func (p *Peer) write(b []byte) (int, error) {
 	if fec {
 		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
 	}
-	if err := p.pace.send(c.cip.seal(buf, p.rnd)); err != nil {
+	var err error
+	if adaptive && meta.data == 0 {
+		// Only data is paced: ACKs and window probes leave at once, or an
+		// idle sender's low rate would hold back the peer's transfer.
+		err = p.transmit(c.cip.seal(buf, p.rnd))
+	} else {
+		err = p.pace.sendMeta(c.cip.seal(buf, p.rnd), meta)
+	}
+	if err != nil {
 		return 0, err
 	}
 	if parity {

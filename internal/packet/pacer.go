@@ -6,8 +6,11 @@ import (
 	"time"
 )
 
-// maxQueue bounds a peer's pacing queue, in datagrams.
-const maxQueue = 2048
+// maxQueue bounds a peer's pacing queue, in datagrams. The queue starts
+// small and grows on demand, so that an idle peer holds little memory; it is
+// twice the adaptive controller's largest send window (adaptMaxWindow), so
+// that what KCP's window lets out always fits.
+const maxQueue = 8192
 
 // pacingBurst is how far a paced sender may run ahead of its schedule.
 const pacingBurst = 2 * time.Millisecond
@@ -21,9 +24,10 @@ type pacer struct {
 	rate atomic.Uint64 // bytes per second; 0: unpaced
 
 	mu      sync.Mutex
-	q       [][]byte // ring of pool buffers
+	q       []qent // ring of pool buffers; grows up to maxQueue
 	head, n int
-	next    time.Time // when the next datagram may leave
+	held    atomic.Bool // the adaptive gate holds the queue (see kick)
+	next    time.Time   // when the next datagram may leave
 	timer   *time.Timer
 	armed   bool
 	stopped bool
@@ -36,9 +40,19 @@ func (pc *pacer) setRate(r uint64) {
 	pc.drainLocked()
 }
 
+// qent is one queued datagram with what the adaptive controller needs to
+// know when it leaves (zero for parity and for peers without a controller).
+type qent struct {
+	d []byte
+	m qmeta
+}
+
 // send transmits d now or queues a copy of it.
-func (pc *pacer) send(d []byte) error {
-	if pc.rate.Load() == 0 {
+func (pc *pacer) send(d []byte) error { return pc.sendMeta(d, qmeta{}) }
+
+// sendMeta is send for a datagram that carries KCP data described by m.
+func (pc *pacer) sendMeta(d []byte, m qmeta) error {
+	if pc.rate.Load() == 0 && pc.p.ad.Load() == nil {
 		pc.mu.Lock()
 		empty := pc.n == 0
 		pc.mu.Unlock()
@@ -51,14 +65,11 @@ func (pc *pacer) send(d []byte) error {
 	if pc.stopped {
 		return nil
 	}
-	if pc.n == maxQueue {
+	if pc.n == len(pc.q) && !pc.grow() {
 		pc.p.st.QueueDrops.Add(1)
 		return nil
 	}
-	if pc.q == nil {
-		pc.q = make([][]byte, maxQueue)
-	}
-	pc.q[(pc.head+pc.n)%maxQueue] = append(pc.p.c.pool.get(), d...)
+	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
 	pc.n++
 	pc.drainLocked()
 	return nil
@@ -86,16 +97,54 @@ func (pc *pacer) drainLocked() {
 			}
 			return
 		}
-		d := pc.q[pc.head]
-		pc.q[pc.head] = nil
-		pc.head = (pc.head + 1) % maxQueue
+		e := pc.q[pc.head]
+		if e.m.data > 0 && !pc.p.mayTransmit() {
+			// An ACK kicks the queue again. Marking before checking once
+			// more means an ACK that lowered inflight meanwhile either
+			// sees the mark or is seen by the check.
+			pc.held.Store(true)
+			if !pc.p.mayTransmit() {
+				return
+			}
+			pc.held.Store(false)
+		}
+		d := e.d
+		pc.q[pc.head] = qent{}
+		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
-		_ = pc.p.transmit(d)
+		if pc.p.transmit(d) == nil && e.m.data > 0 {
+			pc.p.transmitted(e.m)
+		}
 		if rate != 0 {
 			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
 		}
 		pc.p.c.pool.put(d)
 	}
+}
+
+// grow enlarges the full ring, keeping its order; it reports false at
+// maxQueue.
+func (pc *pacer) grow() bool {
+	if len(pc.q) >= maxQueue {
+		return false
+	}
+	q := make([]qent, min(max(2*len(pc.q), 64), maxQueue))
+	for i := range pc.n {
+		q[i] = pc.q[(pc.head+i)%len(pc.q)]
+	}
+	pc.q, pc.head = q, 0
+	return true
+}
+
+// kick drains a queue the adaptive gate held, once inflight fell.
+func (pc *pacer) kick() {
+	if !pc.held.Load() {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.held.Store(false)
+	pc.drainLocked()
 }
 
 func (pc *pacer) fire() {
@@ -114,9 +163,9 @@ func (pc *pacer) stop() {
 		pc.timer.Stop()
 	}
 	for pc.n > 0 {
-		pc.p.c.pool.put(pc.q[pc.head])
-		pc.q[pc.head] = nil
-		pc.head = (pc.head + 1) % maxQueue
+		pc.p.c.pool.put(pc.q[pc.head].d)
+		pc.q[pc.head] = qent{}
+		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
 		pc.p.st.QueueDrops.Add(1)
 	}
