@@ -15,6 +15,10 @@ import (
 // nothing is dropped locally.
 const adaptMaxWindow = maxQueue / 2
 
+// adaptMaxParity bounds the parity shards of an adaptive FEC group, so
+// that an overestimated loss cannot multiply the datagrams sent.
+const adaptMaxParity = 4
+
 // adaptRingMax bounds the per-sequence-number records of a peer.
 const adaptRingMax = 2 * adaptMaxWindow
 
@@ -64,8 +68,6 @@ type adaptive struct {
 	have       bool
 	inflight   int64 // bytes transmitted, neither acknowledged nor lost
 
-	fecExp, fecLost uint64 // the peer's FEC counters at the last report
-
 	// Outputs as last applied.
 	rate             uint64
 	fecD, fecP       int
@@ -85,6 +87,7 @@ const (
 	recQueued = 1 << iota // handed to the pacing queue, not yet left
 	recSent               // left; counted in inflight unless acked
 	recAcked
+	recResent // re-sent: a loss if the ACK that comes echoes the re-send
 )
 
 // qmeta describes the KCP data of a queued datagram.
@@ -105,6 +108,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		MaxWindow:        adaptMaxWindow,
 		MinReceiveWindow: min(cfg.MinReceiveWindow, adaptMaxWindow),
 		RateLimit:        a.kcpRate(cfg.RateLimit),
+		MaxParityShards:  adaptMaxParity,
 		Seed:             cfg.Seed,
 		AckDelay:         cfg.AckDelay,
 	})
@@ -187,14 +191,18 @@ func (p *Peer) mayTransmit() bool {
 
 // adaptOut records the PUSH segments of an outgoing KCP packet (kcp-go's
 // output, before sealing) and returns what its queue entry must carry.
-// A re-sent sn is a loss, as KCP declared it. Called under p.smu.
+// A re-sent sn leaves inflight at once (KCP declared it lost), but counts
+// as a loss for the controller only once the ACK that comes echoes the
+// re-send's timestamp: an ACK of the earlier transmission shows that the
+// re-send was spurious (a late ACK, or a packet the peer rebuilt with FEC).
+// Called under p.smu.
 func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 	a := p.ad.Load()
 	if a == nil {
 		return qmeta{}, false
 	}
 	var m qmeta
-	lost := 0
+	changed := false
 	a.mu.Lock()
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -223,16 +231,15 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				if r.st&recSent != 0 {
-					lost++
+					changed = true
 					a.inflight -= int64(r.size)
 				}
-				r.st, r.ts = recQueued, ts
+				r.st, r.ts = recQueued|recResent, ts
 			}
 		}
 		b = b[kcpOverhead+int(n):]
 	}
-	if lost > 0 {
-		a.ctl.OnLoss(a.now(), lost)
+	if changed {
 		a.inflightA.Store(a.inflight)
 	}
 	a.mu.Unlock()
@@ -276,7 +283,7 @@ func (p *Peer) adaptIn(b []byte) {
 	a.mu.Lock()
 	now := a.now()
 	us := uint32(now / time.Microsecond)
-	delivered, received := 0, 0
+	delivered, received, lost := 0, 0, 0
 	var rtt time.Duration
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -291,9 +298,13 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 			if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				delivered += int(r.size)
+				echoes := r.ts == binary.LittleEndian.Uint32(b[8:])
+				if echoes && r.st&recResent != 0 {
+					lost++
+				}
 				if r.st&recSent != 0 {
 					a.inflight -= int64(r.size)
-					if r.ts == binary.LittleEndian.Uint32(b[8:]) {
+					if echoes {
 						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
 							rtt = d
 						}
@@ -321,17 +332,19 @@ func (p *Peer) adaptIn(b []byte) {
 	if a.inflight < 0 {
 		a.inflight = 0
 	}
+	if lost > 0 {
+		a.ctl.OnLoss(now, lost)
+	}
 	if delivered > 0 || rtt > 0 {
 		a.ctl.OnAck(now, delivered, rtt, false)
 	}
 	if received > 0 {
 		a.ctl.OnReceive(now, received)
 	}
-	if exp, lost := p.st.FECDataExpected.Load(), p.st.FECDataLost.Load(); exp != a.fecExp {
-		de, dl := exp-a.fecExp, lost-a.fecLost
-		a.fecExp, a.fecLost = exp, lost
-		a.ctl.OnFECStats(now, int(de-min(dl, de)), int(dl))
-	}
+	// The peer's FEC sequence-number gaps (OnFECStats) are not fed: the
+	// decoder's counts run high while it re-detects a shape that changed,
+	// which fed back into ever more parity. The controller measures loss
+	// from our own confirmed losses instead.
 	a.inflightA.Store(a.inflight)
 	a.limit.Store(a.ctl.InflightLimit())
 	rate := a.wireRate()
