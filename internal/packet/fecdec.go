@@ -59,7 +59,7 @@ func (d *decoder) setShape(k, m int) {
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
 	}
-	rs, err := reedsolomon.New(k, m)
+	rs, err := reedsolomon.New(k, m, rsOptions()...)
 	if err != nil {
 		return
 	}
