@@ -154,8 +154,7 @@ type Peer struct {
 	ackTS    uint32
 	havePush bool
 	haveAck  bool
-	wnd      uint16 // the peer's window, from its latest regular datagram
-	haveWnd  bool
+	upSeq    uint32 // next seqid of a rebuilt packet handed to kcp-go
 
 	// send side
 	smu  sync.Mutex
@@ -182,7 +181,7 @@ func newSeededRand() *rand.ChaCha8 {
 func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
 	ap := addr.AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand()}
+	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
 	p.dst.Store(&dest{ap: ap, ua: addr})
 	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
 	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
@@ -305,13 +304,21 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.pend = c.pend[:len(c.pend)-1]
 			c.pendPeer[len(c.pendPeer)-1] = nil
 			c.pendPeer = c.pendPeer[:len(c.pendPeer)-1]
-			// A rebuilt packet is older than what came since: kcp-go would
-			// take its receive window as current (kcp-go's own FEC path
-			// tells KCP not to), so it gets the latest one instead.
-			if p.haveWnd {
-				setWindows(r, p.wnd)
+			// A rebuilt packet is older than what came since, so KCP must
+			// neither take its window as current nor its ACKs as RTT
+			// samples; kcp-go tells its KCP so only for packets its own FEC
+			// decoder rebuilt. So the packet goes up as the parity shard of
+			// a group of one data and one parity shard: kcp-go's decoder
+			// (which it creates for the first FEC packet) rebuilds the data
+			// shard, which Reed-Solomon makes equal to its only parity
+			// shard, and hands it to KCP as rebuilt.
+			binary.LittleEndian.PutUint32(b, p.upSeq)
+			binary.LittleEndian.PutUint16(b[fecTypeOffset:], typeParity)
+			p.upSeq += 2
+			if p.upSeq >= paws(2) {
+				p.upSeq = 1
 			}
-			n := copy(b, r)
+			n := fecShardStart + copy(b[fecShardStart:], r)
 			c.pool.put(r)
 			return n, p.addr, nil
 		}
@@ -462,7 +469,6 @@ func (p *Peer) account(info segInfo) {
 		return
 	}
 	p.st.SegmentsIn.Add(uint64(info.segs))
-	p.wnd, p.haveWnd = info.wnd, true
 	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
 		p.pushTS, p.havePush = info.pushTS, true
 	}

@@ -280,3 +280,18 @@ func TestInteropFECRecovery(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuiltPacketsReachKCPAsRebuilt checks that what our decoder rebuilds
+// goes through kcp-go's own FEC path (so that KCP takes neither its window
+// nor its RTT as current): kcp-go's decoder counts one recovery for each.
+// Loss runs client to server only, so no other decoder rebuilds anything.
+func TestRebuiltPacketsReachKCPAsRebuilt(t *testing.T) {
+	before := kcp.DefaultSnmp.Copy().FECRecovered
+	e := makePair(t, side{cipher: "aes", ds: 10, ps: 3, drop: 7}, side{ours: true, cipher: "aes", ds: 10, ps: 3})
+	exchange(t, e, 256<<10)
+	ours := e.srvPeer.Stats().FECRecovered.Load()
+	got := kcp.DefaultSnmp.Copy().FECRecovered - before
+	if ours == 0 || got < ours {
+		t.Fatalf("our decoder rebuilt %d packets, kcp-go's FEC path took %d", ours, got)
+	}
+}

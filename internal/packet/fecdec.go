@@ -72,9 +72,9 @@ func (d *decoder) setShape(k, m int) {
 }
 
 // feed takes one shard: its seqid, whether it is parity, and its bytes from
-// the size field on. It appends the KCP bytes of every data shard it
-// recovers to out, as pool buffers the caller must return (the KCP bytes
-// start at offset 0), and returns out.
+// the size field on. It appends every data shard it recovers to out, from
+// its size field on (size, then the KCP bytes), as pool buffers the caller
+// must return, and returns out.
 func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]byte {
 	if parity {
 		d.st.FECParityIn.Add(1)
@@ -154,9 +154,8 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 		}
 		r := d.scratch[i]
 		if len(r) >= 2 {
-			if sz := int(binary.LittleEndian.Uint16(r)); sz >= 2 && sz <= len(r) {
-				copy(r, r[2:sz])
-				out = append(out, r[:sz-2])
+			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
+				out = append(out, r[:sz])
 				recovered++
 				continue
 			}
