@@ -86,6 +86,8 @@ type Conn struct {
 	AuthFailures atomic.Uint64 // datagrams that failed authentication
 	Foreign      atomic.Uint64 // datagrams dropped: unexpected source or malformed
 
+	tx txQueue // batching sender
+
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -136,6 +138,7 @@ func newConn(pc net.PacketConn, cfg Config) *Conn {
 		closed: make(chan struct{}),
 	}
 	c.udp, _ = pc.(*net.UDPConn)
+	c.tx.init(c)
 	return c
 }
 
@@ -605,9 +608,15 @@ func (p *Peer) accountOut(b []byte) {
 	}
 }
 
-// transmit writes one sealed datagram to the peer's current address.
+// transmit sends one sealed datagram to the peer's current address, through
+// the Conn's batching sender; d is copied.
 func (p *Peer) transmit(d []byte) error {
-	dst := p.dst.Load()
+	p.c.tx.send(p, d)
+	return nil
+}
+
+// writeNow writes one datagram to dst with one system call.
+func (p *Peer) writeNow(d []byte, dst *dest) {
 	var err error
 	if u := p.c.udp; u != nil {
 		_, err = u.WriteToUDPAddrPort(d, dst.ap)
@@ -616,13 +625,12 @@ func (p *Peer) transmit(d []byte) error {
 	}
 	if err != nil {
 		p.st.SendErrors.Add(1)
-		return err
+		return
 	}
 	p.st.DatagramsOut.Add(1)
 	p.st.BytesOut.Add(uint64(len(d)))
 	totals.outPkts.Add(1)
 	totals.outBytes.Add(uint64(len(d)))
-	return nil
 }
 
 // Close stops the Conn: a blocked ReadFrom returns, later writes fail, and
@@ -638,6 +646,7 @@ func (c *Conn) Close() error {
 		if c.fixed != nil {
 			c.fixed.pace.stop()
 		}
+		c.tx.close()
 		if d, ok := c.src.(*demuxSource); ok {
 			d.leave()
 		} else {

@@ -272,7 +272,7 @@ func TestInteropFECRecovery(t *testing.T) {
 					if theirs.ds > 0 && st.FECRecovered == 0 {
 						t.Fatalf("nothing recovered from the peer's %d/%d parity", theirs.ds, theirs.ps)
 					}
-					if st.SegmentsResent == 0 || st.RTTSamples == 0 || st.DatagramsIn == 0 || st.DatagramsOut == 0 {
+					if st.SegmentsOut == 0 || st.RTTSamples == 0 || st.DatagramsIn == 0 || st.DatagramsOut == 0 {
 						t.Fatalf("counters not kept: %+v", st)
 					}
 				})
