@@ -75,6 +75,7 @@ func listenUDP(t testing.TB) *net.UDPConn {
 }
 
 func tuneKCP(s *kcp.UDPSession, mtu int) {
+	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 	s.SetStreamMode(true)
 	s.SetWriteDelay(false)
 	s.SetNoDelay(1, 10, 2, 1)

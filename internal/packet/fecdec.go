@@ -238,10 +238,3 @@ func gcd(a, b uint32) uint32 {
 	}
 	return a
 }
-
-// close returns every buffer the decoder holds.
-func (d *decoder) close() {
-	for i := range d.groups {
-		d.release(&d.groups[i])
-	}
-}
