@@ -90,12 +90,7 @@ func (t *txQueue) run() {
 	defer t.wg.Done()
 	for {
 		t.mu.Lock()
-		if len(t.q) == 0 || t.closed {
-			for _, it := range t.q {
-				t.c.pool.put(it.buf)
-				it.p.st.QueueDrops.Add(1)
-			}
-			t.q = t.q[:0]
+		if len(t.q) == 0 {
 			t.running = false
 			t.mu.Unlock()
 			return
@@ -152,7 +147,8 @@ func (t *txQueue) write(items []txItem) {
 	}
 }
 
-// close drops what is queued and waits for the sender.
+// close refuses new datagrams and waits until the sender has sent what was
+// queued (kcp-go's last flush before it closes its session is in there).
 func (t *txQueue) close() {
 	t.mu.Lock()
 	t.closed = true
