@@ -86,6 +86,8 @@ type Conn struct {
 	AuthFailures atomic.Uint64 // datagrams that failed authentication
 	Foreign      atomic.Uint64 // datagrams dropped: unexpected source or malformed
 
+	tx txQueue // batching sender
+
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -136,6 +138,7 @@ func newConn(pc net.PacketConn, cfg Config) *Conn {
 		closed: make(chan struct{}),
 	}
 	c.udp, _ = pc.(*net.UDPConn)
+	c.tx.init(c)
 	return c
 }
 
@@ -154,8 +157,7 @@ type Peer struct {
 	ackTS    uint32
 	havePush bool
 	haveAck  bool
-	wnd      uint16 // the peer's window, from its latest regular datagram
-	haveWnd  bool
+	upSeq    uint32 // next seqid of a rebuilt packet handed to kcp-go
 
 	// send side
 	smu  sync.Mutex
@@ -183,7 +185,7 @@ func newSeededRand() *rand.ChaCha8 {
 func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
 	ap := addr.AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand()}
+	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
 	p.dst.Store(&dest{ap: ap, ua: addr})
 	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
 	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
@@ -306,14 +308,22 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.pend = c.pend[:len(c.pend)-1]
 			c.pendPeer[len(c.pendPeer)-1] = nil
 			c.pendPeer = c.pendPeer[:len(c.pendPeer)-1]
-			// A rebuilt packet is older than what came since: kcp-go would
-			// take its receive window as current (kcp-go's own FEC path
-			// tells KCP not to), so it gets the latest one instead.
-			if p.haveWnd {
-				setWindows(r, p.wnd)
+			// A rebuilt packet is older than what came since, so KCP must
+			// neither take its window as current nor its ACKs as RTT
+			// samples; kcp-go tells its KCP so only for packets its own FEC
+			// decoder rebuilt. So the packet goes up as the parity shard of
+			// a group of one data and one parity shard: kcp-go's decoder
+			// (which it creates for the first FEC packet) rebuilds the data
+			// shard, which Reed-Solomon makes equal to its only parity
+			// shard, and hands it to KCP as rebuilt.
+			binary.LittleEndian.PutUint32(b, p.upSeq)
+			binary.LittleEndian.PutUint16(b[fecTypeOffset:], typeParity)
+			p.upSeq += 2
+			if p.upSeq >= paws(2) {
+				p.upSeq = 1
 			}
 			p.adaptIn(r)
-			n := copy(b, r)
+			n := fecShardStart + copy(b[fecShardStart:], r)
 			c.pool.put(r)
 			return n, p.addr, nil
 		}
@@ -465,7 +475,6 @@ func (p *Peer) account(info segInfo) {
 		return
 	}
 	p.st.SegmentsIn.Add(uint64(info.segs))
-	p.wnd, p.haveWnd = info.wnd, true
 	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
 		p.pushTS, p.havePush = info.pushTS, true
 	}
@@ -611,9 +620,15 @@ func (p *Peer) accountOut(b []byte) {
 	}
 }
 
-// transmit writes one sealed datagram to the peer's current address.
+// transmit sends one sealed datagram to the peer's current address, through
+// the Conn's batching sender; d is copied.
 func (p *Peer) transmit(d []byte) error {
-	dst := p.dst.Load()
+	p.c.tx.send(p, d)
+	return nil
+}
+
+// writeNow writes one datagram to dst with one system call.
+func (p *Peer) writeNow(d []byte, dst *dest) {
 	var err error
 	if u := p.c.udp; u != nil {
 		_, err = u.WriteToUDPAddrPort(d, dst.ap)
@@ -622,13 +637,12 @@ func (p *Peer) transmit(d []byte) error {
 	}
 	if err != nil {
 		p.st.SendErrors.Add(1)
-		return err
+		return
 	}
 	p.st.DatagramsOut.Add(1)
 	p.st.BytesOut.Add(uint64(len(d)))
 	totals.outPkts.Add(1)
 	totals.outBytes.Add(uint64(len(d)))
-	return nil
 }
 
 // Close stops the Conn: a blocked ReadFrom returns, later writes fail, and
@@ -644,6 +658,7 @@ func (c *Conn) Close() error {
 		if c.fixed != nil {
 			c.fixed.pace.stop()
 		}
+		c.tx.close()
 		if d, ok := c.src.(*demuxSource); ok {
 			d.leave()
 		} else {

@@ -59,7 +59,7 @@ func (d *decoder) setShape(k, m int) {
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
 	}
-	rs, err := reedsolomon.New(k, m)
+	rs, err := reedsolomon.New(k, m, rsOptions()...)
 	if err != nil {
 		return
 	}
@@ -72,9 +72,9 @@ func (d *decoder) setShape(k, m int) {
 }
 
 // feed takes one shard: its seqid, whether it is parity, and its bytes from
-// the size field on. It appends the KCP bytes of every data shard it
-// recovers to out, as pool buffers the caller must return (the KCP bytes
-// start at offset 0), and returns out.
+// the size field on. It appends every data shard it recovers to out, from
+// its size field on (size, then the KCP bytes), as pool buffers the caller
+// must return, and returns out.
 func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]byte {
 	if parity {
 		d.st.FECParityIn.Add(1)
@@ -154,9 +154,8 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 		}
 		r := d.scratch[i]
 		if len(r) >= 2 {
-			if sz := int(binary.LittleEndian.Uint16(r)); sz >= 2 && sz <= len(r) {
-				copy(r, r[2:sz])
-				out = append(out, r[:sz-2])
+			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
+				out = append(out, r[:sz])
 				recovered++
 				continue
 			}
@@ -238,11 +237,4 @@ func gcd(a, b uint32) uint32 {
 		a, b = b, a%b
 	}
 	return a
-}
-
-// close returns every buffer the decoder holds.
-func (d *decoder) close() {
-	for i := range d.groups {
-		d.release(&d.groups[i])
-	}
 }

@@ -68,15 +68,3 @@ func scanSegments(p []byte) segInfo {
 	s.wellFormed = len(p) == 0 && s.segs > 0
 	return s
 }
-
-// setWindows writes wnd into every segment header of the KCP packet p.
-func setWindows(p []byte, wnd uint16) {
-	for len(p) >= kcpOverhead {
-		n := binary.LittleEndian.Uint32(p[20:])
-		if uint64(n) > uint64(len(p)-kcpOverhead) {
-			return
-		}
-		binary.LittleEndian.PutUint16(p[6:], wnd)
-		p = p[kcpOverhead+int(n):]
-	}
-}
