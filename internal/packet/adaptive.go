@@ -67,6 +67,7 @@ type adaptive struct {
 	base, next uint32
 	have       bool
 	inflight   int64 // bytes transmitted, neither acknowledged nor lost
+	minRTT     time.Duration
 
 	// Outputs as last applied.
 	rate             uint64
@@ -88,6 +89,7 @@ const (
 	recSent               // left; counted in inflight unless acked
 	recAcked
 	recResent // re-sent: a loss if the ACK that comes echoes the re-send
+	recAppLim // left with nothing queued behind it: the sender was idle
 )
 
 // qmeta describes the KCP data of a queued datagram.
@@ -150,11 +152,22 @@ func (a *adaptive) kcpRate(wire int64) int64 {
 }
 
 // wireRate is the controller's pacing rate in bytes on the wire (a.mu held
-// or not yet shared).
+// or not yet shared), at least four full datagrams per minimum RTT: pacing
+// smooths bursts, and a low-rate flow (a game's messages) whose estimate
+// follows its own rate must not queue behind it. The inflight limit still
+// bounds what the floor lets out.
 func (a *adaptive) wireRate() uint64 {
 	r := a.ctl.WirePacingRate()
 	r += r * int64(a.cfg.Overhead) / int64(max(a.cfg.MTU, 1))
-	return uint64(max(r, 1))
+	rtt := a.minRTT
+	if rtt <= 0 {
+		rtt = 100 * time.Millisecond
+	}
+	floor := 4 * int64(a.cfg.MTU+a.cfg.Overhead) * int64(time.Second) / int64(max(rtt, time.Millisecond))
+	if lim := a.cfg.RateLimit; lim > 0 {
+		floor = min(floor, lim)
+	}
+	return uint64(max(r, floor, 1))
 }
 
 func (a *adaptive) now() time.Duration { return time.Since(a.start) }
@@ -246,9 +259,10 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 	return m, true
 }
 
-// transmitted records that a datagram with KCP data left. Called by the
-// pacing queue under its lock.
-func (p *Peer) transmitted(m qmeta) {
+// transmitted records that a datagram with KCP data left; backlog says more
+// datagrams were queued behind it (otherwise its delivery rate measures the
+// application, not the path). Called by the pacing queue under its lock.
+func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a := p.ad.Load()
 	if a == nil {
 		return
@@ -259,7 +273,10 @@ func (p *Peer) transmitted(m qmeta) {
 	for i := range uint32(m.npush) {
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
 			r.txUs = us
-			r.st = r.st&^recQueued | recSent
+			r.st = r.st&^(recQueued|recAppLim) | recSent
+			if !backlog {
+				r.st |= recAppLim
+			}
 			if r.st&recAcked == 0 {
 				a.inflight += int64(r.size)
 			}
@@ -285,6 +302,7 @@ func (p *Peer) adaptIn(b []byte) {
 	us := uint32(now / time.Microsecond)
 	delivered, received, lost := 0, 0, 0
 	var rtt time.Duration
+	appLimited := false
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
 		if uint64(n) > uint64(len(b)-kcpOverhead) {
@@ -306,7 +324,7 @@ func (p *Peer) adaptIn(b []byte) {
 					a.inflight -= int64(r.size)
 					if echoes {
 						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
-							rtt = d
+							rtt, appLimited = d, r.st&recAppLim != 0
 						}
 					}
 				}
@@ -336,7 +354,10 @@ func (p *Peer) adaptIn(b []byte) {
 		a.ctl.OnLoss(now, lost)
 	}
 	if delivered > 0 || rtt > 0 {
-		a.ctl.OnAck(now, delivered, rtt, false)
+		a.ctl.OnAck(now, delivered, rtt, appLimited)
+		if rtt > 0 && (a.minRTT == 0 || rtt < a.minRTT) {
+			a.minRTT = rtt
+		}
 	}
 	if received > 0 {
 		a.ctl.OnReceive(now, received)

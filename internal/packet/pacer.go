@@ -113,7 +113,7 @@ func (pc *pacer) drainLocked() {
 		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
 		if pc.p.transmit(d) == nil && e.m.data > 0 {
-			pc.p.transmitted(e.m)
+			pc.p.transmitted(e.m, pc.n > 0)
 		}
 		if rate != 0 {
 			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
