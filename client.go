@@ -44,6 +44,8 @@ type ClientStats struct {
 	Streams     int    // streams open on all sessions (a closed one until its last bytes went to smux)
 	Dials       uint64 // sessions dialed successfully since NewClient
 	FailedDials uint64 // session dials that failed
+	// PerSession holds the counters of every live and retired session.
+	PerSession []SessionStats
 }
 
 // Stats returns a snapshot of the Client's pool.
@@ -54,6 +56,7 @@ func (c *Client) Stats() ClientStats {
 		if s := sl.sess; s != nil && !s.isClosed() {
 			st.Sessions++
 			st.Streams += int(s.streams.Load())
+			st.PerSession = append(st.PerSession, s.stats())
 		}
 		sl.mu.Unlock()
 	}
@@ -61,6 +64,7 @@ func (c *Client) Stats() ClientStats {
 	st.Retired = len(c.retired)
 	for s := range c.retired {
 		st.Streams += int(s.streams.Load())
+		st.PerSession = append(st.PerSession, s.stats())
 	}
 	c.mu.Unlock()
 	return st
@@ -350,11 +354,33 @@ func (c *Client) streamReleased() {
 	}
 }
 
+// unacked sums the KCP segments the Client's sessions sent that their
+// server has not acknowledged yet.
+func (c *Client) unacked() uint64 {
+	var n uint64
+	add := func(s *session) {
+		if s != nil && s.peer != nil {
+			n += uint64(s.peer.Stats().Unacked())
+		}
+	}
+	for _, sl := range c.slots {
+		sl.mu.Lock()
+		add(sl.sess)
+		sl.mu.Unlock()
+	}
+	c.mu.Lock()
+	for s := range c.retired {
+		add(s)
+	}
+	c.mu.Unlock()
+	return n
+}
+
 // Shutdown closes the Client gracefully: Dial fails from now on (the error
 // matches net.ErrClosed), Shutdown waits until every stream the Client opened
 // has been closed and has handed its last bytes to its session, or until ctx
-// ends, then until KCP has sent and seen acknowledged what they wrote (best
-// effort, at most 2 s), and closes the Client as Close does. It returns ctx's
+// ends, then until the server has acknowledged every KCP segment the
+// sessions sent (at most 2 s, for a server that vanished), and closes the Client as Close does. It returns ctx's
 // error if streams were still open.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
@@ -364,7 +390,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-drained:
-		waitSendQueuesEmpty(ctx, time.Duration(c.cfg.timing().Interval)*time.Millisecond)
+		waitDelivered(ctx, time.Duration(c.cfg.timing().Interval)*time.Millisecond, c.unacked)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}

@@ -1,17 +1,13 @@
 package kcptun
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
@@ -122,25 +118,6 @@ func newCipherDiagnosis(c *config) (*cipherDiagnosis, error) {
 		failures: make(map[string]int)}, nil
 }
 
-// suspect takes a datagram from addr that may have failed authentication:
-// the packet layer saw a failure right after it but cannot tell which
-// datagram caused it. It confirms the failure with the configured cipher.
-func (d *cipherDiagnosis) suspect(addr net.Addr, datagram []byte, now time.Time) {
-	if d.check == nil { // null: no crypto, only the shape tells
-		if plausibleKCP(datagram, false) {
-			return
-		}
-	} else {
-		d.mu.Lock() // kcp-go's ciphers keep state
-		_, err := wire.Open(d.check, datagram)
-		d.mu.Unlock()
-		if err == nil || errors.Is(err, wire.ErrShort) {
-			return // it passed: another session in the process failed
-		}
-	}
-	d.failed(addr, datagram, now)
-}
-
 // failed counts a datagram from addr that failed authentication with the
 // configured cipher and, once they keep failing (at most once per address
 // per minute), logs which cipher the sender uses. A packet layer that sees
@@ -167,105 +144,4 @@ func (d *cipherDiagnosis) failed(addr net.Addr, datagram []byte, now time.Time) 
 	}
 	d.logger.Warn(fmt.Sprintf("kcptun: datagrams from %s fail authentication with cipher %s and decode with no other cipher: it uses another key (--key, WithKey), or is not a kcptun client",
 		key, d.configured), "remote", addr)
-}
-
-// authWatchConn is the Listener's UDP socket as kcp-go sees it: it passes
-// every datagram through unchanged and only observes. kcp-go reads from one
-// goroutine and decides on each datagram before it reads the next; when its
-// count of authentication failures moved in between, the datagram just read
-// goes to the diagnosis. Each datagram is copied once (no allocation); the
-// diagnosis itself runs only on failures.
-type authWatchConn struct {
-	udp  *net.UDPConn
-	diag *cipherDiagnosis
-
-	// Touched only by kcp-go's reading goroutine.
-	last     []byte
-	lastAddr net.Addr
-	failures uint64 // kcp-go's failure count when the last datagram was returned
-}
-
-func newAuthWatchConn(udp *net.UDPConn, diag *cipherDiagnosis) *authWatchConn {
-	return &authWatchConn{udp: udp, diag: diag, last: make([]byte, 0, 1500)}
-}
-
-// ReadFrom reads the next datagram, first handing the previous one to the
-// diagnosis if it failed authentication.
-func (w *authWatchConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if w.lastAddr != nil && atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) != w.failures {
-		w.diag.suspect(w.lastAddr, w.last, time.Now())
-	}
-	n, addr, err := w.udp.ReadFrom(p)
-	w.lastAddr = nil
-	if err == nil && w.diag.check == nil {
-		// Without a cipher kcp-go counts no failures; a datagram that is
-		// not KCP at all may come from a client with a cipher.
-		if !looksLikeKCP(p[:n]) {
-			w.diag.suspect(addr, p[:n], time.Now())
-		}
-		return n, addr, err
-	}
-	if err == nil {
-		w.last = append(w.last[:0], p[:n]...)
-		w.lastAddr = addr
-		w.failures = atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors)
-	}
-	return n, addr, err
-}
-
-// WriteTo sends a datagram unchanged.
-func (w *authWatchConn) WriteTo(p []byte, addr net.Addr) (int, error) { return w.udp.WriteTo(p, addr) }
-
-// Close closes the socket.
-func (w *authWatchConn) Close() error { return w.udp.Close() }
-
-// LocalAddr returns the socket's address.
-func (w *authWatchConn) LocalAddr() net.Addr { return w.udp.LocalAddr() }
-
-// SetDeadline sets the socket's deadlines.
-func (w *authWatchConn) SetDeadline(t time.Time) error { return w.udp.SetDeadline(t) }
-
-// SetReadDeadline sets the socket's read deadline.
-func (w *authWatchConn) SetReadDeadline(t time.Time) error { return w.udp.SetReadDeadline(t) }
-
-// SetWriteDeadline sets the socket's write deadline.
-func (w *authWatchConn) SetWriteDeadline(t time.Time) error { return w.udp.SetWriteDeadline(t) }
-
-// SetReadBuffer sets the socket's receive buffer (kcp-go's Listener calls it).
-func (w *authWatchConn) SetReadBuffer(bytes int) error { return w.udp.SetReadBuffer(bytes) }
-
-// SetWriteBuffer sets the socket's send buffer (kcp-go's Listener calls it).
-func (w *authWatchConn) SetWriteBuffer(bytes int) error { return w.udp.SetWriteBuffer(bytes) }
-
-// SetDSCP sets the DSCP of outgoing datagrams (kcp-go's Listener calls it).
-func (w *authWatchConn) SetDSCP(dscp int) error {
-	if err := ipv4.NewConn(w.udp).SetTOS(dscp << 2); err == nil {
-		return nil
-	}
-	return ipv6.NewConn(w.udp).SetTrafficClass(dscp)
-}
-
-// listenPort opens one UDP port of a Listener, behind the authentication
-// watch, and serves KCP on it. The caller closes the returned socket after
-// the kcp-go listener, which does not own it.
-func listenPort(hp string, block kcp.BlockCrypt, c *config) (*kcp.Listener, net.PacketConn, error) {
-	diag, err := newCipherDiagnosis(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	ua, err := net.ResolveUDPAddr("udp", hp)
-	if err != nil {
-		return nil, nil, err
-	}
-	udp, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return nil, nil, err
-	}
-	conn := newAuthWatchConn(udp, diag)
-	ln, err := kcp.ServeConn(block, c.dataShards, c.parityShards, conn)
-	if err != nil {
-		_ = udp.Close()
-		return nil, nil, err
-	}
-	return ln, conn, nil
 }

@@ -1,6 +1,7 @@
 package kcptun
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -22,55 +23,58 @@ func TestGoldenClientToListener(t *testing.T) {
 		t.Fatalf("golden captures: %v", err)
 	}
 	for _, g := range caps {
-		t.Run(g.File, func(t *testing.T) {
-			mode, err := ParseMode(g.Mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := Listen("127.0.0.1:0", WithKey(g.Key), WithCrypt(g.Crypt), WithCompression(!g.NoComp),
-				WithSmuxVersion(g.SmuxVer), WithFEC(g.DataShard, g.ParityShard), WithMTU(g.MTU), WithMode(mode))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close()
-			for _, d := range g.ClientDatagrams() {
-				if _, err := pc.WriteTo(d, ln.Addr()); err != nil {
+		for _, adaptive := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/adaptive=%v", g.File, adaptive), func(t *testing.T) {
+				mode, err := ParseMode(g.Mode)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			accepted := make(chan net.Conn, 1)
-			go func() {
-				c, err := ln.Accept()
+				ln, err := Listen("127.0.0.1:0", WithKey(g.Key), WithCrypt(g.Crypt), WithCompression(!g.NoComp),
+					WithSmuxVersion(g.SmuxVer), WithFEC(g.DataShard, g.ParityShard), WithMTU(g.MTU), WithMode(mode),
+					WithAdaptive(adaptive))
 				if err != nil {
-					accepted <- nil
-					return
+					t.Fatal(err)
 				}
-				accepted <- c
-			}()
-			var c net.Conn
-			select {
-			case c = <-accepted:
-			case <-time.After(testTimeout):
-				t.Fatal("no stream accepted from the binary's datagrams")
-			}
-			if c == nil {
-				t.Fatal("Accept failed")
-			}
-			defer c.Close()
-			want := g.Payload
-			got := make([]byte, len(want))
-			_ = c.SetReadDeadline(time.Now().Add(testTimeout))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatalf("reading the binary's payload: %v", err)
-			}
-			if string(got) != string(want) {
-				t.Fatalf("payload %q, want %q", got, want)
-			}
-		})
+				defer ln.Close()
+				pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+				for _, d := range g.ClientDatagrams() {
+					if _, err := pc.WriteTo(d, ln.Addr()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				accepted := make(chan net.Conn, 1)
+				go func() {
+					c, err := ln.Accept()
+					if err != nil {
+						accepted <- nil
+						return
+					}
+					accepted <- c
+				}()
+				var c net.Conn
+				select {
+				case c = <-accepted:
+				case <-time.After(testTimeout):
+					t.Fatal("no stream accepted from the binary's datagrams")
+				}
+				if c == nil {
+					t.Fatal("Accept failed")
+				}
+				defer c.Close()
+				want := g.Payload
+				got := make([]byte, len(want))
+				_ = c.SetReadDeadline(time.Now().Add(testTimeout))
+				if _, err := io.ReadFull(c, got); err != nil {
+					t.Fatalf("reading the binary's payload: %v", err)
+				}
+				if string(got) != string(want) {
+					t.Fatalf("payload %q, want %q", got, want)
+				}
+			})
+		}
 	}
 }

@@ -184,15 +184,47 @@ func TestServerRestartWhileDialing(t *testing.T) {
 	echoRoundTrip(t, c, []byte("back"))
 }
 
-// TestNATRebinding changes the client's source port on an idle session, as a
-// NAT does when its mapping expires. kcp-go keys server sessions by address,
-// so the old session cannot follow: the Client must notice (idle timeout) and
-// carry new streams on a fresh session. (A rebinding while segments are
-// unacknowledged is a different case: the client retransmits them to the new
-// address, where kcp-go opens a session that replays them; see README.)
+// TestNATRebinding rebinds an idle client's address: with a cipher that
+// authenticates, the server moves the session to the new address when the
+// client's next datagram (a keepalive, then a new stream) arrives, so the
+// client goes on with the same session.
 func TestNATRebinding(t *testing.T) {
 	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond)}
-	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
+	ln, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
+	cl, err := NewClient(relay.Addr().String(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c, err := cl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoRoundTrip(t, c, []byte("before rebinding"))
+	_ = c.Close()
+	waitQuiet(t, relay)
+	if err := relay.Rebind(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := cl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	echoRoundTrip(t, c2, []byte("after rebinding"))
+	st := ln.Stats()
+	if st.TotalSessions != 1 || len(st.PerSession) != 1 || st.PerSession[0].Migrations != 1 || cl.Stats().Dials != 1 {
+		t.Fatalf("server sessions %d, migrations %v, client dials %d; want 1, 1, 1", st.TotalSessions, st.PerSession, cl.Stats().Dials)
+	}
+}
+
+// TestNATRebindingNull is the same with cipher null, which cannot
+// authenticate a datagram, so nothing moves (the behaviour of the kcptun
+// binaries): the server opens a session for the new address that stays
+// silent, the client's session times out, and the Client redials.
+func TestNATRebindingNull(t *testing.T) {
+	opts := []Option{WithCrypt("null"), WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond)}
+	ln, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
 	cl, err := NewClient(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +247,11 @@ func TestNATRebinding(t *testing.T) {
 	}
 	defer c2.Close()
 	echoRoundTrip(t, c2, []byte("after rebinding"))
+	for _, s := range ln.Stats().PerSession {
+		if s.Migrations != 0 {
+			t.Fatalf("a null session migrated: %+v", s)
+		}
+	}
 }
 
 // waitQuiet returns once the relay has carried nothing for 100 ms and holds

@@ -20,16 +20,26 @@ import (
 )
 
 // TestEchoMatrix sends data through Dial and Listen and back for every cipher,
-// compression on and off, smux 1 and 2, and FEC on and off.
+// compression on and off, smux 1 and 2, FEC on and off, and adaptation on
+// and off.
 func TestEchoMatrix(t *testing.T) {
 	payload := randomBytes(t, 96<<10)
 	for _, name := range crypt.Names() {
 		for _, comp := range []bool{true, false} {
 			for _, smuxVer := range []int{1, 2} {
-				for _, fec := range [][2]int{{10, 3}, {0, 0}} {
-					t.Run(fmt.Sprintf("%s/comp=%v/smux%d/fec%d-%d", name, comp, smuxVer, fec[0], fec[1]), func(t *testing.T) {
+				// Adaptation on with FEC pinned or adaptive (-1), and off
+				// (the binaries' fixed behaviour) with FEC on and off.
+				for _, v := range []struct {
+					adaptive bool
+					fec      [2]int
+				}{{true, [2]int{10, 3}}, {true, [2]int{-1, -1}}, {false, [2]int{10, 3}}, {false, [2]int{0, 0}}} {
+					fec := v.fec
+					t.Run(fmt.Sprintf("%s/comp=%v/smux%d/fec%d-%d/adaptive=%v", name, comp, smuxVer, fec[0], fec[1], v.adaptive), func(t *testing.T) {
 						opts := []Option{WithKey("matrix"), WithCrypt(name), WithCompression(comp),
-							WithSmuxVersion(smuxVer), WithFEC(fec[0], fec[1]), WithMode(ModeFast3)}
+							WithSmuxVersion(smuxVer), WithMode(ModeFast3), WithAdaptive(v.adaptive)}
+						if fec[0] >= 0 {
+							opts = append(opts, WithFEC(fec[0], fec[1]))
+						}
 						ln := listenEcho(t, opts...)
 						c, err := Dial(ln.Addr().String(), opts...)
 						if err != nil {

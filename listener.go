@@ -15,15 +15,17 @@ import (
 	"github.com/golang/snappy"
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
 
 // Listener accepts streams from kcptun clients. It implements net.Listener:
 // Accept returns the streams of every client session, each as a *Stream.
 // Close stops everything at once; Shutdown first lets open streams finish.
 type Listener struct {
-	cfg   *config
-	lns   []*kcp.Listener
-	socks []net.PacketConn // the sockets under lns
+	cfg    *config
+	lns    []*kcp.Listener
+	pconns []*packet.Conn // the packet conn under each of lns
 
 	accepts    chan *Stream
 	stopAccept chan struct{} // closed by Shutdown or Close: Accept returns
@@ -59,6 +61,9 @@ type ListenerStats struct {
 	// version or compression differed from one pinned by WithSmuxVersion or
 	// WithCompression.
 	MismatchedSessions uint64
+	// PerSession holds the counters of every open session, in no
+	// particular order.
+	PerSession []SessionStats
 }
 
 // Listen listens for kcptun clients on the UDP address addr ("host:port", or
@@ -72,27 +77,16 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
 	}
-	l := &Listener{
-		cfg:        cfg,
-		accepts:    make(chan *Stream),
-		stopAccept: make(chan struct{}),
-		done:       make(chan struct{}),
-		sessions:   make(map[*session]struct{}),
-	}
+	l := newListener(cfg)
 	for port := ra.lo; port <= ra.hi; port++ {
-		block, err := cfg.blockCrypt()
-		if err != nil {
-			l.closeListeners()
-			return nil, fmt.Errorf("kcptun: listen %s: %w", addr, err)
-		}
 		hp := net.JoinHostPort(ra.host, strconv.Itoa(port))
-		ln, sock, err := listenPort(hp, block, cfg) // diagnose.go
+		ln, pc, err := listenPacketConn(cfg, hp)
 		if err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("kcptun: listen %s: %w", hp, err)
 		}
 		l.lns = append(l.lns, ln)
-		l.socks = append(l.socks, sock)
+		l.pconns = append(l.pconns, pc)
 		if cfg.dscp != 0 {
 			if err := ln.SetDSCP(cfg.dscp); err != nil {
 				cfg.logger.Warn("kcptun: cannot set DSCP", "dscp", cfg.dscp, "err", err)
@@ -107,12 +101,27 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 			}
 		}
 	}
+	l.start()
+	return l, nil
+}
+
+func newListener(cfg *config) *Listener {
+	return &Listener{
+		cfg:        cfg,
+		accepts:    make(chan *Stream),
+		stopAccept: make(chan struct{}),
+		done:       make(chan struct{}),
+		sessions:   make(map[*session]struct{}),
+	}
+}
+
+// start runs an accept loop on every kcp-go listener.
+func (l *Listener) start() {
 	for _, ln := range l.lns {
 		l.wg.Add(1)
 		l.acceptWG.Add(1)
 		go l.acceptSessions(ln)
 	}
-	return l, nil
 }
 
 // Accept waits for the next stream from any client session.
@@ -141,17 +150,22 @@ func (l *Listener) Addrs() []net.Addr {
 func (l *Listener) Stats() ListenerStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return ListenerStats{
+	st := ListenerStats{
 		Sessions:        len(l.sessions),
 		Streams:         l.open,
 		TotalSessions:   l.total.Load(),
 		RefusedSessions: l.refused.Load(),
+		PerSession:      make([]SessionStats, 0, len(l.sessions)),
 
 		SmuxV1Sessions:     l.formats.v1.Load(),
 		SmuxV2Sessions:     l.formats.v2.Load(),
 		CompressedSessions: l.formats.compressed.Load(),
 		MismatchedSessions: l.formats.mismatched.Load(),
 	}
+	for s := range l.sessions {
+		st.PerSession = append(st.PerSession, s.stats())
+	}
+	return st
 }
 
 // Close stops accepting, closes every session the Listener accepted (and with
@@ -180,10 +194,10 @@ func (l *Listener) Close() error {
 }
 
 // Shutdown stops accepting new streams and sessions, waits until every
-// accepted stream has been closed or ctx ends, then until KCP has sent and
-// seen acknowledged what the streams wrote (best effort, at most 2 s), and
-// closes everything as Close does. It returns ctx's error if streams were
-// still open.
+// accepted stream has been closed or ctx ends, then until the peers have
+// acknowledged every KCP segment the sessions sent (at most 2 s, for a peer
+// that vanished), and closes everything as Close does. It returns ctx's
+// error if streams were still open.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.stopAccepting()
 	l.mu.Lock()
@@ -202,7 +216,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	case <-drained:
 		// The streams are closed; give KCP the chance to deliver what they
 		// wrote last before the sessions go.
-		waitSendQueuesEmpty(ctx, time.Duration(l.cfg.timing().Interval)*time.Millisecond)
+		l.waitDelivered(ctx, time.Duration(l.cfg.timing().Interval)*time.Millisecond)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -213,15 +227,18 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // maxFlushWait bounds how long Shutdown waits for KCP to deliver.
 const maxFlushWait = 2 * time.Second
 
-// waitSendQueuesEmpty waits, until ctx ends, for kcp-go to report empty send
-// queues and buffers throughout two flush intervals. kcp-go exposes no
-// per-session queue length; it publishes the flushing session's lengths as
-// process-wide gauges at every flush, and every session flushes at least once
-// per interval. So this is a best effort: with many busy sessions in the
-// process a non-empty reading can be overwritten before it is seen.
-func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
-	// Other sessions in the process (a dead peer retransmitting) can keep
-	// the gauges up; never wait longer than this for them.
+// waitDelivered waits, until ctx ends, until no session has a KCP segment
+// that its peer has not acknowledged, throughout two flush intervals (what
+// kcp-go still holds unsent goes out within one interval and then counts as
+// unacknowledged). The packet layer counts each session's unacknowledged
+// segments exactly, from the sn it sends and the una its peer reports.
+func (l *Listener) waitDelivered(ctx context.Context, interval time.Duration) {
+	waitDelivered(ctx, interval, l.unacked)
+}
+
+// waitDelivered waits, until ctx ends and at most maxFlushWait, until
+// unacked reads zero throughout two flush intervals.
+func waitDelivered(ctx context.Context, interval time.Duration, unacked func() uint64) {
 	ctx, cancel := context.WithTimeout(ctx, maxFlushWait)
 	defer cancel()
 	const poll = time.Millisecond
@@ -229,8 +246,7 @@ func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	var quiet time.Duration
 	for quiet < 2*interval {
-		snmp := ReadSNMP()
-		if snmp.RingBufferSndQueue == 0 && snmp.RingBufferSndBuffer == 0 {
+		if unacked() == 0 {
 			quiet += poll
 		} else {
 			quiet = 0
@@ -243,15 +259,59 @@ func waitSendQueuesEmpty(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// unacked sums the sessions' unacknowledged segments.
+func (l *Listener) unacked() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n uint64
+	for s := range l.sessions {
+		if s.peer != nil {
+			n += uint64(s.peer.Stats().Unacked())
+		}
+	}
+	return n
+}
+
 func (l *Listener) stopAccepting() { l.stopOnce.Do(func() { close(l.stopAccept) }) }
 
 func (l *Listener) closeListeners() {
 	for _, ln := range l.lns {
 		_ = ln.Close()
 	}
-	for _, sock := range l.socks { // kcp-go does not own them
-		_ = sock.Close()
+	for _, pc := range l.pconns {
+		_ = pc.Close()
 	}
+}
+
+// listenPacketConn opens a UDP socket on hp with the packet layer over it
+// and a kcp-go listener (no cipher, no FEC of its own) over that.
+func listenPacketConn(cfg *config, hp string) (*kcp.Listener, *packet.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", hp)
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, nil, err
+	}
+	pcfg, err := cfg.packetConfig(true)
+	if err != nil {
+		_ = udp.Close()
+		return nil, nil, err
+	}
+	diag, err := newCipherDiagnosis(cfg)
+	if err != nil {
+		_ = udp.Close()
+		return nil, nil, err
+	}
+	pcfg.AuthFailed = func(from net.Addr, datagram []byte) { diag.failed(from, datagram, time.Now()) }
+	pc := packet.NewConn(udp, pcfg)
+	ln, err := kcp.ServeConn(nil, 0, 0, pc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, err
+	}
+	return ln, pc, nil
 }
 
 // acceptSessions takes new KCP sessions from one port and serves each.
@@ -324,7 +384,25 @@ func (l *Listener) register(s *session) bool {
 	}
 	l.sessions[s] = struct{}{}
 	l.total.Add(1)
+	l.bind(s)
 	return true
+}
+
+// bind attaches a new session to the packet conn it arrived on, which from
+// then on keeps its counters, recovers its FEC and follows its migrations.
+func (l *Listener) bind(s *session) {
+	pc := l.pconns[0]
+	if len(l.pconns) > 1 {
+		local := s.kcp.LocalAddr().String()
+		for _, c := range l.pconns {
+			if c.LocalAddr().String() == local {
+				pc = c
+			}
+		}
+	}
+	s.pconn = pc
+	s.peer = pc.Bind(s.kcp.RemoteAddr(), s.kcp.GetConv())
+	l.cfg.adaptSession(s.kcp, s.peer, true)
 }
 
 // serveSession hands the session's streams to Accept until it ends.
@@ -335,6 +413,7 @@ func (l *Listener) serveSession(s *session) {
 		l.mu.Lock()
 		delete(l.sessions, s)
 		l.mu.Unlock()
+		s.pconn.Forget(s.peer)
 	}()
 	remote := s.kcp.RemoteAddr()
 	l.cfg.logger.Debug("kcptun: session opened", "remote", remote)

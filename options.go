@@ -170,6 +170,10 @@ type config struct {
 	// onServerFormat, when set, is told the format of the first bytes the
 	// server sends on a dialed session (detect_client.go).
 	onServerFormat func(wireFormat, error)
+	// adaptive runs a controller per session (WithAdaptive, default on);
+	// windowSet and fecSet say WithWindow and WithFEC were given, which
+	// pins those parts.
+	adaptive, windowSet, fecSet bool
 }
 
 func defaultConfig() config {
@@ -194,6 +198,7 @@ func defaultConfig() config {
 		maxSessions:  DefaultMaxSessions,
 		acceptTO:     DefaultAcceptTimeout,
 		idleTimeout:  smuxKeepAliveTimeout,
+		adaptive:     true,
 	}
 }
 
@@ -367,21 +372,26 @@ func WithNoDelay(nodelay, interval, resend, nc int) Option {
 	}
 }
 
-// WithWindow sets KCP's send and receive windows in packets. The defaults
-// differ by role as in the binaries: 128/512 for a client, 1024/1024 for a
-// listener. Zero keeps the role's default.
+// WithWindow pins KCP's send and receive windows in packets. Without it
+// each session sizes its windows from the rate and RTT it measures (see
+// WithAdaptive); with WithAdaptive(false) the defaults differ by role as in
+// the binaries: 128/512 for a client, 1024/1024 for a listener. Zero keeps
+// that window adaptive (or the role's default when adaptation is off).
 func WithWindow(snd, rcv int) Option {
-	return func(c *config) { c.sndWnd, c.rcvWnd = snd, rcv }
+	return func(c *config) { c.sndWnd, c.rcvWnd, c.windowSet = snd, rcv, true }
 }
 
 // WithMTU sets the largest UDP payload in bytes (default 1350, at most 1500).
 func WithMTU(mtu int) Option { return func(c *config) { c.mtu = mtu } }
 
-// WithFEC sets Reed-Solomon forward error correction: after every data shards
-// packets, parity extra packets (default 10 and 3). Either value 0 turns FEC
-// off. The receiver adapts to the sender's pattern, so the ends need not agree.
+// WithFEC pins Reed-Solomon forward error correction: after every data
+// shards packets, parity extra packets. Either value 0 turns FEC off. Without
+// it each session sends without FEC on a clean path and picks a shape from
+// the loss it measures (see WithAdaptive); with WithAdaptive(false) the
+// default is the binaries' 10 and 3. The receiver adapts to the sender's
+// pattern, so the ends need not agree.
 func WithFEC(data, parity int) Option {
-	return func(c *config) { c.dataShards, c.parityShards = data, parity }
+	return func(c *config) { c.dataShards, c.parityShards, c.fecSet = data, parity, true }
 }
 
 // WithDSCP sets the DSCP field (0..63, default 0) of outgoing datagrams.
@@ -400,10 +410,20 @@ func WithCompression(on bool) Option {
 func WithACKNoDelay(on bool) Option { return func(c *config) { c.ackNoDelay = on } }
 
 // WithRateLimit caps each session's sending rate in bytes per second (default
-// 0, no cap).
+// 0, no cap). With adaptation on it caps the pacing rate, parity included.
 func WithRateLimit(bytesPerSecond int) Option {
 	return func(c *config) { c.rateLimit = bytesPerSecond }
 }
+
+// WithAdaptive turns the per-session adaptive controller on (the default)
+// or off. On, each session measures its delivery rate, RTT and loss from the
+// ACKs it sees and sets its pacing rate, KCP's send and receive windows
+// (KCP's own congestion window is off, as nc=1) and its FEC shape (none on a
+// clean path); WithWindow, WithFEC and WithRateLimit pin or cap those parts.
+// Off restores the kcptun binaries' fixed behaviour exactly: the role's
+// windows, FEC 10+3, no pacing, and the nc value of the mode. The two ends
+// need not agree.
+func WithAdaptive(on bool) Option { return func(c *config) { c.adaptive = on } }
 
 // WithSockBuf sets the UDP socket's read and write buffer size in bytes
 // (default 4194304). The kernel may cap it; a failure is logged, not fatal.

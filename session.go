@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
 
 // ErrNoResponse reports a new session that the server never acknowledged,
@@ -37,8 +39,10 @@ type session struct {
 	tr      io.ReadWriteCloser // what smux runs over: base, or snappy over it
 	cfg     *config
 	server  bool
-	version byte   // smux protocol version
-	window  uint32 // smux v2 stream window advertised to the peer
+	version byte         // smux protocol version
+	window  uint32       // smux v2 stream window advertised to the peer
+	peer    *packet.Peer // the packet layer's view of the session; nil until bound
+	pconn   *packet.Conn // the packet conn the session runs on
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
@@ -217,24 +221,31 @@ func (c *config) smuxConfig() *smux.Config {
 // tune applies the per-session KCP settings in the binaries' order.
 func (c *config) tune(s *kcp.UDPSession, server bool) error {
 	t := c.timing()
+	if c.adaptive {
+		t.NC = 1 // KCP's own congestion window would fight the controller
+	}
 	snd, rcv := c.windows(server)
 	//lint:ignore SA1019 stream mode is off by default and the wire format needs it
 	s.SetStreamMode(true)
 	s.SetWriteDelay(false)
 	s.SetNoDelay(t.NoDelay, t.Interval, t.Resend, t.NC)
 	if server {
-		if !s.SetMtu(c.mtu) {
+		if !s.SetMtu(c.kcpMTU()) {
 			return bad("WithMTU", c.mtu, "kcp-go refused it")
 		}
 		s.SetWindowSize(snd, rcv)
 	} else {
 		s.SetWindowSize(snd, rcv)
-		if !s.SetMtu(c.mtu) {
+		if !s.SetMtu(c.kcpMTU()) {
 			return bad("WithMTU", c.mtu, "kcp-go refused it")
 		}
 	}
 	s.SetACKNoDelay(c.ackNoDelay)
-	s.SetRateLimit(uint32(c.rateLimit))
+	if c.adaptive {
+		s.SetRateLimit(0) // the packet layer paces, within the limit
+	} else {
+		s.SetRateLimit(uint32(c.rateLimit))
+	}
 	if server {
 		return nil
 	}
@@ -252,6 +263,38 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 		}
 	}
 	return nil
+}
+
+// adaptSession starts the session's adaptive controller, unless
+// WithAdaptive(false): WithWindow and WithFEC pin their parts, WithRateLimit
+// caps the pacing rate, and the role's fixed receive window is the least
+// the controller advertises.
+func (c *config) adaptSession(ks *kcp.UDPSession, p *packet.Peer, server bool) {
+	if !c.adaptive || p == nil {
+		return
+	}
+	var snd, rcv int
+	if c.windowSet {
+		snd, rcv = c.sndWnd, c.rcvWnd
+	}
+	_, minRcv := c.windows(server)
+	mtu := c.kcpMTU()
+	p.EnableAdaptive(packet.AdaptiveConfig{
+		MTU:              mtu,
+		Overhead:         c.mtu - mtu,
+		RateLimit:        int64(c.rateLimit),
+		SendWindow:       snd,
+		ReceiveWindow:    rcv,
+		FECPinned:        c.fecSet,
+		DataShards:       c.dataShards,
+		ParityShards:     c.parityShards,
+		MinReceiveWindow: minRcv,
+		SetWindows:       func(snd, rcv int) { ks.SetWindowSize(snd, rcv) },
+		Seed:             rand.Uint64(),
+		// The peer's flush interval is not known; assume one like ours,
+		// and at least the default mode's.
+		AckDelay: time.Duration(max(c.timing().Interval, modeProfiles[ModeFast].Interval)) * time.Millisecond,
+	})
 }
 
 // transport returns what smux runs over: the session itself, or snappy framing
@@ -276,10 +319,6 @@ func (c *config) blockCrypt() (kcp.BlockCrypt, error) {
 // over it and waits until the server has acknowledged it. On any failure
 // everything it created is closed.
 func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, error) {
-	block, err := c.blockCrypt()
-	if err != nil {
-		return nil, err
-	}
 	network := "udp4"
 	if raddr.IP.To4() == nil {
 		network = "udp6"
@@ -288,22 +327,35 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 	if err != nil {
 		return nil, err
 	}
-	var conv uint32
-	var b [4]byte
-	if _, err := crand.Read(b[:]); err != nil {
+	pcfg, err := c.packetConfig(true)
+	if err != nil {
 		_ = udp.Close()
 		return nil, err
 	}
-	conv = binary.LittleEndian.Uint32(b[:])
-	ks, err := kcp.NewConn4(conv, raddr, block, c.dataShards, c.parityShards, true, udp)
+	return startSession(ctx, c, packet.NewClientConn(udp, raddr, pcfg), raddr)
+}
+
+// startSession runs a client KCP session on pconn (which kcp-go closes with
+// the session), puts smux over it and waits until the server has
+// acknowledged it. On any failure it closes everything, pconn included.
+func startSession(ctx context.Context, c *config, pconn *packet.Conn, raddr *net.UDPAddr) (*session, error) {
+	var b [4]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		_ = pconn.Close()
+		return nil, err
+	}
+	conv := binary.LittleEndian.Uint32(b[:])
+	// No cipher and no FEC in kcp-go: the packet conn does both.
+	ks, err := kcp.NewConn4(conv, pconn.Peer().Addr(), nil, 0, 0, true, pconn)
 	if err != nil {
-		_ = udp.Close()
+		_ = pconn.Close()
 		return nil, err
 	}
 	if err := c.tune(ks, false); err != nil {
 		_ = ks.Close()
 		return nil, err
 	}
+	c.adaptSession(ks, pconn.Peer(), false)
 	s := newSession(ks, c, false)
 	// A smux NOP frame: the server's smux ignores it, but its KCP must
 	// acknowledge it, which proves that the path, the key and the cipher work.
@@ -318,6 +370,7 @@ func dialSession(ctx context.Context, c *config, raddr *net.UDPAddr) (*session, 
 		return nil, err
 	}
 	s.start(mux)
+	s.peer, s.pconn = pconn.Peer(), pconn
 	if err := waitAcknowledged(ctx, ks); err != nil {
 		s.close()
 		return nil, err

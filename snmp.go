@@ -10,12 +10,21 @@ import (
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
 
-// SNMP is a snapshot of kcp-go's process-wide counters, the figures the
-// kcptun binaries log. Most fields count since the process started; the
-// gauges (MaxConn, CurrEstab, FECShardSet, FECShardMin and the RingBuffer
-// fields) are current values.
+// SNMP is a snapshot of the process-wide counters, the figures the kcptun
+// binaries log. Most fields count since the process started; the gauges
+// (MaxConn, CurrEstab, FECShardSet, FECShardMin and the RingBuffer fields)
+// are current values.
+//
+// The KCP figures (sessions, segments, retransmissions, bytes of the layer
+// above KCP, the RingBuffer gauges) come from kcp-go. The datagram figures
+// (InPkts, OutPkts, InBytes, OutBytes), InCsumErrors and the FEC counters
+// come from the SDK's packet layer, which does the cipher and FEC (kcp-go
+// only sees bare KCP packets): they sum the per-session counters of
+// SessionStats over the process. FECShardSet and FECShardMin are always 0.
 type SNMP struct {
 	BytesSent           uint64 // bytes written by the layer above KCP
 	BytesReceived       uint64 // bytes read by the layer above KCP
@@ -89,11 +98,16 @@ var snmpFields = []snmpField{
 	{"OOBPackets", false, func(s *SNMP) *uint64 { return &s.OOBPackets }},
 }
 
-// ReadSNMP returns the current values of kcp-go's counters. The counters are
+// ReadSNMP returns the current values of the process-wide counters. The counters are
 // never reset (kcp-go's Reset would wrap the CurrEstab gauge below zero); use
 // Sub for the change over an interval.
 func ReadSNMP() SNMP {
 	k := kcp.DefaultSnmp.Copy()
+	p := packet.ProcessTotals()
+	k.InPkts, k.OutPkts, k.InBytes, k.OutBytes = p.InPkts, p.OutPkts, p.InBytes, p.OutBytes
+	k.InCsumErrors = p.AuthFailures
+	k.FECParityShards, k.FECRecovered, k.FECErrs, k.FECFullShardSet = p.FECParityIn, p.FECRecovered, p.FECUnrecoverable, p.FECFullGroups
+	k.FECShardSet, k.FECShardMin = 0, 0
 	return SNMP{
 		BytesSent: k.BytesSent, BytesReceived: k.BytesReceived, MaxConn: k.MaxConn,
 		ActiveOpens: k.ActiveOpens, PassiveOpens: k.PassiveOpens, CurrEstab: k.CurrEstab,

@@ -22,10 +22,8 @@ func TestEachSystem(t *testing.T) {
 	p := Path{Loss: 0.02, RTT: 20 * time.Millisecond, Bandwidth: 10e6}
 	for _, sys := range Systems {
 		t.Run(sys, func(t *testing.T) {
-			if sys == TCPLinux {
-				if err := LinuxTCPAvailable(); err != nil {
-					t.Skip(err)
-				}
+			if err := SystemAvailable(sys); err != nil {
+				t.Skip(err)
 			}
 			r, err := Run(context.Background(), Spec{System: sys, Workload: Bulk, Path: p, Duration: 1500 * time.Millisecond, Seed: 1})
 			if err != nil {
@@ -114,7 +112,7 @@ func BenchmarkPath(b *testing.B) {
 	p := Path{Loss: *flagLoss / 100, RTT: *flagRTT, Bandwidth: Bitrate(*flagBW * 1e6)}
 	for _, w := range Workloads {
 		for _, sys := range Systems {
-			if sys == TCPLinux && LinuxTCPAvailable() != nil {
+			if SystemAvailable(sys) != nil {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/%s", w, sys), func(b *testing.B) {

@@ -32,10 +32,17 @@ const (
 	// namespaces joined through the emulator by TUN devices. It needs root
 	// on Linux (see LinuxTCPAvailable).
 	TCPLinux = "tcp-linux"
+	// TCPLinuxBBR is TCPLinux with the kernel's BBR congestion control
+	// instead of CUBIC. It also needs the tcp_bbr module (see
+	// SystemAvailable).
+	TCPLinuxBBR = "tcp-linux-bbr"
+	// SDKAuto is the kcptun SDK with no option but the key: what a user who
+	// tunes nothing gets. It stays on the SDK's defaults on every path.
+	SDKAuto = "sdk-auto"
 )
 
 // Systems lists every system, in the order tables show them.
-var Systems = []string{SDKFast2, SDKFast3, RawFast2, RawFast3, TCP, TCPLinux}
+var Systems = []string{SDKAuto, SDKFast2, SDKFast3, RawFast2, RawFast3, TCP, TCPLinux, TCPLinuxBBR}
 
 // The KCP settings shared by the SDK and raw systems: the SDK's defaults
 // (cipher aes with the default key, MTU 1350, FEC 10+3, snappy compression,
@@ -91,7 +98,7 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 	}
 	cfg := p.RelayConfig(seed)
 	switch system {
-	case SDKFast2, SDKFast3:
+	case SDKFast2, SDKFast3, SDKAuto:
 		return newSDKTestbed(system, p, cfg)
 	case RawFast2, RawFast3:
 		return newRawTestbed(system, p, cfg)
@@ -101,8 +108,8 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 			return nil, err
 		}
 		return &testbed{relay: tp.Relay(), dial: tp.DialContext, srv: loadserver.Start(tp.Listener()), closer: tp.Close, ipPackets: true}, nil
-	case TCPLinux:
-		return newLinuxTCPTestbed(cfg)
+	case TCPLinux, TCPLinuxBBR:
+		return newLinuxTCPTestbed(system, cfg)
 	}
 	return nil, fmt.Errorf("bench: unknown system %q: want one of %s", system, strings.Join(Systems, ", "))
 }
@@ -120,6 +127,9 @@ func (t *testbed) Close() error {
 
 // sdkOptions are the SDK options of a system on path p.
 func sdkOptions(system string, p Path) []kcptun.Option {
+	if system == SDKAuto {
+		return []kcptun.Option{kcptun.WithKey(kcptun.DefaultKey)}
+	}
 	mode := kcptun.ModeFast2
 	if system == SDKFast3 || system == RawFast3 {
 		mode = kcptun.ModeFast3

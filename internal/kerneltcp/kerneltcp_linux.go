@@ -97,11 +97,55 @@ func Available() error {
 	return nil
 }
 
+// availableCCFile lists the congestion controls the kernel has loaded.
+const availableCCFile = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+
+// CongestionControlAvailable reports why TCP congestion control cc (such as
+// "cubic" or "bbr") cannot be set on a socket here, or nil. When the kernel
+// has not loaded it, it tries once to load the module tcp_CC with modprobe.
+// The error wraps ErrUnavailable.
+func CongestionControlAvailable(cc string) error {
+	if cc == "" {
+		return nil
+	}
+	if ccLoaded(cc) {
+		return nil
+	}
+	if path, err := exec.LookPath("modprobe"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = exec.CommandContext(ctx, path, "tcp_"+cc).Run() // judged by the list below
+		cancel()
+		if ccLoaded(cc) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: TCP congestion control %q is not in %s and modprobe tcp_%s did not load it", ErrUnavailable, cc, availableCCFile, cc)
+}
+
+// ccLoaded reports whether the kernel lists congestion control cc as
+// available.
+func ccLoaded(cc string) bool {
+	b, err := os.ReadFile(availableCCFile)
+	if err != nil {
+		return false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if f == cc {
+			return true
+		}
+	}
+	return false
+}
+
 // New builds the namespaces, devices, pumps and relay, and the
 // listener in the server namespace. cc is the congestion control to set on
-// both sockets, "" for the kernel's default.
+// both sockets, "" for the kernel's default; New fails with ErrUnavailable
+// when the kernel does not have it (see CongestionControlAvailable).
 func New(ctx context.Context, tag string, rc kcptuntest.Config, cc string) (p *Path, err error) {
 	if err := Available(); err != nil {
+		return nil, err
+	}
+	if err := CongestionControlAvailable(cc); err != nil {
 		return nil, err
 	}
 	sweepStale(ctx, tag)

@@ -18,6 +18,9 @@ var ErrUnavailable = errors.New("kernel TCP baseline unavailable: it needs Linux
 // Available reports why the path cannot run here.
 func Available() error { return ErrUnavailable }
 
+// CongestionControlAvailable reports ErrUnavailable.
+func CongestionControlAvailable(string) error { return ErrUnavailable }
+
 // Path is not available on this system.
 type Path struct{}
 

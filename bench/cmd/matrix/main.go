@@ -6,9 +6,10 @@
 // so that its CPU time and peak RSS are its own, and is killed if it takes
 // longer than its duration plus 30 s. A cell takes about -duration, plus up to
 // 3 s for request/response; the full default matrix (4 losses x 3 RTTs x 2
-// bandwidths x 6 systems x 3 workloads = 432 cells) takes about 23 minutes at
-// -duration 3s on two cores, 19 minutes without tcp-linux, which is left out
-// of the defaults when not running as root.
+// bandwidths x 8 systems x 3 workloads = 576 cells) takes about 31 minutes at
+// -duration 3s on two cores, 23 minutes without tcp-linux and tcp-linux-bbr,
+// which are left out of the defaults when they cannot run here (not root, or
+// no BBR in the kernel).
 //
 //	go run ./cmd/matrix -loss 5 -rtt 100 -bw 10 -systems sdk-fast2,tcp -workloads bulk
 package main
@@ -60,10 +61,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	rtt := fs.String("rtt", "20,100,200", "round-trip `milliseconds`, comma-separated")
 	bw := fs.String("bw", "10,100", "bottleneck `Mbit/s`, each direction, comma-separated")
 	defSystems := bench.Systems
-	if bench.LinuxTCPAvailable() != nil { // not root: leave the kernel TCP out unless asked for
-		defSystems = slices.DeleteFunc(slices.Clone(defSystems), func(s string) bool { return s == bench.TCPLinux })
-	}
-	systems := fs.String("systems", strings.Join(defSystems, ","), "`systems` to run, comma-separated (tcp-linux needs root)")
+	// Leave out of the defaults what cannot run here (the kernel TCP
+	// systems when not root or without the congestion control).
+	defSystems = slices.DeleteFunc(slices.Clone(defSystems), func(s string) bool { return bench.SystemAvailable(s) != nil })
+	systems := fs.String("systems", strings.Join(defSystems, ","), "`systems` to run, comma-separated (tcp-linux and tcp-linux-bbr need root)")
 	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "`workloads` to run, comma-separated")
 	o := &options{}
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "duration of each cell")
@@ -202,7 +203,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		r := runChild(ctx, self, sp)
 		results = append(results, r)
-		fmt.Fprintf(stderr, "[%3d/%d %5.0fs] %-9s %-5s %s: %s\n", i+1, len(specs), time.Since(start).Seconds(),
+		fmt.Fprintf(stderr, "[%3d/%d %5.0fs] %-13s %-5s %s: %s\n", i+1, len(specs), time.Since(start).Seconds(),
 			sp.System, sp.Workload, sp.Path, brief(r))
 		if jsonOut != nil {
 			line, _ := json.Marshal(r)

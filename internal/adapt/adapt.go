@@ -1,0 +1,992 @@
+// Package adapt is the adaptive controller of one KCP session: it chooses
+// the pacing rate, KCP's send and receive windows and the FEC shape of the
+// session's sending direction from what the packet layer measures, so that
+// nobody has to tune them by hand.
+//
+// The controller is pure computation: it starts no goroutine, reads no
+// clock and allocates nothing per event. The packet layer reports events
+// (OnSend, OnAck, OnLoss, OnReceive, OnFECStats), each with the current
+// time as a time.Duration since any fixed origin of its choosing (for
+// example time.Since of the session's start), and reads the outputs
+// (PacingRate, WirePacingRate, InflightLimit, SendWindow, ReceiveWindow,
+// FEC, State) whenever it needs them. A Controller is not safe for concurrent use: the
+// packet layer calls it under the lock that guards the session.
+//
+// # Rate and windows
+//
+// The sending side follows the model of BBR (Cardwell et al., "BBR:
+// Congestion-Based Congestion Control", and the IETF drafts): the
+// bottleneck bandwidth is the largest delivery rate measured over the last
+// ten round trips, the propagation delay the smallest RTT of the last ten
+// seconds, and the controller paces at a gain times the bandwidth:
+// 2/ln 2 in Startup until the bandwidth stops growing by 25 % for three
+// rounds, its inverse in Drain until the queue it built is gone, then the
+// ProbeBW cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 (one phase per minimum RTT),
+// with a ProbeRTT phase at half the window when the minimum RTT has not
+// been seen for ten seconds.
+//
+// The delivery rate of an ACK is the number of bytes acknowledged since the
+// acknowledged packet was sent divided by the time since then, which the
+// controller derives from the ACK's RTT sample and a ring of (time,
+// delivered) checkpoints: the packet layer keeps no per-packet state for
+// it. A round trip ends when a packet sent after the round began is
+// acknowledged (again from the RTT sample).
+//
+// Random loss does not lower the rate: the estimate is a maximum of
+// delivery rates, not a reaction to losses. The controller treats the path
+// as congested, and cuts its bandwidth estimate to 85 % of the recent
+// delivery rate, only when, for three consecutive round trips, even the
+// smallest RTT of the round stayed well above the minimum (a standing
+// queue) while the delivery rate did not grow, or when the loss rate of two
+// consecutive measurement windows jumped well above its own baseline
+// (twice the baseline plus two points).
+//
+// InflightLimit is BBR's congestion window: the mode's gain times the
+// bandwidth-delay product (2 in ProbeBW), counted in bytes sent and neither
+// acknowledged nor known lost, so that a hole does not stall it. The packet
+// layer holds datagrams back while inflight is at the limit; without it
+// several flows overfill the bottleneck's queue.
+//
+// KCP's send window (SendWindow) covers the bandwidth times the minimum
+// RTT plus the time a retransmission takes (a smoothed RTT and four RTT
+// deviations; two or three retransmissions when 0.5 % or 10 % of our
+// packets are lost, since a retransmission is then lost too every few
+// windows), and at least twice the bandwidth-delay product, so that one
+// lost packet, which holds KCP's window until its retransmission is
+// acknowledged, never stalls the pipe; pacing, not the window, sets the
+// rate. The receive window (ReceiveWindow) is sized the same way from the
+// rate at which data arrives, times three, so that a sender (ours or an
+// old kcptun peer with a fixed window policy) is never capped by it.
+//
+// # FEC
+//
+// FEC is off while the path is clean. From the measured loss p the
+// controller picks the data shards so that a group fills within a quarter
+// of the minimum RTT at the current packet rate (at least 2, so 2+1 or 2+2
+// for a game sending 50 packets a second, up to 20 for bulk), then the
+// fewest parity shards that bring the residual loss after recovery (a
+// binomial tail) under the target (1 % by default). It changes the shape
+// only after the evidence held for seconds: 2 s to turn on, 3 s for more
+// parity, 8 s for less or a new group size, 10 s of a clean path to turn
+// off.
+//
+// Losses while the rate model is in Startup or Drain, or while the latest
+// RTT sample shows a queue at the bottleneck, are a queue's overflow, not
+// the path's random loss: they count neither for FEC nor for the send
+// window's cover.
+//
+// The loss p comes, in order of preference, from the FEC sequence-number
+// gaps of the packets the peer sends us (OnFECStats: not hidden by
+// recovery, and the path is usually lossy both ways alike), from the
+// losses of our own packets while our FEC is off (OnLoss over OnSend), and
+// otherwise, while our FEC is on and the peer sends no FEC, from the
+// estimate held when it turned on, decaying slowly unless the residual loss
+// shows it is still needed.
+package adapt
+
+import (
+	"math"
+	"time"
+)
+
+// Mode is the phase of the controller's rate model.
+type Mode uint8
+
+// The modes of the rate model, as in BBR.
+const (
+	// ModeStartup doubles the sending rate every round trip until the
+	// delivery rate stops growing.
+	ModeStartup Mode = iota
+	// ModeDrain empties the queue Startup built at the bottleneck.
+	ModeDrain
+	// ModeProbeBW cruises at the estimated bandwidth, probing for more
+	// one round trip in eight.
+	ModeProbeBW
+	// ModeProbeRTT lowers the window for at least 200 ms to measure the
+	// path's minimum RTT again.
+	ModeProbeRTT
+)
+
+// String returns the mode's name.
+func (m Mode) String() string {
+	switch m {
+	case ModeStartup:
+		return "startup"
+	case ModeDrain:
+		return "drain"
+	case ModeProbeBW:
+		return "probe-bw"
+	case ModeProbeRTT:
+		return "probe-rtt"
+	}
+	return "unknown"
+}
+
+// Defaults of Config's fields.
+const (
+	DefaultMSS              = 1350
+	DefaultInitialWindow    = 32
+	DefaultMinReceiveWindow = 128
+	DefaultMaxWindow        = 32768
+	DefaultResidualLoss     = 0.01
+	DefaultMinDataShards    = 2
+	DefaultMaxDataShards    = 20
+	DefaultMaxParityShards  = 8
+	DefaultFECFill          = 0.25
+)
+
+// Config are a Controller's fixed parameters. The zero value of each field
+// selects its default.
+type Config struct {
+	// MSS is the size in bytes of a full packet, as counted by OnSend,
+	// used before any packet size is known. Default DefaultMSS.
+	MSS int
+	// InitialWindow is the send window, in packets, before the first
+	// bandwidth estimate, and the smallest outside ProbeRTT. Default
+	// DefaultInitialWindow.
+	InitialWindow int
+	// MinReceiveWindow is the smallest receive window, in packets.
+	// Default DefaultMinReceiveWindow.
+	MinReceiveWindow int
+	// MaxWindow bounds both windows, in packets (KCP's window field has
+	// 16 bits). Default DefaultMaxWindow.
+	MaxWindow int
+	// RateLimit caps WirePacingRate in bytes per second; 0 means no cap.
+	// SetRateLimit changes it later.
+	RateLimit int64
+	// ResidualLoss is the loss rate FEC aims to leave after recovery;
+	// FEC stays off while the measured loss is below it. Default
+	// DefaultResidualLoss.
+	ResidualLoss float64
+	// MinDataShards and MaxDataShards bound the data shards of an FEC
+	// group. Defaults DefaultMinDataShards and DefaultMaxDataShards.
+	MinDataShards, MaxDataShards int
+	// MaxParityShards bounds the parity shards of an FEC group. Default
+	// DefaultMaxParityShards.
+	MaxParityShards int
+	// FECFill is the fraction of the minimum RTT within which an FEC group
+	// should fill at the current packet rate. Default DefaultFECFill.
+	FECFill float64
+	// Seed varies the ProbeBW phase the controller starts in, so that
+	// sessions started together do not probe in step.
+	Seed uint64
+	// AckDelay is the longest time the peer may hold an ACK before
+	// sending it (KCP sends ACKs once per flush interval unless told to
+	// send them at once). The bandwidth-delay product, and with it the
+	// windows and the inflight limit, covers it, and an RTT within it of
+	// the minimum is not taken for a queue. Default 0.
+	AckDelay time.Duration
+}
+
+func (c *Config) fill() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MSS, DefaultMSS)
+	def(&c.InitialWindow, DefaultInitialWindow)
+	def(&c.MinReceiveWindow, DefaultMinReceiveWindow)
+	def(&c.MaxWindow, DefaultMaxWindow)
+	def(&c.MinDataShards, DefaultMinDataShards)
+	def(&c.MaxDataShards, DefaultMaxDataShards)
+	def(&c.MaxParityShards, DefaultMaxParityShards)
+	c.MaxDataShards = max(c.MaxDataShards, c.MinDataShards)
+	c.InitialWindow = min(c.InitialWindow, c.MaxWindow)
+	c.MinReceiveWindow = min(c.MinReceiveWindow, c.MaxWindow)
+	if !(c.ResidualLoss > 0 && c.ResidualLoss < 1) {
+		c.ResidualLoss = DefaultResidualLoss
+	}
+	if !(c.FECFill > 0 && c.FECFill <= 4) {
+		c.FECFill = DefaultFECFill
+	}
+	c.RateLimit = max(c.RateLimit, 0)
+	c.AckDelay = max(c.AckDelay, 0)
+}
+
+// Tuning constants of the rate model.
+const (
+	startupGain     = 2.885 // 2/ln 2: doubles the delivery rate per round
+	drainGain       = 1 / startupGain
+	probeGain       = 1.25
+	cwndGain        = 2.0
+	bwRounds        = 10                     // rounds of the bandwidth max filter
+	minRTTWindow    = 10 * time.Second       // age of the minimum RTT before ProbeRTT
+	probeRTTTime    = 200 * time.Millisecond // time ProbeRTT holds the small window
+	fullBwGrowth    = 1.25                   // growth per round that keeps Startup going
+	fullBwRounds    = 3                      // rounds without it that end Startup
+	drainMaxRounds  = 3                      // Drain ends after this many rounds at most
+	congestionBeta  = 0.85                   // the cut of the bandwidth estimate on congestion
+	queueRounds     = 3                      // rounds with a standing queue that mean congestion
+	lossWindowPkts  = 200                    // packets a loss measurement window needs
+	lossSpikeWins   = 2                      // consecutive windows of a loss spike that mean congestion
+	baselineWindows = 5                      // windows whose median starts the loss baseline
+	defaultRTT      = 100 * time.Millisecond // assumed before any RTT sample
+	cpRing          = 256                    // delivered checkpoints kept
+	minCPGap        = 250 * time.Microsecond // finest checkpoint spacing
+)
+
+// probeCycle is ProbeBW's pacing gain per phase.
+var probeCycle = [8]float64{probeGain, 0.75, 1, 1, 1, 1, 1, 1}
+
+// checkpoint is the cumulative delivered byte count at a time.
+type checkpoint struct {
+	at        time.Duration
+	delivered int64
+}
+
+// Controller is the adaptive controller of one session; see the package
+// documentation. Create it with New.
+type Controller struct {
+	cfg     Config
+	started bool
+	last    time.Duration // the latest event's time
+
+	// RTT.
+	haveRTT      bool
+	lastRTT      time.Duration
+	minRTT       time.Duration
+	minRTTStamp  time.Duration
+	srtt, rttvar time.Duration
+
+	// Delivery rate.
+	delivered int64
+	cps       [cpRing]checkpoint
+	cpHead    int // index of the newest checkpoint
+	cpLen     int
+
+	// Rounds and the bandwidth filter.
+	rounds          uint64
+	roundStart      time.Duration
+	roundMax        float64 // largest rate sample of the current round
+	roundMinRTT     time.Duration
+	roundAppLimited bool
+	bwRing          [bwRounds]float64
+	bwIdx           int
+	btlbw           float64 // bytes per second
+
+	// State machine.
+	mode          Mode
+	modeStart     time.Duration
+	modeRound     uint64
+	filled        bool
+	fullBw        float64
+	fullBwCnt     int
+	cycleIdx      int
+	cycleStart    time.Duration
+	phaseLoss     bool
+	probeRTTArmed bool
+	probeRTTDone  time.Duration
+	probeRTTRound uint64
+	pacing        float64 // bytes per second, before FEC and the cap
+	inflight      int64
+	avgPkt        float64 // average packet size of OnSend
+
+	// Congestion detection.
+	queueCnt      int
+	lastRoundMax  float64
+	winSent       int64
+	winLost       int64
+	winsSeen      int
+	baseInit      [baselineWindows]float64
+	baseline      float64
+	spikes        int
+	congestEvents uint64
+
+	// Counters.
+	sentPkts, lostPkts int64
+
+	// Receiving side.
+	rcvStart time.Duration
+	rcvBytes int64
+	rcvRing  [bwRounds]float64
+	rcvIdx   int
+	rcvRate  float64
+
+	// FEC.
+	fec fecState
+
+	// Pins.
+	pinSnd, pinRcv int
+	rng            uint64
+}
+
+// New returns a controller with the parameters of cfg (zero fields take
+// their defaults).
+func New(cfg Config) *Controller {
+	cfg.fill()
+	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS)}
+	c.fec.init(&c.cfg)
+	c.updatePacing()
+	return c
+}
+
+// start sets the time origin at the first event, and returns now, or the
+// latest time seen if now is earlier (the controller's clock never goes
+// back).
+func (c *Controller) start(now time.Duration) time.Duration {
+	if c.started {
+		now = max(now, c.last)
+		c.last = now
+		return now
+	}
+	c.started = true
+	c.last = now
+	c.roundStart = now
+	c.modeStart = now
+	c.rcvStart = now
+	c.cps[0] = checkpoint{at: now}
+	c.cpHead, c.cpLen = 0, 1
+	c.fec.start(now)
+	return now
+}
+
+// OnSend records that one packet of bytes bytes (a KCP datagram before FEC
+// and encryption, first transmission or retransmission; not FEC parity)
+// left, and that inflight bytes (the same unit) are now sent and neither
+// acknowledged nor known lost. OnAck and OnLoss lower the controller's copy
+// of inflight until the next OnSend.
+func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
+	now = c.start(now)
+	c.inflight = int64(max(inflight, 0))
+	if bytes > 0 {
+		c.avgPkt += (float64(bytes) - c.avgPkt) / 16
+	}
+	c.sentPkts++
+	c.winSent++
+	c.fec.onSend(c.steady())
+	c.fec.tick(now, c)
+}
+
+// OnAck records that the peer acknowledged delivered bytes (of packets
+// acknowledged for the first time). rtt is the RTT sample of the
+// acknowledged packet (now minus the time its latest transmission left, 0
+// when there is none); appLimited says the sender had no data waiting when
+// that packet left, so that a low delivery rate is not mistaken for the
+// path's.
+func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, appLimited bool) {
+	now = c.start(now)
+	delivered = max(delivered, 0)
+	c.inflight = max(c.inflight-int64(delivered), 0)
+	c.delivered += int64(delivered)
+	if rtt > 0 {
+		c.updateRTT(now, rtt)
+		sample := c.rateSample(now, rtt)
+		if now-rtt >= c.roundStart {
+			c.endRound(now)
+		}
+		if appLimited {
+			c.roundAppLimited = true
+		}
+		if sample > 0 && (!appLimited || sample > c.btlbw) {
+			c.roundMax = max(c.roundMax, sample)
+			c.btlbw = max(c.btlbw, sample)
+		}
+		if c.roundMinRTT == 0 || rtt < c.roundMinRTT {
+			c.roundMinRTT = rtt
+		}
+	}
+	c.addCheckpoint(now)
+	c.updateMode(now)
+	c.updatePacing()
+	c.fec.tick(now, c)
+}
+
+// OnLoss records that lost packets were declared lost (the packet layer
+// saw KCP retransmit them: fast retransmission or timeout).
+func (c *Controller) OnLoss(now time.Duration, lost int) {
+	now = c.start(now)
+	if lost <= 0 {
+		return
+	}
+	c.lostPkts += int64(lost)
+	c.winLost += int64(lost)
+	c.inflight = max(c.inflight-int64(float64(lost)*c.avgPkt), 0)
+	c.phaseLoss = true
+	c.fec.onLoss(lost, c.steady() && !c.queued())
+	c.fec.tick(now, c)
+}
+
+// OnReceive records that bytes bytes of KCP data arrived from the peer
+// (the receiving side's measurement for ReceiveWindow).
+func (c *Controller) OnReceive(now time.Duration, bytes int) {
+	now = c.start(now)
+	c.rcvBytes += int64(max(bytes, 0))
+	iv := max(c.windowRTT(), 10*time.Millisecond)
+	if el := now - c.rcvStart; el >= iv {
+		c.rcvRing[c.rcvIdx] = float64(c.rcvBytes) / el.Seconds()
+		c.rcvIdx = (c.rcvIdx + 1) % bwRounds
+		c.rcvRate = 0
+		for _, r := range c.rcvRing {
+			c.rcvRate = max(c.rcvRate, r)
+		}
+		c.rcvBytes = 0
+		c.rcvStart = now
+	}
+	c.fec.tick(now, c)
+}
+
+// OnFECStats records that, since the last call, seen FEC-framed packets
+// arrived from the peer and lost more are missing by their FEC sequence
+// numbers (counted before recovery). It is the controller's preferred loss
+// measure for choosing the FEC shape.
+func (c *Controller) OnFECStats(now time.Duration, seen, lost int) {
+	now = c.start(now)
+	if seen <= 0 && lost <= 0 {
+		return
+	}
+	c.fec.onStats(max(seen, 0), max(lost, 0))
+	c.fec.tick(now, c)
+}
+
+// SetRateLimit caps WirePacingRate at bytesPerSecond; 0 removes the cap.
+func (c *Controller) SetRateLimit(bytesPerSecond int64) {
+	c.cfg.RateLimit = max(bytesPerSecond, 0)
+}
+
+// PinWindow fixes SendWindow at snd and ReceiveWindow at rcv packets; a
+// value of 0 lets that window adapt again.
+func (c *Controller) PinWindow(snd, rcv int) {
+	c.pinSnd, c.pinRcv = max(snd, 0), max(rcv, 0)
+}
+
+// PinFEC fixes the FEC shape at data+parity shards (0, 0 pins it off).
+func (c *Controller) PinFEC(data, parity int) {
+	c.fec.pin(max(data, 0), max(parity, 0))
+}
+
+// UnpinFEC lets the FEC shape adapt again, starting from the pinned one.
+func (c *Controller) UnpinFEC() { c.fec.pinned = false }
+
+// updateRTT feeds an RTT sample to the minimum filter and the smoothed
+// estimate.
+func (c *Controller) updateRTT(now, rtt time.Duration) {
+	c.lastRTT = rtt
+	expired := c.haveRTT && now-c.minRTTStamp > minRTTWindow
+	if !c.haveRTT || rtt <= c.minRTT || expired {
+		c.minRTT, c.minRTTStamp = rtt, now
+	}
+	if !c.haveRTT {
+		c.srtt, c.rttvar = rtt, rtt/2
+	} else {
+		d := c.srtt - rtt
+		if d < 0 {
+			d = -d
+		}
+		c.rttvar += (d - c.rttvar) / 4
+		c.srtt += (rtt - c.srtt) / 8
+	}
+	c.haveRTT = true
+	if expired && c.mode != ModeProbeRTT && c.mode != ModeStartup {
+		c.enter(now, ModeProbeRTT)
+		c.probeRTTArmed = false
+	}
+}
+
+// cpGap is the spacing of delivered checkpoints.
+func (c *Controller) cpGap() time.Duration {
+	if !c.haveRTT {
+		return minCPGap
+	}
+	return max(c.minRTT/32, minCPGap)
+}
+
+// addCheckpoint records the delivered count at now. The newest checkpoint
+// follows every ACK; a new one starts once the newest is cpGap after the one
+// before it, so that the ring spans many round trips.
+func (c *Controller) addCheckpoint(now time.Duration) {
+	prev := c.cps[(c.cpHead-1+cpRing)%cpRing]
+	if c.cpLen == 1 || c.cps[c.cpHead].at-prev.at >= c.cpGap() {
+		c.cpHead = (c.cpHead + 1) % cpRing
+		c.cpLen = min(c.cpLen+1, cpRing)
+	}
+	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered}
+}
+
+// cp returns the i-th oldest checkpoint.
+func (c *Controller) cp(i int) checkpoint {
+	return c.cps[(c.cpHead-c.cpLen+1+i+cpRing)%cpRing]
+}
+
+// rateSample returns the delivery rate of the packet acknowledged now,
+// sent at now-rtt: the bytes delivered since then over the time since
+// then, from the newest checkpoint at or before the send time.
+// (Called before the ACK's own checkpoint is added.)
+func (c *Controller) rateSample(now, rtt time.Duration) float64 {
+	sent := now - rtt
+	lo, hi := 0, c.cpLen-1 // binary search for the last checkpoint at or before sent
+	if c.cp(lo).at > sent {
+		return 0 // older than anything we know
+	}
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if c.cp(mid).at <= sent {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	// Every checkpoint is exact, so this is the average delivery rate
+	// since a time at or before the packet left: never more than the
+	// path delivered.
+	p := c.cp(lo)
+	elapsed := now - p.at
+	if elapsed <= 0 {
+		return 0
+	}
+	return float64(c.delivered-p.delivered) / elapsed.Seconds()
+}
+
+// endRound closes the current round trip at now.
+func (c *Controller) endRound(now time.Duration) {
+	c.rounds++
+	prevBw := c.btlbw
+	completedMax, appLimited, minRTT := c.roundMax, c.roundAppLimited, c.roundMinRTT
+	older := 0.0 // the largest delivery rate of the rounds before
+	for _, b := range c.bwRing {
+		older = max(older, b)
+	}
+	c.bwRing[c.bwIdx] = completedMax
+	c.bwIdx = (c.bwIdx + 1) % bwRounds
+	c.btlbw = 0
+	for _, b := range c.bwRing {
+		c.btlbw = max(c.btlbw, b)
+	}
+	c.roundMax, c.roundAppLimited, c.roundMinRTT = 0, false, 0
+	c.roundStart = now
+
+	if !c.filled && !appLimited {
+		if prevBw >= c.fullBw*fullBwGrowth {
+			c.fullBw, c.fullBwCnt = prevBw, 0
+		} else if c.fullBwCnt++; c.fullBwCnt >= fullBwRounds {
+			c.filled = true
+		}
+	}
+	if c.mode == ModeProbeBW && !appLimited && minRTT > 0 {
+		c.checkQueue(now, minRTT, completedMax, older)
+	}
+	c.lastRoundMax = completedMax
+	if c.winSent >= lossWindowPkts {
+		c.checkLoss(now)
+	}
+}
+
+// checkQueue looks for a standing queue that the delivery rate does not
+// explain: the smallest RTT of the round well above the minimum while the
+// round's delivery rate stays below 1.1 times the largest of the rounds
+// before (older).
+func (c *Controller) checkQueue(now, roundMinRTT time.Duration, roundMax, older float64) {
+	queued := roundMinRTT > c.minRTT+c.queueMargin()
+	growing := roundMax > older*1.1
+	if !queued || growing {
+		c.queueCnt = 0
+		return
+	}
+	if c.queueCnt++; c.queueCnt >= queueRounds {
+		c.congestion(now, max(roundMax, c.lastRoundMax))
+	}
+}
+
+// checkLoss closes a loss measurement window and looks for a loss rate well
+// above its baseline.
+func (c *Controller) checkLoss(now time.Duration) {
+	r := float64(c.winLost) / float64(c.winSent)
+	c.winSent, c.winLost = 0, 0
+	if c.mode != ModeProbeBW {
+		return
+	}
+	if c.winsSeen < baselineWindows {
+		c.baseInit[c.winsSeen] = r
+		c.winsSeen++
+		if c.winsSeen == baselineWindows {
+			c.baseline = median5(c.baseInit)
+		}
+		return
+	}
+	if r > 2*c.baseline+0.02 {
+		if c.spikes++; c.spikes >= lossSpikeWins {
+			c.spikes = 0
+			c.congestion(now, c.lastRoundMax)
+		}
+		return
+	}
+	c.spikes = 0
+	c.baseline += (r - c.baseline) / 8
+}
+
+// median5 returns the median of five values.
+func median5(v [baselineWindows]float64) float64 {
+	for i := 1; i < len(v); i++ {
+		for j := i; j > 0 && v[j] < v[j-1]; j-- {
+			v[j], v[j-1] = v[j-1], v[j]
+		}
+	}
+	return v[len(v)/2]
+}
+
+// congestion cuts the bandwidth estimate to congestionBeta times rate (or
+// the current estimate, if lower) and drains for one phase.
+func (c *Controller) congestion(now time.Duration, rate float64) {
+	if rate <= 0 || rate > c.btlbw {
+		rate = c.btlbw
+	}
+	target := rate * congestionBeta
+	for i := range c.bwRing {
+		c.bwRing[i] = min(c.bwRing[i], target)
+	}
+	c.roundMax = min(c.roundMax, target)
+	c.btlbw = target
+	c.queueCnt = 0
+	c.congestEvents++
+	c.cycleIdx, c.cycleStart, c.phaseLoss = 1, now, false // the 0.75 phase
+}
+
+// enter switches to mode m at now.
+func (c *Controller) enter(now time.Duration, m Mode) {
+	c.mode, c.modeStart, c.modeRound = m, now, c.rounds
+	if m == ModeProbeBW {
+		// Start in a random phase other than the draining one.
+		c.rng ^= c.rng << 13
+		c.rng ^= c.rng >> 7
+		c.rng ^= c.rng << 17
+		c.cycleIdx = int(c.rng % 7)
+		if c.cycleIdx >= 1 {
+			c.cycleIdx++
+		}
+		c.cycleStart, c.phaseLoss = now, false
+	}
+}
+
+// queueMargin is how far above the minimum RTT a sample must be to show a
+// queue.
+func (c *Controller) queueMargin() time.Duration {
+	return max(c.minRTT/4, 5*time.Millisecond) + c.cfg.AckDelay
+}
+
+// queued reports whether the latest RTT sample shows a queue at the
+// bottleneck, so that a loss now is likely its overflow.
+func (c *Controller) queued() bool {
+	return c.haveRTT && c.lastRTT > c.minRTT+c.queueMargin()
+}
+
+// steady reports whether the rate model is past Startup and Drain, whose
+// losses do not measure the path.
+func (c *Controller) steady() bool { return c.mode == ModeProbeBW || c.mode == ModeProbeRTT }
+
+// bdp returns the estimated bandwidth-delay product in bytes.
+func (c *Controller) bdp() float64 {
+	if !c.haveRTT {
+		return 0
+	}
+	return c.btlbw * (c.minRTT + c.cfg.AckDelay).Seconds()
+}
+
+// updateMode advances the state machine after an ACK.
+func (c *Controller) updateMode(now time.Duration) {
+	switch c.mode {
+	case ModeStartup:
+		if c.filled {
+			c.enter(now, ModeDrain)
+		}
+	case ModeDrain:
+		if float64(c.inflight) <= c.bdp() || c.rounds-c.modeRound >= drainMaxRounds {
+			c.enter(now, ModeProbeBW)
+		}
+	case ModeProbeBW:
+		c.advanceCycle(now)
+	case ModeProbeRTT:
+		target := c.probeRTTWindowBytes()
+		if !c.probeRTTArmed && (float64(c.inflight) <= target || now-c.modeStart > 2*c.minRTT+probeRTTTime) {
+			c.probeRTTArmed = true
+			c.probeRTTDone = now + probeRTTTime
+			c.probeRTTRound = c.rounds
+		}
+		if c.probeRTTArmed && now >= c.probeRTTDone && c.rounds > c.probeRTTRound {
+			c.minRTTStamp = now
+			if c.filled {
+				c.enter(now, ModeProbeBW)
+			} else {
+				c.enter(now, ModeStartup)
+			}
+		}
+	}
+}
+
+// advanceCycle moves ProbeBW to its next phase when the current one is
+// done.
+func (c *Controller) advanceCycle(now time.Duration) {
+	g := probeCycle[c.cycleIdx]
+	el := now - c.cycleStart
+	full := el > c.minRTT
+	inflight := float64(c.inflight)
+	next := false
+	switch {
+	case g > 1:
+		next = full && (c.phaseLoss || inflight >= g*c.bdp() || el > 3*c.minRTT)
+	case g < 1:
+		next = full
+	default:
+		next = full
+	}
+	if next {
+		c.cycleIdx = (c.cycleIdx + 1) % len(probeCycle)
+		c.cycleStart, c.phaseLoss = now, false
+	}
+}
+
+// gain returns the current pacing gain.
+func (c *Controller) gain() float64 {
+	switch c.mode {
+	case ModeStartup:
+		return startupGain
+	case ModeDrain:
+		return drainGain
+	case ModeProbeBW:
+		return probeCycle[c.cycleIdx]
+	}
+	return 1
+}
+
+// updatePacing recomputes the pacing rate.
+func (c *Controller) updatePacing() {
+	r := c.gain() * c.btlbw
+	if c.btlbw == 0 {
+		rtt := defaultRTT
+		if c.haveRTT {
+			rtt = max(c.minRTT, time.Millisecond)
+		}
+		r = startupGain * float64(c.cfg.InitialWindow*c.cfg.MSS) / rtt.Seconds()
+	}
+	if c.mode == ModeStartup && !c.filled {
+		r = max(r, c.pacing) // Startup never slows down
+	}
+	c.pacing = r
+}
+
+// fecFactor is the wire bytes per data byte of the current FEC shape.
+func (c *Controller) fecFactor() float64 {
+	d, p := c.fec.shape()
+	if d == 0 || p == 0 {
+		return 1
+	}
+	return float64(d+p) / float64(d)
+}
+
+// PacingRate returns the rate in bytes per second at which KCP datagrams
+// (the unit of OnSend, before FEC parity and encryption) should leave,
+// within the rate limit.
+func (c *Controller) PacingRate() int64 {
+	r := c.pacing
+	if lim := float64(c.cfg.RateLimit); lim > 0 {
+		r = min(r, lim/c.fecFactor())
+	}
+	return int64(math.Ceil(r))
+}
+
+// WirePacingRate returns PacingRate with the current FEC shape's parity
+// added: the rate for a pacing queue that carries parity too. It is at most
+// the rate limit.
+func (c *Controller) WirePacingRate() int64 {
+	r := float64(c.PacingRate()) * c.fecFactor()
+	if lim := c.cfg.RateLimit; lim > 0 {
+		r = min(r, float64(lim))
+	}
+	return int64(math.Ceil(r))
+}
+
+// retransTime is the time a retransmission takes to be acknowledged: a
+// smoothed RTT and four deviations.
+func (c *Controller) retransTime() time.Duration {
+	if !c.haveRTT {
+		return defaultRTT
+	}
+	return max(c.srtt, c.minRTT) + 4*c.rttvar
+}
+
+// retransRounds is how many transmissions of one packet the send window
+// covers: on a lossy path a retransmission is itself lost often enough (at
+// 5 % loss, about twice per window of 700 packets) that covering one would
+// still stall the pipe.
+func (c *Controller) retransRounds() int {
+	switch l := c.fec.sendLoss(); {
+	case l >= 0.1:
+		return 3
+	case l >= 0.005:
+		return 2
+	}
+	return 1
+}
+
+// windowRTT is the RTT the receive window assumes.
+func (c *Controller) windowRTT() time.Duration {
+	if !c.haveRTT {
+		return defaultRTT
+	}
+	return max(c.srtt, c.minRTT)
+}
+
+// probeRTTWindowBytes is ProbeRTT's window: half the BDP, at least four
+// packets.
+func (c *Controller) probeRTTWindowBytes() float64 {
+	return max(c.bdp()/2, float64(4*c.cfg.MSS))
+}
+
+// packets converts bytes to whole packets of mss bytes within [lo, hi].
+func packets(bytes float64, mss, lo, hi int) int {
+	if mss <= 0 {
+		mss = DefaultMSS
+	}
+	n := math.Ceil(bytes / float64(mss))
+	if n > float64(hi) {
+		return hi
+	}
+	return max(int(n), lo)
+}
+
+// InflightLimit returns the most bytes (the unit of OnSend) that should be
+// in flight, sent and neither acknowledged nor known lost: the mode's gain
+// times the bandwidth-delay product (2 in ProbeBW, 2/ln 2 in Startup and
+// Drain, half in ProbeRTT), at least four packets, or InitialWindow packets
+// before the first estimate. It is BBR's congestion window; unlike KCP's
+// send window it does not count lost packets, so a hole never stalls it.
+// The packet layer holds datagrams back while inflight is at the limit.
+func (c *Controller) InflightLimit() int64 {
+	mss := float64(c.cfg.MSS)
+	if c.btlbw == 0 || !c.haveRTT {
+		return int64(c.cfg.InitialWindow) * int64(c.cfg.MSS)
+	}
+	var b float64
+	switch c.mode {
+	case ModeProbeRTT:
+		b = c.probeRTTWindowBytes()
+	case ModeStartup, ModeDrain:
+		b = startupGain * c.bdp()
+	default:
+		b = cwndGain * c.bdp()
+	}
+	return int64(max(b, 4*mss) + 2*mss)
+}
+
+// SendWindow returns KCP's send window in packets of mss bytes: the pinned
+// value, or a window that covers the bandwidth times the minimum RTT plus
+// a retransmission's time, and the mode's gain times the bandwidth-delay
+// product.
+func (c *Controller) SendWindow(mss int) int {
+	if c.pinSnd > 0 {
+		return c.pinSnd
+	}
+	hi := c.cfg.MaxWindow
+	if c.btlbw == 0 || !c.haveRTT {
+		return c.cfg.InitialWindow
+	}
+	bdp := c.bdp()
+	if c.mode == ModeProbeRTT {
+		return packets(c.probeRTTWindowBytes(), mss, 4, hi)
+	}
+	g := cwndGain
+	if c.mode == ModeStartup || c.mode == ModeDrain {
+		g = startupGain
+	}
+	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*c.retransTime()).Seconds()
+	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
+}
+
+// ReceiveWindow returns the receive window to advertise, in packets of mss
+// bytes: the pinned value, or three times the rate at which data arrives
+// times the RTT plus a retransmission's time, at least MinReceiveWindow.
+func (c *Controller) ReceiveWindow(mss int) int {
+	if c.pinRcv > 0 {
+		return c.pinRcv
+	}
+	b := 3 * c.rcvRate * (c.windowRTT() + c.retransTime()).Seconds()
+	return packets(b, mss, c.cfg.MinReceiveWindow, c.cfg.MaxWindow)
+}
+
+// FEC returns the FEC shape for the packets sent from now on: data and
+// parity shards, or 0, 0 for no FEC.
+func (c *Controller) FEC() (data, parity int) { return c.fec.shape() }
+
+// State is a snapshot of a controller, for per-session statistics.
+type State struct {
+	// Mode is the rate model's phase.
+	Mode Mode
+	// Bandwidth is the estimated bottleneck bandwidth, in bytes per
+	// second of KCP data (the largest delivery rate of the last ten round
+	// trips); 0 before the first measurement.
+	Bandwidth int64
+	// MinRTT is the smallest RTT sample of the last ten seconds; 0 before
+	// the first sample.
+	MinRTT time.Duration
+	// SmoothedRTT is the smoothed RTT (RFC 6298 weights); 0 before the
+	// first sample.
+	SmoothedRTT time.Duration
+	// PacingRate is PacingRate(): bytes per second of KCP data.
+	PacingRate int64
+	// WirePacingRate is WirePacingRate(): PacingRate with FEC parity.
+	WirePacingRate int64
+	// PacingGain is the current multiplier of Bandwidth.
+	PacingGain float64
+	// SendWindow and ReceiveWindow are the windows, in packets of the
+	// configured MSS.
+	SendWindow, ReceiveWindow int
+	// InflightLimit is InflightLimit(), in bytes.
+	InflightLimit int64
+	// ReceiveRate is the largest rate at which data arrived over the
+	// last ten intervals of one RTT, in bytes per second.
+	ReceiveRate int64
+	// DataShards and ParityShards are the FEC shape (0, 0 when off).
+	DataShards, ParityShards int
+	// Loss is the estimated loss rate of the path before FEC recovery,
+	// 0 to 1, that chooses the FEC shape.
+	Loss float64
+	// LossBaseline is the usual loss rate of our packets, which only a
+	// jump well above counts as congestion.
+	LossBaseline float64
+	// PacketRate is the smoothed rate of packets sent per second.
+	PacketRate float64
+	// Rounds counts the round trips measured.
+	Rounds uint64
+	// CongestionEvents counts the cuts of the bandwidth estimate.
+	CongestionEvents uint64
+	// FECChanges counts the changes of FEC shape.
+	FECChanges uint64
+	// SentPackets and LostPackets count OnSend's packets and OnLoss's.
+	SentPackets, LostPackets int64
+	// WindowPinned and FECPinned say whether PinWindow or PinFEC fixed
+	// those outputs.
+	WindowPinned, FECPinned bool
+}
+
+// State returns a snapshot of the controller.
+func (c *Controller) State() State {
+	d, p := c.fec.shape()
+	var rtt, srtt time.Duration
+	if c.haveRTT {
+		rtt, srtt = c.minRTT, c.srtt
+	}
+	return State{
+		Mode:             c.mode,
+		Bandwidth:        int64(c.btlbw),
+		MinRTT:           rtt,
+		SmoothedRTT:      srtt,
+		PacingRate:       c.PacingRate(),
+		WirePacingRate:   c.WirePacingRate(),
+		PacingGain:       c.gain(),
+		SendWindow:       c.SendWindow(c.cfg.MSS),
+		ReceiveWindow:    c.ReceiveWindow(c.cfg.MSS),
+		InflightLimit:    c.InflightLimit(),
+		ReceiveRate:      int64(c.rcvRate),
+		DataShards:       d,
+		ParityShards:     p,
+		Loss:             c.fec.loss,
+		LossBaseline:     c.baseline,
+		PacketRate:       c.fec.pktRate,
+		Rounds:           c.rounds,
+		CongestionEvents: c.congestEvents,
+		FECChanges:       c.fec.changes,
+		SentPackets:      c.sentPkts,
+		LostPackets:      c.lostPkts,
+		WindowPinned:     c.pinSnd > 0 || c.pinRcv > 0,
+		FECPinned:        c.fec.pinned,
+	}
+}

@@ -1,0 +1,332 @@
+package adapt
+
+import (
+	"testing"
+	"time"
+)
+
+const (
+	mbit100 = 100e6 / 8 // bytes per second
+	pps100  = float64(mbit100) / DefaultMSS
+	rtt40   = 40 * time.Millisecond
+)
+
+func TestModeString(t *testing.T) {
+	for m, want := range map[Mode]string{ModeStartup: "startup", ModeDrain: "drain", ModeProbeBW: "probe-bw", ModeProbeRTT: "probe-rtt", Mode(9): "unknown"} {
+		if got := m.String(); got != want {
+			t.Errorf("Mode(%d).String() = %q, want %q", m, got, want)
+		}
+	}
+}
+
+// TestStartupFindsBandwidth drives the controller over a simulated clean
+// 100 Mbit/s, 40 ms path and checks that Startup measures the bandwidth
+// within 15 round trips and hands over to ProbeBW.
+func TestStartupFindsBandwidth(t *testing.T) {
+	c := New(Config{Seed: 1})
+	l := newLink(c, 100, rtt40, 0, 1)
+	found := uint64(0)
+	for step := 1; step <= 200 && (found == 0 || c.State().Mode != ModeProbeBW); step++ {
+		l.run(time.Duration(step) * 10 * time.Millisecond)
+		st := c.State()
+		if found == 0 && float64(st.Bandwidth) >= 0.9*mbit100 {
+			found = st.Rounds
+		}
+	}
+	st := c.State()
+	if found == 0 || found > 15 {
+		t.Fatalf("bandwidth within 10%% of 100 Mbit/s after %d rounds (0: never), want at most 15; state %+v", found, st)
+	}
+	if float64(st.Bandwidth) > 1.05*mbit100 {
+		t.Errorf("bandwidth %d B/s, more than 5%% above the path's %.0f", st.Bandwidth, mbit100)
+	}
+	if st.Mode != ModeProbeBW || st.Rounds > 25 {
+		t.Errorf("mode %v after %d rounds, want probe-bw within 25", st.Mode, st.Rounds)
+	}
+	if st.MinRTT < rtt40 || st.MinRTT > rtt40+2*time.Millisecond {
+		t.Errorf("min RTT %v, want about %v", st.MinRTT, rtt40)
+	}
+}
+
+// TestRandomLossKeepsRate checks that 5 % random loss, at a steady delivery
+// rate and RTT, leaves the bandwidth estimate and pacing rate where they
+// are on a clean path.
+func TestRandomLossKeepsRate(t *testing.T) {
+	run := func(loss float64) (minBw, minPacing float64, st State) {
+		c := New(Config{Seed: 2})
+		o := newOpenLoop(c, pps100, rtt40, loss, 3)
+		o.run(5 * time.Second)
+		minBw, minPacing = 1e18, 1e18
+		for s := 6; s <= 30; s++ {
+			o.run(time.Duration(s) * time.Second)
+			st = c.State()
+			minBw = min(minBw, float64(st.Bandwidth))
+			minPacing = min(minPacing, float64(st.PacingRate)/st.PacingGain)
+		}
+		return minBw, minPacing, st
+	}
+	cleanBw, _, _ := run(0)
+	bw, pacing, st := run(0.05)
+	if st.CongestionEvents != 0 {
+		t.Errorf("%d congestion events at 5%% random loss, want 0 (state %+v)", st.CongestionEvents, st)
+	}
+	// The delivery rate of the open-loop flow is 95 % of its sending rate.
+	if bw < 0.95*0.95*cleanBw || pacing < 0.95*0.95*cleanBw {
+		t.Errorf("at 5%% loss the bandwidth estimate fell to %.0f and the pacing rate / gain to %.0f B/s; clean: %.0f", bw, pacing, cleanBw)
+	}
+	if st.Mode != ModeProbeBW {
+		t.Errorf("mode %v, want probe-bw", st.Mode)
+	}
+}
+
+// TestRisingRTTFlatRateShrinks checks that a queue growing at a flat
+// delivery rate (someone else fills the bottleneck) lowers the rate.
+func TestRisingRTTFlatRateShrinks(t *testing.T) {
+	c := New(Config{Seed: 3})
+	o := newOpenLoop(c, pps100, rtt40, 0, 4)
+	o.follow = true
+	o.run(5 * time.Second)
+	before := c.State()
+	if before.CongestionEvents != 0 {
+		t.Fatalf("congestion events on a steady path: %+v", before)
+	}
+	start := 5 * time.Second
+	o.rtt = func(t time.Duration) time.Duration {
+		if t < start {
+			return rtt40
+		}
+		return min(rtt40+(t-start)/25, 200*time.Millisecond) // +40 ms per second
+	}
+	o.run(10 * time.Second)
+	after := c.State()
+	if after.CongestionEvents == 0 {
+		t.Fatalf("no congestion event while the RTT rose from 40 to 200 ms at a flat delivery rate: %+v", after)
+	}
+	if float64(after.Bandwidth) > 0.9*float64(before.Bandwidth) {
+		t.Errorf("bandwidth estimate %d B/s after the RTT rose, before %d: want a cut", after.Bandwidth, before.Bandwidth)
+	}
+}
+
+// TestLossSpikeShrinks checks that loss jumping well above its baseline
+// counts as congestion, and that the baseline alone does not.
+func TestLossSpikeShrinks(t *testing.T) {
+	c := New(Config{Seed: 4})
+	loss := 0.01
+	o := newOpenLoop(c, pps100, rtt40, 0, 5)
+	o.loss = func(time.Duration) float64 { return loss }
+	o.run(10 * time.Second)
+	before := c.State()
+	if before.CongestionEvents != 0 {
+		t.Fatalf("congestion events at a steady 1%% loss: %+v", before)
+	}
+	loss = 0.2
+	o.run(12 * time.Second)
+	after := c.State()
+	if after.CongestionEvents == 0 || after.Bandwidth >= before.Bandwidth {
+		t.Errorf("loss from 1%% to 20%%: %d congestion events, bandwidth %d -> %d B/s: want a cut", after.CongestionEvents, before.Bandwidth, after.Bandwidth)
+	}
+}
+
+// TestWindowsCoverBDP checks that both windows cover the bandwidth-delay
+// product with room for a retransmission, and that pins win.
+func TestWindowsCoverBDP(t *testing.T) {
+	c := New(Config{Seed: 5})
+	l := newLink(c, 100, rtt40, 0.01, 6)
+	l.run(5 * time.Second)
+	bdpPkts := mbit100 * rtt40.Seconds() / DefaultMSS
+	if w := c.SendWindow(DefaultMSS); float64(w) < 2*bdpPkts {
+		t.Errorf("send window %d packets, want at least 2 BDP (%.0f)", w, 2*bdpPkts)
+	}
+	if w := c.SendWindow(DefaultMSS); w > DefaultMaxWindow {
+		t.Errorf("send window %d above the maximum", w)
+	}
+	// The receiving side: data arriving at 100 Mbit/s.
+	r := New(Config{})
+	if w := r.ReceiveWindow(DefaultMSS); w != DefaultMinReceiveWindow {
+		t.Errorf("receive window %d with nothing received, want the minimum %d", w, DefaultMinReceiveWindow)
+	}
+	r.OnAck(0, 100, rtt40, true) // one RTT sample (a keepalive's)
+	gap := time.Duration(float64(time.Second) / pps100)
+	for i := range 18519 { // two seconds
+		r.OnReceive(time.Duration(i)*gap, DefaultMSS)
+	}
+	if w := r.ReceiveWindow(DefaultMSS); float64(w) < 2*bdpPkts {
+		t.Errorf("receive window %d packets at 100 Mbit/s, want at least 2 BDP (%.0f); state %+v", w, 2*bdpPkts, r.State())
+	}
+	c.PinWindow(100, 200)
+	if s, rw := c.SendWindow(DefaultMSS), c.ReceiveWindow(DefaultMSS); s != 100 || rw != 200 {
+		t.Errorf("pinned windows %d, %d, want 100, 200", s, rw)
+	}
+	if !c.State().WindowPinned {
+		t.Error("State does not show the pinned window")
+	}
+	c.PinWindow(0, 0)
+	if s := c.SendWindow(DefaultMSS); s == 100 {
+		t.Error("send window still pinned after PinWindow(0, 0)")
+	}
+}
+
+// TestRateLimit checks that the cap holds on the wire, FEC included.
+func TestRateLimit(t *testing.T) {
+	const limit = 1 << 20
+	c := New(Config{Seed: 6, RateLimit: limit})
+	c.PinFEC(10, 3)
+	l := newLink(c, 100, rtt40, 0, 7)
+	l.run(10 * time.Second)
+	if r := c.WirePacingRate(); r > limit {
+		t.Errorf("wire pacing rate %d above the %d limit", r, limit)
+	}
+	if g := l.goodput(5, 10); g > limit*10/13+limit/100 {
+		t.Errorf("goodput %.0f B/s above the limit's share of data (%d)", g, limit*10/13)
+	}
+	c.SetRateLimit(0)
+	l.run(20 * time.Second)
+	if r := c.WirePacingRate(); r <= limit {
+		t.Errorf("wire pacing rate %d still at the limit after SetRateLimit(0)", r)
+	}
+}
+
+// TestNoAllocations checks that events and outputs allocate nothing.
+func TestNoAllocations(t *testing.T) {
+	c := New(Config{})
+	now := time.Duration(0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		now += 100 * time.Microsecond
+		c.OnSend(now, DefaultMSS, 100*DefaultMSS)
+		c.OnAck(now, DefaultMSS, rtt40, false)
+		c.OnLoss(now, 1)
+		c.OnReceive(now, DefaultMSS)
+		c.OnFECStats(now, 10, 1)
+		_ = c.PacingRate()
+		_ = c.WirePacingRate()
+		_ = c.SendWindow(DefaultMSS)
+		_ = c.ReceiveWindow(DefaultMSS)
+		_, _ = c.FEC()
+		_ = c.State()
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per round of events, want 0", allocs)
+	}
+}
+
+// TestSimLossy runs the controller over simulated bottlenecks with 5 %
+// random loss (FEC pinned off: the ARQ alone) and checks that it reaches
+// 80 % of C(1-p).
+func TestSimLossy(t *testing.T) {
+	for _, tc := range []struct {
+		mbps float64
+		rtt  time.Duration
+	}{{100, rtt40}, {10, 100 * time.Millisecond}, {10, 20 * time.Millisecond}} {
+		c := New(Config{Seed: 7})
+		c.PinFEC(0, 0)
+		l := newLink(c, tc.mbps, tc.rtt, 0.05, 8)
+		l.run(25 * time.Second)
+		capacity := tc.mbps * 1e6 / 8 * 0.95
+		g := l.goodput(5, 25)
+		t.Logf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s = %.0f%% of C(1-p)", tc.mbps, tc.rtt, g*8/1e6, 100*g/capacity)
+		if g < 0.8*capacity {
+			t.Errorf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s, want at least 80%% of C(1-p) = %.2f; state %+v",
+				tc.mbps, tc.rtt, g*8/1e6, 0.8*capacity*8/1e6, c.State())
+		}
+	}
+}
+
+// TestSimLossyAdaptiveFEC is TestSimLossy with the FEC shape left to the
+// controller (the model sends the parity and recovers with it): parity
+// included, it still reaches 80 % of C(1-p), and FEC is on.
+func TestSimLossyAdaptiveFEC(t *testing.T) {
+	for _, tc := range []struct {
+		mbps float64
+		rtt  time.Duration
+	}{{100, rtt40}, {10, 100 * time.Millisecond}} {
+		c := New(Config{Seed: 9})
+		l := newLink(c, tc.mbps, tc.rtt, 0.05, 10)
+		l.run(25 * time.Second)
+		capacity := tc.mbps * 1e6 / 8 * 0.95
+		g := l.goodput(5, 25)
+		st := c.State()
+		t.Logf("%g Mbit/s %v 5%% loss: goodput %.2f Mbit/s = %.0f%% of C(1-p), FEC %d+%d, %d lost packets",
+			tc.mbps, tc.rtt, g*8/1e6, 100*g/capacity, st.DataShards, st.ParityShards, st.LostPackets)
+		if g < 0.8*capacity {
+			t.Errorf("%g Mbit/s %v: goodput %.2f Mbit/s, want at least 80%% of C(1-p); state %+v", tc.mbps, tc.rtt, g*8/1e6, st)
+		}
+		if st.ParityShards == 0 {
+			t.Errorf("%g Mbit/s %v: FEC off at 5%% loss", tc.mbps, tc.rtt)
+		}
+	}
+}
+
+// TestSimClean checks full use of a clean bottleneck with a small queue,
+// FEC staying off, and that ProbeRTT happens and costs little.
+func TestSimClean(t *testing.T) {
+	c := New(Config{Seed: 8})
+	l := newLink(c, 100, rtt40, 0, 9)
+	l.measureFrom = 3 * time.Second
+	sawProbeRTT := false
+	for s := 1; s <= 25; s++ {
+		for ms := 0; ms < 1000; ms += 50 {
+			l.run(time.Duration(s-1)*time.Second + time.Duration(ms)*time.Millisecond)
+			sawProbeRTT = sawProbeRTT || c.State().Mode == ModeProbeRTT
+		}
+	}
+	st := c.State()
+	mean := l.queueDelay / time.Duration(max(l.queueSamples, 1))
+	t.Logf("clean 100 Mbit/s 40 ms: goodput %.2f Mbit/s, queueing delay mean %v max %v", l.goodput(3, 24)*8/1e6, mean, l.maxQueue)
+	if g := l.goodput(3, 24); g < 0.9*mbit100 {
+		t.Errorf("goodput %.2f Mbit/s, want at least 90 Mbit/s; state %+v", g*8/1e6, st)
+	}
+	if mean > rtt40/10 || l.maxQueue > rtt40/2 {
+		t.Errorf("queueing delay mean %v, max %v: want at most %v and %v", mean, l.maxQueue, rtt40/10, rtt40/2)
+	}
+	if d, p := c.FEC(); d != 0 || p != 0 || st.FECChanges != 0 {
+		t.Errorf("FEC %d+%d (%d changes) on a clean path, want off", d, p, st.FECChanges)
+	}
+	if !sawProbeRTT {
+		t.Error("no ProbeRTT in 25 s")
+	}
+	if st.CongestionEvents > 2 {
+		t.Errorf("%d congestion events on a clean path", st.CongestionEvents)
+	}
+}
+
+// TestArbitraryEvents feeds random events, including out-of-order times,
+// zero and negative values, and checks that the outputs stay in bounds.
+func TestArbitraryEvents(t *testing.T) {
+	r := rng(12345)
+	for run := range 20 {
+		c := New(Config{Seed: uint64(run), RateLimit: int64(run%3) * 1e6})
+		now := time.Duration(0)
+		for range 20000 {
+			now += time.Duration((r.float() - 0.05) * float64(5*time.Millisecond)) // sometimes backwards
+			n := int(r.float()*3000) - 100
+			rtt := time.Duration((r.float() - 0.1) * float64(300*time.Millisecond))
+			switch int(r.float() * 5) {
+			case 0:
+				c.OnSend(now, n, n*int(r.float()*100))
+			case 1:
+				c.OnAck(now, n, rtt, r.float() < 0.3)
+			case 2:
+				c.OnLoss(now, n/300)
+			case 3:
+				c.OnReceive(now, n)
+			default:
+				c.OnFECStats(now, n/10, n/100)
+			}
+			if s := c.SendWindow(DefaultMSS); s < 4 || s > DefaultMaxWindow {
+				t.Fatalf("run %d: send window %d", run, s)
+			}
+			if w := c.ReceiveWindow(DefaultMSS); w < DefaultMinReceiveWindow || w > DefaultMaxWindow {
+				t.Fatalf("run %d: receive window %d", run, w)
+			}
+			if p := c.PacingRate(); p <= 0 {
+				t.Fatalf("run %d: pacing rate %d, state %+v pacing %v btlbw %v", run, p, c.State(), c.pacing, c.btlbw)
+			}
+			if lim := c.cfg.RateLimit; lim > 0 && c.WirePacingRate() > lim {
+				t.Fatalf("run %d: wire pacing rate %d above the limit %d", run, c.WirePacingRate(), lim)
+			}
+			if d, p := c.FEC(); (d == 0) != (p == 0) || d > DefaultMaxDataShards || p > DefaultMaxParityShards {
+				t.Fatalf("run %d: FEC %d+%d", run, d, p)
+			}
+		}
+	}
+}

@@ -1,0 +1,406 @@
+package packet
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed-fc8f924e/kcptun/internal/adapt"
+)
+
+// adaptMaxWindow bounds the windows the controller may choose, in packets:
+// half the pacing queue, so that what KCP's send window lets out (first
+// transmissions, re-sends and FEC parity) always fits in the queue and
+// nothing is dropped locally.
+const adaptMaxWindow = maxQueue / 2
+
+// adaptMaxParity bounds the parity shards of an adaptive FEC group, so
+// that an overestimated loss cannot multiply the datagrams sent.
+const adaptMaxParity = 4
+
+// adaptRingMax bounds the per-sequence-number records of a peer.
+const adaptRingMax = 2 * adaptMaxWindow
+
+// AdaptiveConfig configures a peer's adaptive controller (EnableAdaptive).
+type AdaptiveConfig struct {
+	// MTU is KCP's MTU: the size of a full KCP datagram, the unit of the
+	// windows.
+	MTU int
+	// Overhead is what sealing adds to a KCP datagram (crypto header and
+	// FEC header), so that the pacing rate counts what leaves.
+	Overhead int
+	// RateLimit caps the pacing rate, in bytes per second on the wire
+	// (0: no cap).
+	RateLimit int64
+	// SendWindow and ReceiveWindow pin KCP's windows when positive.
+	SendWindow, ReceiveWindow int
+	// FECPinned pins the FEC shape at DataShards+ParityShards (0, 0: off).
+	FECPinned                bool
+	DataShards, ParityShards int
+	// MinReceiveWindow is the smallest receive window the controller
+	// advertises, in packets (0: the controller's default).
+	MinReceiveWindow int
+	// SetWindows applies KCP's send and receive windows (kcp-go's
+	// SetWindowSize). The packet layer calls it from its reader, holding
+	// no lock of its own that kcp-go's goroutines may wait on.
+	SetWindows func(snd, rcv int)
+	// Seed varies the controller's probing phase between sessions.
+	Seed uint64
+	// AckDelay is the longest time the peer may hold an ACK (its KCP
+	// flush interval); see adapt.Config.
+	AckDelay time.Duration
+}
+
+// adaptive drives one peer's adapt.Controller from the packet path. The
+// controller is not safe for concurrent use: every call is made under mu,
+// which is a leaf lock (nothing else is locked while it is held).
+type adaptive struct {
+	mu    sync.Mutex
+	ctl   *adapt.Controller
+	cfg   AdaptiveConfig
+	start time.Time
+
+	// Per-sequence-number records of the PUSH segments sent, from base
+	// (the peer's una as last seen) to next (1 + the highest sn sent).
+	ring       []snRec
+	base, next uint32
+	have       bool
+	inflight   int64 // bytes transmitted, neither acknowledged nor lost
+	minRTT     time.Duration
+
+	// Outputs as last applied.
+	rate             uint64
+	fecD, fecP       int
+	sndWnd, rcvWnd   int
+	inflightA, limit atomic.Int64 // for the pacing queue's gate
+}
+
+// snRec is what the controller needs to know of one sent sn.
+type snRec struct {
+	ts   uint32 // KCP timestamp of its latest transmission
+	txUs uint32 // when that transmission left (µs since start)
+	size uint16 // KCP bytes (header and data)
+	st   uint8
+}
+
+const (
+	recQueued = 1 << iota // handed to the pacing queue, not yet left
+	recSent               // left; counted in inflight unless acked
+	recAcked
+	recResent // re-sent: a loss if the ACK that comes echoes the re-send
+	recAppLim // left with nothing queued behind it: the sender was idle
+)
+
+// qmeta describes the KCP data of a queued datagram.
+type qmeta struct {
+	data  int32  // bytes of PUSH segments (header and data); 0: none
+	sn    uint32 // first PUSH sn
+	npush uint16 // PUSH segments
+}
+
+// EnableAdaptive gives the peer an adaptive controller that sets its
+// pacing rate, FEC shape and, through cfg.SetWindows, KCP's windows from
+// what the packet path measures. Call it once, before the session sends
+// data.
+func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
+	a := &adaptive{cfg: cfg, start: time.Now()}
+	a.ctl = adapt.New(adapt.Config{
+		MSS:              cfg.MTU,
+		MaxWindow:        adaptMaxWindow,
+		MinReceiveWindow: min(cfg.MinReceiveWindow, adaptMaxWindow),
+		RateLimit:        a.kcpRate(cfg.RateLimit),
+		MaxParityShards:  adaptMaxParity,
+		Seed:             cfg.Seed,
+		AckDelay:         cfg.AckDelay,
+	})
+	if cfg.SendWindow > 0 || cfg.ReceiveWindow > 0 {
+		a.ctl.PinWindow(cfg.SendWindow, cfg.ReceiveWindow)
+	}
+	if cfg.FECPinned {
+		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
+	}
+	a.fecD, a.fecP = a.ctl.FEC()
+	a.limit.Store(a.ctl.InflightLimit())
+	a.sndWnd, a.rcvWnd = a.ctl.SendWindow(cfg.MTU), a.ctl.ReceiveWindow(cfg.MTU)
+	a.rate = a.wireRate()
+	p.SetFEC(a.fecD, a.fecP)
+	p.ad.Store(a)
+	p.SetRate(a.rate)
+	if cfg.SetWindows != nil {
+		cfg.SetWindows(a.sndWnd, a.rcvWnd)
+	}
+}
+
+// Adaptive reports whether the peer has a controller, and its state.
+func (p *Peer) Adaptive() (adapt.State, bool) {
+	a := p.ad.Load()
+	if a == nil {
+		return adapt.State{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ctl.State(), true
+}
+
+// kcpRate converts a wire rate to KCP bytes per second.
+func (a *adaptive) kcpRate(wire int64) int64 {
+	if wire <= 0 {
+		return 0
+	}
+	return wire * int64(a.cfg.MTU) / int64(a.cfg.MTU+a.cfg.Overhead)
+}
+
+// wireRate is the controller's pacing rate in bytes on the wire (a.mu held
+// or not yet shared), at least four full datagrams per minimum RTT: pacing
+// smooths bursts, and a low-rate flow (a game's messages) whose estimate
+// follows its own rate must not queue behind it. The inflight limit still
+// bounds what the floor lets out.
+func (a *adaptive) wireRate() uint64 {
+	r := a.ctl.WirePacingRate()
+	r += r * int64(a.cfg.Overhead) / int64(max(a.cfg.MTU, 1))
+	rtt := a.minRTT
+	if rtt <= 0 {
+		rtt = 100 * time.Millisecond
+	}
+	floor := 4 * int64(a.cfg.MTU+a.cfg.Overhead) * int64(time.Second) / int64(max(rtt, time.Millisecond))
+	if lim := a.cfg.RateLimit; lim > 0 {
+		floor = min(floor, lim)
+	}
+	return uint64(max(r, floor, 1))
+}
+
+func (a *adaptive) now() time.Duration { return time.Since(a.start) }
+
+// rec returns the record of sn, growing the ring when needed; nil when sn
+// is outside what can be tracked.
+func (a *adaptive) rec(sn uint32) *snRec {
+	off := sn - a.base
+	if int32(off) < 0 {
+		return nil
+	}
+	if int(off) >= len(a.ring) {
+		if off >= adaptRingMax {
+			return nil
+		}
+		n := max(len(a.ring), 64)
+		for n <= int(off) {
+			n *= 2
+		}
+		r := make([]snRec, n)
+		for s := a.base; s != a.next; s++ {
+			r[s&uint32(n-1)] = a.ring[s&uint32(len(a.ring)-1)]
+		}
+		a.ring = r
+	}
+	return &a.ring[sn&uint32(len(a.ring)-1)]
+}
+
+// mayTransmit is the pacing queue's gate for a datagram carrying data.
+func (p *Peer) mayTransmit() bool {
+	a := p.ad.Load()
+	return a == nil || a.inflightA.Load() < a.limit.Load()
+}
+
+// adaptOut records the PUSH segments of an outgoing KCP packet (kcp-go's
+// output, before sealing) and returns what its queue entry must carry.
+// A re-sent sn leaves inflight at once (KCP declared it lost), but counts
+// as a loss for the controller only once the ACK that comes echoes the
+// re-send's timestamp: an ACK of the earlier transmission shows that the
+// re-send was spurious (a late ACK, or a packet the peer rebuilt with FEC).
+// Called under p.smu.
+func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
+	a := p.ad.Load()
+	if a == nil {
+		return qmeta{}, false
+	}
+	var m qmeta
+	changed := false
+	a.mu.Lock()
+	for len(b) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(b[20:])
+		if uint64(n) > uint64(len(b)-kcpOverhead) {
+			break
+		}
+		if b[4] == cmdPush {
+			ts := binary.LittleEndian.Uint32(b[8:])
+			sn := binary.LittleEndian.Uint32(b[12:])
+			size := kcpOverhead + int(n)
+			if m.npush == 0 {
+				m.sn = sn
+			}
+			m.npush++
+			m.data += int32(size)
+			if !a.have {
+				a.base, a.next, a.have = sn, sn, true
+			}
+			if int32(sn-a.next) >= 0 {
+				if r := a.rec(sn); r != nil {
+					for s := a.next; s != sn; s++ { // a gap: never sent by us
+						*a.rec(s) = snRec{st: recAcked}
+					}
+					*r = snRec{ts: ts, size: uint16(min(size, 0xffff)), st: recQueued}
+					a.next = sn + 1
+				}
+			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
+				if r.st&recSent != 0 {
+					changed = true
+					a.inflight -= int64(r.size)
+				}
+				r.st, r.ts = recQueued|recResent, ts
+			}
+		}
+		b = b[kcpOverhead+int(n):]
+	}
+	if changed {
+		a.inflightA.Store(a.inflight)
+	}
+	a.mu.Unlock()
+	return m, true
+}
+
+// transmitted records that a datagram with KCP data left; backlog says more
+// datagrams were queued behind it (otherwise its delivery rate measures the
+// application, not the path). Called by the pacing queue under its lock.
+func (p *Peer) transmitted(m qmeta, backlog bool) {
+	a := p.ad.Load()
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	now := a.now()
+	us := uint32(now / time.Microsecond)
+	for i := range uint32(m.npush) {
+		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
+			r.txUs = us
+			r.st = r.st&^(recQueued|recAppLim) | recSent
+			if !backlog {
+				r.st |= recAppLim
+			}
+			if r.st&recAcked == 0 {
+				a.inflight += int64(r.size)
+			}
+		}
+	}
+	a.ctl.OnSend(now, int(m.data), int(a.inflight))
+	a.inflightA.Store(a.inflight)
+	a.mu.Unlock()
+}
+
+// adaptIn feeds the controller from a KCP packet the peer sent: its ACKs
+// (delivered bytes and an RTT sample measured from when the acknowledged
+// transmission left), its una, the data it carries, and the FEC loss seen
+// on the way in; then it applies the controller's outputs. Called by the
+// reader.
+func (p *Peer) adaptIn(b []byte) {
+	a := p.ad.Load()
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	now := a.now()
+	us := uint32(now / time.Microsecond)
+	delivered, received, lost := 0, 0, 0
+	var rtt time.Duration
+	appLimited := false
+	for len(b) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(b[20:])
+		if uint64(n) > uint64(len(b)-kcpOverhead) {
+			break
+		}
+		sn := binary.LittleEndian.Uint32(b[12:])
+		switch b[4] {
+		case cmdAck:
+			if !a.have || int32(sn-a.base) < 0 || int32(sn-a.next) >= 0 {
+				break
+			}
+			if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
+				delivered += int(r.size)
+				echoes := r.ts == binary.LittleEndian.Uint32(b[8:])
+				if echoes && r.st&recResent != 0 {
+					lost++
+				}
+				if r.st&recSent != 0 {
+					a.inflight -= int64(r.size)
+					if echoes {
+						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
+							rtt, appLimited = d, r.st&recAppLim != 0
+						}
+					}
+				}
+				r.st |= recAcked
+			}
+		case cmdPush:
+			received += kcpOverhead + int(n)
+		}
+		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
+			for ; a.base != una; a.base++ {
+				r := &a.ring[a.base&uint32(len(a.ring)-1)]
+				if r.st&recAcked == 0 {
+					delivered += int(r.size)
+					if r.st&recSent != 0 {
+						a.inflight -= int64(r.size)
+					}
+				}
+				*r = snRec{}
+			}
+		}
+		b = b[kcpOverhead+int(n):]
+	}
+	if a.inflight < 0 {
+		a.inflight = 0
+	}
+	if lost > 0 {
+		a.ctl.OnLoss(now, lost)
+	}
+	if delivered > 0 || rtt > 0 {
+		a.ctl.OnAck(now, delivered, rtt, appLimited)
+		if rtt > 0 && (a.minRTT == 0 || rtt < a.minRTT) {
+			a.minRTT = rtt
+		}
+	}
+	if received > 0 {
+		a.ctl.OnReceive(now, received)
+	}
+	// The peer's FEC sequence-number gaps (OnFECStats) are not fed: the
+	// decoder's counts run high while it re-detects a shape that changed,
+	// which fed back into ever more parity. The controller measures loss
+	// from our own confirmed losses instead.
+	a.inflightA.Store(a.inflight)
+	a.limit.Store(a.ctl.InflightLimit())
+	rate := a.wireRate()
+	setRate := rate != a.rate && (rate > a.rate+a.rate/32 || rate < a.rate-a.rate/32)
+	if setRate {
+		a.rate = rate
+	}
+	d, m := a.ctl.FEC()
+	setFEC := d != a.fecD || m != a.fecP
+	a.fecD, a.fecP = d, m
+	snd, rcv := a.ctl.SendWindow(a.cfg.MTU), a.ctl.ReceiveWindow(a.cfg.MTU)
+	setWnd := windowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
+	if setWnd {
+		a.sndWnd, a.rcvWnd = snd, rcv
+	}
+	a.mu.Unlock()
+
+	if setFEC {
+		p.SetFEC(d, m)
+	}
+	if setRate {
+		p.pace.setRate(rate)
+	}
+	if setWnd && a.cfg.SetWindows != nil {
+		a.cfg.SetWindows(snd, rcv)
+	}
+	p.pace.kick()
+}
+
+// windowMoved reports whether a window changed enough to apply: by an
+// eighth, or at all when small.
+func windowMoved(now, was int) bool {
+	d := now - was
+	if d < 0 {
+		d = -d
+	}
+	return d > 0 && (was < 64 || d >= was/8)
+}

@@ -1,0 +1,805 @@
+package packet
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Config configures a Conn.
+type Config struct {
+	// Block is the packet cipher from crypt.New; nil means no crypto
+	// header (cipher "null"). One BlockCrypt serves every peer: kcp-go's
+	// ciphers are safe for one encryption concurrent with one decryption,
+	// and the Conn serialises each direction.
+	Block kcp.BlockCrypt
+	// DataShards and ParityShards are the FEC shape this end sends with
+	// (0 and 0: no FEC header) and the first guess of the peer's shape.
+	DataShards, ParityShards int
+	// Migrate lets a server peer move to a new address when a datagram from
+	// there authenticates, carries the conversation of a live session and
+	// a KCP timestamp newer than any seen. Set it only for ciphers that
+	// authenticate (not none, null or xor).
+	Migrate bool
+	// OwnSocket makes Close close the socket.
+	OwnSocket bool
+	// AuthFailed, when set, is handed a datagram that failed
+	// authentication, as it arrived, with its sender, for diagnosis (with
+	// cipher null: a datagram from a new address that is not KCP). It is
+	// called from the reading goroutine at most once per authFailedEvery,
+	// so a flood costs it nothing, and must not keep the slice.
+	AuthFailed func(from net.Addr, datagram []byte)
+}
+
+// authFailedEvery spaces the calls of Config.AuthFailed.
+const authFailedEvery = 100 * time.Millisecond
+
+// Overhead returns how many bytes of a datagram the packet layer uses for
+// a cipher: its crypto header (and AEAD tag) plus room for an FEC header,
+// which is always reserved so that FEC can be switched on at run time.
+func Overhead(block kcp.BlockCrypt) int { return newCipher(block).overhead() + fecHeaderSize }
+
+// ErrClosed is returned by the methods of a closed Conn; it is net.ErrClosed.
+var ErrClosed = net.ErrClosed
+
+// maxPending bounds the recovered packets waiting for kcp-go's reader.
+const maxPending = 256
+
+// Conn is the net.PacketConn kcp-go runs on. kcp-go writes bare KCP packets
+// to it and reads bare KCP packets from it; the Conn turns them into and
+// from kcptun datagrams on a real socket.
+//
+// Peers are the remote ends the Conn knows: a client Conn has exactly one
+// (NewClientConn), a server Conn learns them through Bind. Datagrams from an
+// address that is not a bound peer still reach kcp-go (that is how a new
+// session starts), without FEC recovery or counters.
+type Conn struct {
+	pc     net.PacketConn
+	udp    *net.UDPConn // pc, when it is one
+	src    source       // where datagrams are read from
+	cip    *cipher
+	cfg    Config
+	pool   bufPool
+	epoch  time.Time
+	offset atomic.Int64 // min(our ms clock - kcp-go's ts) seen on output
+	offOK  atomic.Bool
+
+	mu    sync.RWMutex
+	orig  map[netip.AddrPort]*Peer // by the address kcp-go knows
+	srcs  map[netip.AddrPort]*Peer // by every address a peer sends from
+	convs map[uint32]*Peer
+	fixed *Peer // a client Conn's only peer
+
+	// reader state: used by the goroutine in ReadFrom
+	rmu      sync.Mutex
+	rbuf     []byte
+	raw      []byte    // an AEAD datagram as it arrived, for Config.AuthFailed
+	lastDiag time.Time // when Config.AuthFailed was last called
+	pend     [][]byte
+	pendPeer []*Peer
+
+	// unbound senders: kcp-go answers a new address before Bind
+	umu  sync.Mutex
+	ubuf []byte
+	urnd *rand.ChaCha8
+
+	AuthFailures atomic.Uint64 // datagrams that failed authentication
+	Foreign      atomic.Uint64 // datagrams dropped: unexpected source or malformed
+
+	tx txQueue // batching sender
+
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// source delivers raw datagrams.
+type source interface {
+	read(b []byte) (int, netip.AddrPort, error)
+	// unblock makes a blocked read return; called once by Close.
+	unblock()
+	// done is called by the reader after a read failed on a closed Conn.
+	done()
+}
+
+// NewConn returns a server Conn over pc: peers come and go with Bind and
+// Forget.
+func NewConn(pc net.PacketConn, cfg Config) *Conn {
+	c := newConn(pc, cfg)
+	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	return c
+}
+
+// NewClientConn returns a Conn with one peer, the server at raddr;
+// datagrams from any other address are dropped.
+func NewClientConn(pc net.PacketConn, raddr *net.UDPAddr, cfg Config) *Conn {
+	c := newConn(pc, cfg)
+	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	c.fixed = c.newPeer(raddr)
+	return c
+}
+
+// newDemuxConn returns a client Conn fed by a shared socket's demultiplexer.
+func newDemuxConn(pc net.PacketConn, raddr *net.UDPAddr, cfg Config, src source) *Conn {
+	c := newConn(pc, cfg)
+	c.src = src
+	c.fixed = c.newPeer(raddr)
+	return c
+}
+
+func newConn(pc net.PacketConn, cfg Config) *Conn {
+	c := &Conn{
+		pc:     pc,
+		cip:    newCipher(cfg.Block),
+		cfg:    cfg,
+		epoch:  time.Now(),
+		orig:   make(map[netip.AddrPort]*Peer),
+		srcs:   make(map[netip.AddrPort]*Peer),
+		convs:  make(map[uint32]*Peer),
+		closed: make(chan struct{}),
+	}
+	c.udp, _ = pc.(*net.UDPConn)
+	c.tx.init(c)
+	return c
+}
+
+// Peer is one remote end of a Conn: one KCP session.
+type Peer struct {
+	c    *Conn
+	addr *net.UDPAddr // the address kcp-go knows the session by
+	ap   netip.AddrPort
+	dst  atomic.Pointer[dest] // where datagrams go now
+	st   Stats
+	conv uint32 // fixed at Bind; 0 for a client peer
+
+	// receive side: the reader goroutine only
+	dec      *decoder
+	pushTS   uint32
+	ackTS    uint32
+	havePush bool
+	haveAck  bool
+	upSeq    uint32 // next seqid of a rebuilt packet handed to kcp-go
+
+	// send side
+	smu  sync.Mutex
+	enc  encoder
+	rnd  *rand.ChaCha8
+	sbuf []byte
+	pace pacer
+	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
+
+	gone atomic.Bool
+}
+
+// dest is a peer's current address.
+type dest struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
+func newSeededRand() *rand.ChaCha8 {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	return rand.NewChaCha8(seed)
+}
+
+func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
+	ap := addr.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
+	p.dst.Store(&dest{ap: ap, ua: addr})
+	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
+	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
+	p.pace.p = p
+	return p
+}
+
+// Stats returns the peer's counters.
+func (p *Peer) Stats() *Stats { return &p.st }
+
+// Addr returns the address kcp-go knows the peer by (its first address).
+func (p *Peer) Addr() *net.UDPAddr { return p.addr }
+
+// RemoteAddr returns the address the peer sends from now, which differs
+// from Addr after a migration.
+func (p *Peer) RemoteAddr() *net.UDPAddr { return p.dst.Load().ua }
+
+// SetFEC changes the FEC shape this end sends with, from the next group on;
+// data or parity 0 switches FEC off.
+func (p *Peer) SetFEC(data, parity int) {
+	p.smu.Lock()
+	p.enc.setShape(data, parity)
+	p.smu.Unlock()
+}
+
+// SetRate sets the pacing rate in bytes per second; 0 sends every datagram
+// at once, as fast as the socket takes it.
+func (p *Peer) SetRate(bytesPerSecond uint64) { p.pace.setRate(bytesPerSecond) }
+
+// Rate returns the pacing rate (0: unpaced).
+func (p *Peer) Rate() uint64 { return p.pace.rate.Load() }
+
+// Bind registers the session kcp-go opened for addr (as returned by
+// ReadFrom) with conversation conv, so that its datagrams get FEC, counters
+// and, with Config.Migrate, migration. It returns the peer.
+func (c *Conn) Bind(addr net.Addr, conv uint32) *Peer {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return nil
+	}
+	if c.fixed != nil {
+		return c.fixed
+	}
+	p := c.newPeer(ua)
+	p.conv = conv
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.orig[p.ap]; old != nil {
+		c.forgetLocked(old)
+	}
+	c.orig[p.ap] = p
+	c.srcs[p.ap] = p
+	if _, dup := c.convs[conv]; dup {
+		// Two live sessions share a conversation id: migration cannot
+		// tell them apart, so neither may move.
+		c.convs[conv] = nil
+	} else {
+		c.convs[conv] = p
+	}
+	return p
+}
+
+// Forget removes a peer whose session ended.
+func (c *Conn) Forget(p *Peer) {
+	if p == nil || p == c.fixed {
+		return
+	}
+	c.mu.Lock()
+	c.forgetLocked(p)
+	c.mu.Unlock()
+}
+
+func (c *Conn) forgetLocked(p *Peer) {
+	if p.gone.Swap(true) {
+		return
+	}
+	if c.orig[p.ap] == p {
+		delete(c.orig, p.ap)
+	}
+	for ap, q := range c.srcs {
+		if q == p {
+			delete(c.srcs, ap)
+		}
+	}
+	if q, ok := c.convs[p.conv]; ok && (q == p || q == nil) {
+		delete(c.convs, p.conv)
+	}
+	p.pace.stop()
+}
+
+// Peers calls f for every bound peer.
+func (c *Conn) Peers(f func(*Peer)) {
+	c.mu.RLock()
+	ps := make([]*Peer, 0, len(c.orig))
+	for _, p := range c.orig {
+		ps = append(ps, p)
+	}
+	c.mu.RUnlock()
+	for _, p := range ps {
+		f(p)
+	}
+}
+
+// Peer returns the client Conn's peer.
+func (c *Conn) Peer() *Peer { return c.fixed }
+
+// ReadFrom returns the next KCP packet for kcp-go, with the address kcp-go
+// knows its session by. It is called by one goroutine at a time.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, bufSize)
+	}
+	for {
+		if len(c.pend) > 0 {
+			r, p := c.pend[0], c.pendPeer[0]
+			copy(c.pend, c.pend[1:])
+			copy(c.pendPeer, c.pendPeer[1:])
+			c.pend = c.pend[:len(c.pend)-1]
+			c.pendPeer[len(c.pendPeer)-1] = nil
+			c.pendPeer = c.pendPeer[:len(c.pendPeer)-1]
+			// A rebuilt packet is older than what came since, so KCP must
+			// neither take its window as current nor its ACKs as RTT
+			// samples; kcp-go tells its KCP so only for packets its own FEC
+			// decoder rebuilt. So the packet goes up as the parity shard of
+			// a group of one data and one parity shard: kcp-go's decoder
+			// (which it creates for the first FEC packet) rebuilds the data
+			// shard, which Reed-Solomon makes equal to its only parity
+			// shard, and hands it to KCP as rebuilt.
+			binary.LittleEndian.PutUint32(b, p.upSeq)
+			binary.LittleEndian.PutUint16(b[fecTypeOffset:], typeParity)
+			p.upSeq += 2
+			if p.upSeq >= paws(2) {
+				p.upSeq = 1
+			}
+			p.adaptIn(r)
+			n := fecShardStart + copy(b[fecShardStart:], r)
+			c.pool.put(r)
+			return n, p.addr, nil
+		}
+		n, from, err := c.src.read(c.rbuf[:MaxDatagram])
+		if err != nil {
+			select {
+			case <-c.closed:
+				c.src.done()
+				return 0, nil, &net.OpError{Op: "read", Net: "udp", Err: ErrClosed}
+			default:
+			}
+			return 0, nil, err
+		}
+		if n, addr, ok := c.input(c.rbuf[:n], from, b); ok {
+			return n, addr, nil
+		}
+	}
+}
+
+// diagnosisDue reports whether Config.AuthFailed is set and may be called
+// now. Only the reading goroutine calls it.
+func (c *Conn) diagnosisDue() bool {
+	if c.cfg.AuthFailed == nil {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(c.lastDiag) < authFailedEvery {
+		return false
+	}
+	c.lastDiag = now
+	return true
+}
+
+// input processes one datagram from `from`; if it yields a KCP packet for
+// kcp-go it copies it to b.
+func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr, bool) {
+	size := len(dgram)
+	keepRaw := c.cfg.AuthFailed != nil && c.cip.aead != nil // AES-GCM clears what fails to open
+	if keepRaw {
+		c.raw = append(c.raw[:0], dgram...)
+	}
+	data, ok := c.cip.open(dgram)
+	if !ok {
+		c.AuthFailures.Add(1)
+		totals.authFailures.Add(1)
+		if c.diagnosisDue() {
+			raw := c.raw
+			if !keepRaw {
+				raw = dgram
+				if c.cip.block != nil && len(dgram) >= cryptHeaderSize {
+					c.cip.block.Encrypt(raw, raw) // CFB and stream ciphers: enciphering again restores it
+				}
+			}
+			c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), raw)
+		}
+		return 0, nil, false
+	}
+	totals.inPkts.Add(1)
+	totals.inBytes.Add(uint64(size))
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	var p *Peer
+	if c.fixed != nil {
+		p = c.fixed
+		if from != p.dst.Load().ap {
+			c.Foreign.Add(1)
+			return 0, nil, false
+		}
+	} else {
+		c.mu.RLock()
+		p = c.srcs[from]
+		c.mu.RUnlock()
+	}
+	// Split off the FEC header.
+	var kcpBytes []byte
+	fec, parity := false, false
+	var seq uint32
+	if len(data) >= fecHeaderSize {
+		switch binary.LittleEndian.Uint16(data[fecTypeOffset:]) {
+		case typeData:
+			fec = true
+			seq = binary.LittleEndian.Uint32(data)
+			kcpBytes = data[fecHeaderSize:]
+		case typeParity:
+			fec, parity = true, true
+			seq = binary.LittleEndian.Uint32(data)
+		default:
+			kcpBytes = data
+		}
+	} else {
+		kcpBytes = data
+	}
+	info := scanSegments(kcpBytes)
+	if p == nil {
+		var stale bool
+		p, stale = c.unknownSource(from, info)
+		if stale {
+			return 0, nil, false // a live session's, but not newer: a replay
+		}
+		if p == nil {
+			// A new session, or one kcp-go must refuse: kcp-go decides.
+			if parity || len(kcpBytes) < kcpOverhead {
+				c.Foreign.Add(1)
+				if c.cip.block == nil && c.diagnosisDue() {
+					c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), dgram)
+				}
+				return 0, nil, false
+			}
+			return copy(b, kcpBytes), net.UDPAddrFromAddrPort(from), true
+		}
+	} else if c.fixed == nil && from != p.dst.Load().ap {
+		c.maybeMove(p, from, info)
+	}
+	p.st.DatagramsIn.Add(1)
+	p.st.BytesIn.Add(uint64(size))
+	p.account(info)
+	if fec {
+		if len(c.pend) < maxPending {
+			before := len(c.pend)
+			c.pend = p.dec.feed(seq, parity, data[fecShardStart:], c.pend)
+			for range len(c.pend) - before {
+				c.pendPeer = append(c.pendPeer, p)
+			}
+		} else {
+			p.st.QueueDrops.Add(1)
+		}
+	}
+	if parity || len(kcpBytes) == 0 {
+		return 0, nil, false
+	}
+	p.adaptIn(kcpBytes)
+	return copy(b, kcpBytes), p.addr, true
+}
+
+// unknownSource handles a datagram from an address no bound peer uses: with
+// migration on, a datagram of a live session's conversation moves that
+// session if it is newer than anything the session has seen, and is dropped
+// (stale) otherwise, so that it cannot open a second session either.
+func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale bool) {
+	if !c.cfg.Migrate || info.segs == 0 {
+		return nil, false
+	}
+	c.mu.RLock()
+	p = c.convs[info.conv]
+	c.mu.RUnlock()
+	if p == nil {
+		return nil, false
+	}
+	if !c.maybeMove(p, from, info) {
+		return nil, true
+	}
+	return p, false
+}
+
+// maybeMove moves p to from if info is fresh; it reports whether it did.
+func (c *Conn) maybeMove(p *Peer, from netip.AddrPort, info segInfo) bool {
+	if !c.cfg.Migrate || info.segs == 0 || info.conv != p.conv {
+		return false
+	}
+	fresh := (info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS))) ||
+		(info.ack && (!p.haveAck || tsNewer(info.ackTS, p.ackTS)))
+	if !fresh {
+		p.st.StaleMoves.Add(1)
+		return false
+	}
+	c.mu.Lock()
+	if p.gone.Load() {
+		c.mu.Unlock()
+		return false
+	}
+	c.srcs[from] = p
+	c.mu.Unlock()
+	p.dst.Store(&dest{ap: from, ua: net.UDPAddrFromAddrPort(from)})
+	p.st.Migrations.Add(1)
+	return true
+}
+
+// account updates the receive counters from a datagram's KCP segments.
+func (p *Peer) account(info segInfo) {
+	if info.segs == 0 {
+		return
+	}
+	p.st.SegmentsIn.Add(uint64(info.segs))
+	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
+		p.pushTS, p.havePush = info.pushTS, true
+	}
+	if info.ack {
+		p.st.AcksIn.Add(uint64(info.acks))
+		if !p.haveAck || tsNewer(info.ackTS, p.ackTS) {
+			p.ackTS, p.haveAck = info.ackTS, true
+		}
+		if p.c.offOK.Load() {
+			now := uint32(p.c.nowMs() - p.c.offset.Load())
+			if d := int32(now - info.ackTS); d >= 0 && d < 600000 {
+				p.st.rtt(uint64(d))
+			}
+		}
+	}
+	if info.hasUna {
+		if tsNewer(info.una, p.st.rcvUna.Load()) {
+			p.st.rcvUna.Store(info.una)
+		}
+	}
+}
+
+func (c *Conn) nowMs() int64 { return int64(time.Since(c.epoch) / time.Millisecond) }
+
+// WriteTo seals one KCP packet from kcp-go and sends it to the peer kcp-go
+// knows as addr.
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	select {
+	case <-c.closed:
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: ErrClosed}
+	default:
+	}
+	if len(b) > MaxDatagram {
+		return 0, errors.New("packet: KCP packet larger than a datagram")
+	}
+	p := c.fixed
+	if p == nil {
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			return 0, errors.New("packet: not a UDP address")
+		}
+		ap := ua.AddrPort()
+		c.mu.RLock()
+		p = c.orig[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+		c.mu.RUnlock()
+		if p == nil || p.addr != ua {
+			return c.writeUnbound(b, ua)
+		}
+	}
+	return p.write(b)
+}
+
+// writeUnbound sends for a session not (or no longer) bound, without FEC: a
+// receiver accepts KCP packets without an FEC header whatever its setting.
+func (c *Conn) writeUnbound(b []byte, ua *net.UDPAddr) (int, error) {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	if c.ubuf == nil {
+		c.ubuf = make([]byte, bufSize)
+		c.urnd = newSeededRand()
+	}
+	buf := append(c.ubuf[:c.cip.head], b...)
+	d := c.cip.seal(buf, c.urnd)
+	if _, err := c.pc.WriteTo(d, ua); err != nil {
+		return 0, err
+	}
+	totals.outPkts.Add(1)
+	totals.outBytes.Add(uint64(len(d)))
+	return len(b), nil
+}
+
+// write seals and sends one KCP packet to p.
+func (p *Peer) write(b []byte) (int, error) {
+	c := p.c
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.sbuf == nil {
+		p.sbuf = make([]byte, bufSize)
+	}
+	p.accountOut(b)
+	meta, adaptive := p.adaptOut(b)
+	head := c.cip.head
+	buf := p.sbuf[:head]
+	fec := p.enc.on()
+	if fec {
+		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
+	}
+	buf = append(buf, b...)
+	parity := false
+	if fec {
+		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
+	}
+	var err error
+	if adaptive && meta.data == 0 {
+		// Only data is paced: ACKs and window probes leave at once, or an
+		// idle sender's low rate would hold back the peer's transfer.
+		err = p.transmit(c.cip.seal(buf, p.rnd))
+	} else {
+		err = p.pace.sendMeta(c.cip.seal(buf, p.rnd), meta)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if parity {
+		p.st.FECGroupsOut.Add(1)
+		for i := range p.enc.m {
+			ps := p.enc.parityShard(i, head)
+			p.st.FECParityOut.Add(1)
+			if err := p.pace.send(c.cip.seal(ps, p.rnd)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(b), nil
+}
+
+// accountOut counts the PUSH segments of an outgoing KCP packet and learns
+// kcp-go's clock from their timestamps.
+func (p *Peer) accountOut(b []byte) {
+	now := p.c.nowMs()
+	for len(b) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(b[20:])
+		if uint64(n) > uint64(len(b)-kcpOverhead) {
+			return
+		}
+		if b[4] == cmdPush {
+			ts := binary.LittleEndian.Uint32(b[8:])
+			sn := binary.LittleEndian.Uint32(b[12:])
+			p.st.SegmentsOut.Add(1)
+			if next := p.st.sndNext.Load(); p.st.sentAny.Load() && int32(sn-next) < 0 {
+				p.st.SegmentsResent.Add(1)
+			} else {
+				p.st.sndNext.Store(sn + 1)
+				p.st.sentAny.Store(true)
+			}
+			off := now - int64(ts)
+			if !p.c.offOK.Load() || off < p.c.offset.Load() {
+				p.c.offset.Store(off)
+				p.c.offOK.Store(true)
+			}
+		}
+		b = b[kcpOverhead+int(n):]
+	}
+}
+
+// transmit sends one sealed datagram to the peer's current address, through
+// the Conn's batching sender; d is copied.
+func (p *Peer) transmit(d []byte) error {
+	p.c.tx.send(p, d)
+	return nil
+}
+
+// writeNow writes one datagram to dst with one system call.
+func (p *Peer) writeNow(d []byte, dst *dest) {
+	var err error
+	if u := p.c.udp; u != nil {
+		_, err = u.WriteToUDPAddrPort(d, dst.ap)
+	} else {
+		_, err = p.c.pc.WriteTo(d, dst.ua)
+	}
+	if err != nil {
+		p.st.SendErrors.Add(1)
+		return
+	}
+	p.st.DatagramsOut.Add(1)
+	p.st.BytesOut.Add(uint64(len(d)))
+	totals.outPkts.Add(1)
+	totals.outBytes.Add(uint64(len(d)))
+}
+
+// Close stops the Conn: a blocked ReadFrom returns, later writes fail, and
+// the socket is closed if the Conn owns it.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.mu.Lock()
+		for _, p := range c.orig {
+			p.pace.stop()
+		}
+		c.mu.Unlock()
+		if c.fixed != nil {
+			c.fixed.pace.stop()
+		}
+		c.tx.close()
+		if d, ok := c.src.(*demuxSource); ok {
+			d.leave()
+		} else {
+			c.src.unblock()
+		}
+	})
+	return nil
+}
+
+// LocalAddr returns the socket's address.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// SetDeadline is not supported: kcp-go keeps its own deadlines.
+func (c *Conn) SetDeadline(time.Time) error { return os.ErrNoDeadline }
+
+// SetReadDeadline is not supported.
+func (c *Conn) SetReadDeadline(time.Time) error { return os.ErrNoDeadline }
+
+// SetWriteDeadline is not supported.
+func (c *Conn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
+
+// SetReadBuffer sets the socket's receive buffer, when it has one and the
+// Conn owns it; a caller's socket is left alone.
+func (c *Conn) SetReadBuffer(n int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
+	if s, ok := c.pc.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(n)
+	}
+	return errors.ErrUnsupported
+}
+
+// SetWriteBuffer sets the socket's send buffer, when it has one and the
+// Conn owns it; a caller's socket is left alone.
+func (c *Conn) SetWriteBuffer(n int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
+	if s, ok := c.pc.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(n)
+	}
+	return errors.ErrUnsupported
+}
+
+// socketSource reads a socket of the Conn's own.
+type socketSource struct {
+	c   *Conn
+	pc  net.PacketConn
+	udp *net.UDPConn
+	own bool
+}
+
+func (s *socketSource) read(b []byte) (int, netip.AddrPort, error) {
+	if s.udp != nil {
+		n, ap, err := s.udp.ReadFromUDPAddrPort(b)
+		return n, ap, err
+	}
+	for {
+		n, addr, err := s.pc.ReadFrom(b)
+		if err != nil {
+			return 0, netip.AddrPort{}, err
+		}
+		if ua, ok := addr.(*net.UDPAddr); ok {
+			return n, ua.AddrPort(), nil
+		}
+		s.c.Foreign.Add(1) // only UDP addresses are supported
+	}
+}
+
+func (s *socketSource) unblock() {
+	if s.own {
+		_ = s.pc.Close()
+		return
+	}
+	// A socket the caller owns is never closed: a past deadline wakes the
+	// reader, which clears it again on its way out (done).
+	_ = s.pc.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (s *socketSource) done() {
+	if !s.own {
+		_ = s.pc.SetReadDeadline(time.Time{})
+	}
+}
+
+// SetDSCP sets the DSCP field of the datagrams the socket sends, when it is
+// a UDP socket the Conn owns; a caller's socket is left alone.
+func (c *Conn) SetDSCP(dscp int) error {
+	if !c.cfg.OwnSocket {
+		return nil // the caller's socket keeps the caller's settings
+	}
+	if c.udp == nil {
+		return errors.ErrUnsupported
+	}
+	err4 := ipv4.NewConn(c.udp).SetTOS(dscp << 2)
+	err6 := ipv6.NewConn(c.udp).SetTrafficClass(dscp)
+	if err4 != nil && err6 != nil {
+		return err4
+	}
+	return nil
+}

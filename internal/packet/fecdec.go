@@ -1,0 +1,240 @@
+package packet
+
+import (
+	"encoding/binary"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// decoder collects FEC shards by group and rebuilds lost data shards with
+// Reed-Solomon. It learns the sender's shape from the shards themselves: it
+// starts from a guess (the local setting, as kcp-go does), and when a shard's
+// type contradicts the shape it re-detects it from where parity runs start.
+// While it has no shape it recovers nothing; data shards still reach KCP,
+// which the caller does before feeding the decoder.
+//
+// A decoder is used by one goroutine at a time.
+type decoder struct {
+	k, m, n int // current shape; n == 0: unknown
+	wrap    uint32
+	rs      reedsolomon.Encoder
+	groups  [groupSlots]group
+	scratch [][]byte
+	pool    *bufPool
+	st      *Stats
+
+	// shape detection
+	prevSeq    uint32
+	prevParity bool
+	havePrev   bool
+	runStart   uint32 // seqid where a parity run started
+	runGCD     uint32 // gcd of the distances of later run starts to it
+	haveRun    bool
+}
+
+// group is one FEC group being collected.
+type group struct {
+	id     uint32
+	used   bool
+	done   bool // recovered, complete, or given up: ignore further shards
+	got    [maxShards / 64]uint64
+	shards [][]byte // by position in the group; nil if not received
+	count  int      // shards received
+	data   int      // data shards received (not recovered)
+}
+
+func newDecoder(k, m int, pool *bufPool, st *Stats) *decoder {
+	d := &decoder{pool: pool, st: st}
+	d.setShape(k, m)
+	return d
+}
+
+// setShape switches to the shape (k, m), dropping open groups; k or m zero
+// means unknown.
+func (d *decoder) setShape(k, m int) {
+	for i := range d.groups {
+		d.finish(&d.groups[i])
+	}
+	d.k, d.m, d.n = 0, 0, 0
+	if k <= 0 || m <= 0 || k+m > maxShards {
+		return
+	}
+	rs, err := reedsolomon.New(k, m, rsOptions()...)
+	if err != nil {
+		return
+	}
+	d.k, d.m, d.n, d.rs = k, m, k+m, rs
+	d.wrap = paws(k + m)
+	d.scratch = make([][]byte, d.n)
+	for i := range d.groups {
+		d.groups[i].shards = make([][]byte, d.n)
+	}
+}
+
+// feed takes one shard: its seqid, whether it is parity, and its bytes from
+// the size field on. It appends every data shard it recovers to out, from
+// its size field on (size, then the KCP bytes), as pool buffers the caller
+// must return, and returns out.
+func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]byte {
+	if parity {
+		d.st.FECParityIn.Add(1)
+		totals.parityIn.Add(1)
+	}
+	d.detect(seq, parity)
+	if d.n == 0 || seq >= d.wrap || len(shard) > bufSize {
+		return out
+	}
+	gid := seq / uint32(d.n)
+	g := &d.groups[gid%groupSlots]
+	if g.used && g.id != gid {
+		if int32(gid-g.id) < 0 && int32(gid-g.id) > -1<<20 {
+			return out // from a group already closed
+		}
+		d.finish(g)
+	}
+	if !g.used {
+		g.used, g.id = true, gid
+	}
+	pos := int(seq % uint32(d.n))
+	if g.done || g.got[pos/64]&(1<<(pos%64)) != 0 {
+		return out
+	}
+	g.got[pos/64] |= 1 << (pos % 64)
+	g.shards[pos] = append(d.pool.get(), shard...)
+	g.count++
+	if !parity {
+		g.data++
+	}
+	switch {
+	case g.data == d.k:
+		totals.fullGroups.Add(1)
+		d.release(g)
+		g.done = true
+	case g.count >= d.k:
+		out = d.recover(g, out)
+		d.release(g)
+		g.done = true
+	}
+	return out
+}
+
+// recover rebuilds the missing data shards of g.
+func (d *decoder) recover(g *group, out [][]byte) [][]byte {
+	maxLen := 0
+	for _, s := range g.shards {
+		maxLen = max(maxLen, len(s))
+	}
+	for i, s := range g.shards {
+		switch {
+		case s != nil:
+			n := len(s)
+			s = s[:maxLen]
+			clear(s[n:])
+			d.scratch[i] = s
+		case i < d.k:
+			d.scratch[i] = d.pool.get() // empty, with room: the codec fills it
+		default:
+			d.scratch[i] = nil
+		}
+	}
+	if err := d.rs.ReconstructData(d.scratch); err != nil {
+		d.st.FECUnrecoverable.Add(1)
+		totals.unrecoverable.Add(1)
+		for i := range d.k {
+			if g.shards[i] == nil {
+				d.pool.put(d.scratch[i])
+			}
+		}
+		return out
+	}
+	recovered := 0
+	for i := range d.k {
+		if g.shards[i] != nil {
+			continue
+		}
+		r := d.scratch[i]
+		if len(r) >= 2 {
+			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
+				out = append(out, r[:sz])
+				recovered++
+				continue
+			}
+		}
+		d.pool.put(r)
+	}
+	d.st.FECRecovered.Add(uint64(recovered))
+	totals.recovered.Add(uint64(recovered))
+	d.st.FECGroupsRecovered.Add(1)
+	return out
+}
+
+// release returns g's shard buffers to the pool.
+func (d *decoder) release(g *group) {
+	for i, s := range g.shards {
+		if s != nil {
+			d.pool.put(s)
+			g.shards[i] = nil
+		}
+	}
+}
+
+// finish closes g: it counts the data shards that never arrived (the loss
+// estimate) and a group that lost data and could not be rebuilt.
+func (d *decoder) finish(g *group) {
+	if !g.used {
+		return
+	}
+	if d.k > 0 {
+		d.st.FECDataExpected.Add(uint64(d.k))
+		d.st.FECDataLost.Add(uint64(d.k - g.data))
+		if !g.done && g.data < d.k {
+			d.st.FECUnrecoverable.Add(1)
+			totals.unrecoverable.Add(1)
+		}
+	}
+	d.release(g)
+	g.used, g.done, g.count, g.data = false, false, 0, 0
+	g.got = [maxShards / 64]uint64{}
+}
+
+// detect checks seq against the current shape and re-detects the shape when
+// a shard contradicts it. Senders start every group at a multiple of k+m and
+// send its k data shards before its m parity shards, so the seqids where a
+// parity run starts (a parity shard right after a data shard) are all k
+// modulo k+m: the greatest common divisor of their distances is k+m (or a
+// multiple, until enough runs were seen; skipped parity only removes runs),
+// and any one of them modulo k+m is k.
+func (d *decoder) detect(seq uint32, parity bool) {
+	if d.n > 0 && (int(seq%uint32(d.n)) < d.k) == parity {
+		d.st.FECShapeChanges.Add(1)
+		d.setShape(0, 0)
+		d.haveRun = false
+	}
+	if parity && d.havePrev && !d.prevParity && d.prevSeq+1 == seq {
+		dist := seq - d.runStart
+		switch {
+		case !d.haveRun || dist == 0 || dist > 1<<20:
+			d.runStart, d.runGCD, d.haveRun = seq, 0, true
+		default:
+			g := gcd(d.runGCD, dist)
+			if g != d.runGCD {
+				d.runGCD = g
+				k := seq % g
+				if g <= maxShards && k > 0 && (int(g) != d.n || int(k) != d.k) {
+					d.setShape(int(k), int(g-k))
+				}
+			}
+			if g < 2 {
+				d.haveRun = false
+			}
+		}
+	}
+	d.prevSeq, d.prevParity, d.havePrev = seq, parity, true
+}
+
+func gcd(a, b uint32) uint32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

@@ -1,0 +1,172 @@
+package packet
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxQueue bounds a peer's pacing queue, in datagrams. The queue starts
+// small and grows on demand, so that an idle peer holds little memory; it is
+// twice the adaptive controller's largest send window (adaptMaxWindow), so
+// that what KCP's window lets out always fits.
+const maxQueue = 8192
+
+// pacingBurst is how far a paced sender may run ahead of its schedule.
+const pacingBurst = 2 * time.Millisecond
+
+// pacer is a peer's sending queue. With no rate every datagram goes out at
+// once; with a rate they leave at that rate, in order, through a bounded
+// queue that a timer drains (no goroutine while it is empty). What does not
+// fit is dropped and counted in Stats.QueueDrops.
+type pacer struct {
+	p    *Peer
+	rate atomic.Uint64 // bytes per second; 0: unpaced
+
+	mu      sync.Mutex
+	q       []qent // ring of pool buffers; grows up to maxQueue
+	head, n int
+	held    atomic.Bool // the adaptive gate holds the queue (see kick)
+	next    time.Time   // when the next datagram may leave
+	timer   *time.Timer
+	armed   bool
+	stopped bool
+}
+
+func (pc *pacer) setRate(r uint64) {
+	pc.rate.Store(r)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.drainLocked()
+}
+
+// qent is one queued datagram with what the adaptive controller needs to
+// know when it leaves (zero for parity and for peers without a controller).
+type qent struct {
+	d []byte
+	m qmeta
+}
+
+// send transmits d now or queues a copy of it.
+func (pc *pacer) send(d []byte) error { return pc.sendMeta(d, qmeta{}) }
+
+// sendMeta is send for a datagram that carries KCP data described by m.
+func (pc *pacer) sendMeta(d []byte, m qmeta) error {
+	if pc.rate.Load() == 0 && pc.p.ad.Load() == nil {
+		pc.mu.Lock()
+		empty := pc.n == 0
+		pc.mu.Unlock()
+		if empty {
+			return pc.p.transmit(d)
+		}
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.stopped {
+		return nil
+	}
+	if pc.n == len(pc.q) && !pc.grow() {
+		pc.p.st.QueueDrops.Add(1)
+		return nil
+	}
+	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
+	pc.n++
+	pc.drainLocked()
+	return nil
+}
+
+// drainLocked sends what the rate allows and arms the timer for the rest.
+func (pc *pacer) drainLocked() {
+	if pc.stopped {
+		return
+	}
+	now := time.Now()
+	rate := pc.rate.Load()
+	if pc.next.Before(now.Add(-pacingBurst)) {
+		pc.next = now.Add(-pacingBurst)
+	}
+	for pc.n > 0 {
+		if rate != 0 && pc.next.After(now) {
+			if !pc.armed {
+				pc.armed = true
+				if pc.timer == nil {
+					pc.timer = time.AfterFunc(pc.next.Sub(now), pc.fire)
+				} else {
+					pc.timer.Reset(pc.next.Sub(now))
+				}
+			}
+			return
+		}
+		e := pc.q[pc.head]
+		if e.m.data > 0 && !pc.p.mayTransmit() {
+			// An ACK kicks the queue again. Marking before checking once
+			// more means an ACK that lowered inflight meanwhile either
+			// sees the mark or is seen by the check.
+			pc.held.Store(true)
+			if !pc.p.mayTransmit() {
+				return
+			}
+			pc.held.Store(false)
+		}
+		d := e.d
+		pc.q[pc.head] = qent{}
+		pc.head = (pc.head + 1) % len(pc.q)
+		pc.n--
+		if pc.p.transmit(d) == nil && e.m.data > 0 {
+			pc.p.transmitted(e.m, pc.n > 0)
+		}
+		if rate != 0 {
+			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
+		}
+		pc.p.c.pool.put(d)
+	}
+}
+
+// grow enlarges the full ring, keeping its order; it reports false at
+// maxQueue.
+func (pc *pacer) grow() bool {
+	if len(pc.q) >= maxQueue {
+		return false
+	}
+	q := make([]qent, min(max(2*len(pc.q), 64), maxQueue))
+	for i := range pc.n {
+		q[i] = pc.q[(pc.head+i)%len(pc.q)]
+	}
+	pc.q, pc.head = q, 0
+	return true
+}
+
+// kick drains a queue the adaptive gate held, once inflight fell.
+func (pc *pacer) kick() {
+	if !pc.held.Load() {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.held.Store(false)
+	pc.drainLocked()
+}
+
+func (pc *pacer) fire() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.armed = false
+	pc.drainLocked()
+}
+
+// stop drops what is queued (counting it) and stops the timer.
+func (pc *pacer) stop() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.stopped = true
+	if pc.timer != nil {
+		pc.timer.Stop()
+	}
+	for pc.n > 0 {
+		pc.p.c.pool.put(pc.q[pc.head].d)
+		pc.q[pc.head] = qent{}
+		pc.head = (pc.head + 1) % len(pc.q)
+		pc.n--
+		pc.p.st.QueueDrops.Add(1)
+	}
+}

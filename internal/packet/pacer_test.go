@@ -1,0 +1,90 @@
+package packet
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// pacedPair returns a client Conn sending to a plain socket.
+func pacedPair(t *testing.T) (*Conn, *net.UDPConn) {
+	t.Helper()
+	rx := listenUDP(t)
+	t.Cleanup(func() { _ = rx.Close() })
+	_ = rx.SetReadBuffer(8 << 20)
+	c := NewClientConn(listenUDP(t), rx.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c, rx
+}
+
+// kcpPacket is a well-formed KCP PUSH segment of n data bytes.
+func kcpPacket(sn uint32, n int) []byte {
+	b := make([]byte, kcpOverhead+n)
+	b[4] = cmdPush
+	b[12] = byte(sn)
+	b[13] = byte(sn >> 8)
+	b[20] = byte(n)
+	b[21] = byte(n >> 8)
+	return b
+}
+
+// TestPacingRate checks that a paced peer does not send faster than its
+// rate (a lower bound on the time taken, so a slow machine cannot fail it),
+// that every datagram still leaves, and that clearing the rate sends the
+// rest at once.
+func TestPacingRate(t *testing.T) {
+	c, rx := pacedPair(t)
+	p := c.Peer()
+	const (
+		size  = 1000
+		count = 100
+		rate  = 200_000 // bytes per second: count*size takes 0.5 s
+	)
+	p.SetRate(rate)
+	start := time.Now()
+	for i := range count {
+		if _, err := c.WriteTo(kcpPacket(uint32(i), size-kcpOverhead), p.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	_ = rx.SetReadDeadline(time.Now().Add(testTimeout))
+	for i := range count {
+		if _, _, err := rx.ReadFrom(buf); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+	elapsed := time.Since(start)
+	if min := time.Duration(count*size-rate*pacingBurst.Seconds()-2*size) * time.Second / rate; elapsed < min {
+		t.Fatalf("%d bytes left in %v at %d B/s; pacing allows no less than %v", count*size, elapsed, rate, min)
+	}
+	// The counter moves just after the send; wait for it.
+	for deadline := time.Now().Add(testTimeout); p.Stats().DatagramsOut.Load() < count && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.Stats().Snapshot(); st.DatagramsOut != count || st.QueueDrops != 0 || st.SegmentsOut != count {
+		t.Fatalf("counters %+v", st)
+	}
+	// A very low rate: the queue fills, the rest is dropped and counted;
+	// clearing the rate sends what is queued at once.
+	p.SetRate(1)
+	extra := 10
+	for i := range maxQueue + extra {
+		if _, err := c.WriteTo(kcpPacket(uint32(count+i), 10), p.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The burst allowance may let the first one leave at once.
+	if drops := p.Stats().QueueDrops.Load(); drops < uint64(extra-1) {
+		t.Fatalf("queue drops %d, want at least %d", drops, extra-1)
+	}
+	p.SetRate(0)
+	// The batching sender counts a datagram once the socket took it.
+	want := uint64(count + maxQueue + extra)
+	for deadline := time.Now().Add(testTimeout); p.Stats().DatagramsOut.Load()+p.Stats().QueueDrops.Load() < want && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := p.Stats().DatagramsOut.Load(); got+p.Stats().QueueDrops.Load() != uint64(count+maxQueue+extra) {
+		t.Fatalf("after clearing the rate: %d sent + %d dropped, want %d", got, p.Stats().QueueDrops.Load(), count+maxQueue+extra)
+	}
+}
