@@ -435,11 +435,13 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 		}
 		if p == nil {
 			// A new session, or one kcp-go must refuse: kcp-go decides.
+			if c.cip.block == nil && !fec && !info.wellFormed && c.diagnosisDue() {
+				// Without a cipher nothing authenticates: a datagram that is
+				// not KCP may come from a client that has one.
+				c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), dgram)
+			}
 			if parity || len(kcpBytes) < kcpOverhead {
 				c.Foreign.Add(1)
-				if c.cip.block == nil && c.diagnosisDue() {
-					c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), dgram)
-				}
 				return 0, nil, false
 			}
 			return copy(b, kcpBytes), net.UDPAddrFromAddrPort(from), true
