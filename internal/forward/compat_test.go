@@ -95,3 +95,35 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestAdaptivePartsPinOnlyWhenGiven checks that windows and FEC are pinned
+// only by the flags or JSON keys that set them, so that a forwarding program
+// run without them adapts as the SDK does.
+func TestAdaptivePartsPinOnlyWhenGiven(t *testing.T) {
+	base := len(defaults(Client).Options(nil))
+	path := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(path, []byte(`{"parityshard": 2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args          []string
+		snd, rcv, fec bool
+	}{
+		{nil, false, false, false},
+		{[]string{"--sndwnd", "256"}, true, false, false},
+		{[]string{"-rcvwnd=2048", "-ds", "4"}, false, true, true},
+		{[]string{"-c", path}, false, false, true},
+	}
+	for _, tc := range cases {
+		c, err := parse(Client, tc.args, noEnv)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if c.SndWndSet != tc.snd || c.RcvWndSet != tc.rcv || c.FECSet != tc.fec {
+			t.Errorf("%v: pinned snd %v rcv %v fec %v, want %v %v %v", tc.args, c.SndWndSet, c.RcvWndSet, c.FECSet, tc.snd, tc.rcv, tc.fec)
+		}
+		if n, want := len(c.Options(nil)), base+btoi(tc.snd || tc.rcv)+btoi(tc.fec); n != want {
+			t.Errorf("%v: %d options, want %d", tc.args, n, want)
+		}
+	}
+}

@@ -106,6 +106,27 @@ type Config struct {
 	// server answers every client in kind and the client follows its server.
 	SmuxVerSet bool
 	NoCompSet  bool
+	// SndWndSet, RcvWndSet and FECSet record that --sndwnd, --rcvwnd and
+	// --datashard/--parityshard were given: those parts are then pinned.
+	// Unset, each session sizes its windows and picks its FEC shape itself.
+	SndWndSet, RcvWndSet, FECSet bool
+}
+
+// markGiven records that the setting called name (a flag, an alias or a
+// JSON key) was given explicitly, for the settings that adapt unless given.
+func (c *Config) markGiven(name string) {
+	switch name {
+	case "smuxver":
+		c.SmuxVerSet = true
+	case "nocomp":
+		c.NoCompSet = true
+	case "sndwnd":
+		c.SndWndSet = true
+	case "rcvwnd":
+		c.RcvWndSet = true
+	case "datashard", "ds", "parityshard", "ps":
+		c.FECSet = true
+	}
 }
 
 // setting is one row of the flag table: one flag with its aliases, the JSON
@@ -313,10 +334,8 @@ func parse(role Role, args []string, getenv func(string) string) (*Config, error
 		switch f.Name {
 		case "key":
 			keySet = true
-		case "smuxver":
-			c.SmuxVerSet = true
-		case "nocomp":
-			c.NoCompSet = true
+		default:
+			c.markGiven(f.Name)
 		}
 	})
 	switch {
@@ -389,10 +408,8 @@ func (c *Config) loadJSON(path string) error {
 		switch k {
 		case "key":
 			c.KeySource = "config"
-		case "smuxver":
-			c.SmuxVerSet = true
-		case "nocomp":
-			c.NoCompSet = true
+		default:
+			c.markGiven(k)
 		}
 	}
 	return nil
@@ -516,9 +533,7 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 		opts = append(opts, kcptun.WithNoDelay(c.NoDelay, c.Interval, c.Resend, c.NC))
 	}
 	opts = append(opts,
-		kcptun.WithWindow(c.SndWnd, c.RcvWnd),
 		kcptun.WithMTU(c.MTU),
-		kcptun.WithFEC(c.DataShard, c.ParityShard),
 		kcptun.WithDSCP(c.DSCP),
 		kcptun.WithACKNoDelay(c.AckNoDelay),
 		kcptun.WithRateLimit(c.RateLimit),
@@ -527,7 +542,21 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 		kcptun.WithFrameSize(c.FrameSize),
 		kcptun.WithKeepAlive(time.Duration(c.KeepAlive)*time.Second),
 	)
-	// Unless given, these follow the other end (the SDK's defaults).
+	// Unless given, windows and FEC adapt per session (a window of 0 stays
+	// adaptive), and compression and the smux version follow the other end.
+	if c.SndWndSet || c.RcvWndSet {
+		snd, rcv := 0, 0
+		if c.SndWndSet {
+			snd = c.SndWnd
+		}
+		if c.RcvWndSet {
+			rcv = c.RcvWnd
+		}
+		opts = append(opts, kcptun.WithWindow(snd, rcv))
+	}
+	if c.FECSet {
+		opts = append(opts, kcptun.WithFEC(c.DataShard, c.ParityShard))
+	}
 	if c.NoCompSet {
 		opts = append(opts, kcptun.WithCompression(!c.NoComp))
 	}
@@ -601,7 +630,9 @@ func (c *Config) logAttrs() []any {
 			}
 		}
 		switch {
-		case s.name == "smuxver" && !c.SmuxVerSet, s.name == "nocomp" && !c.NoCompSet:
+		case s.name == "smuxver" && !c.SmuxVerSet, s.name == "nocomp" && !c.NoCompSet,
+			s.name == "sndwnd" && !c.SndWndSet, s.name == "rcvwnd" && !c.RcvWndSet,
+			(s.name == "datashard" || s.name == "parityshard") && !c.FECSet:
 			attrs = append(attrs, slog.String(s.name, "auto"))
 			continue
 		}
