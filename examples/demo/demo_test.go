@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,12 +35,13 @@ func TestMain(m *testing.M) {
 }
 
 // TestDemoSmoke runs the demo for a short while and checks that the table
-// shows both systems, or kcptun alone with the reason when TCP cannot run
-// here (not root, no ip command, no TUN device).
+// shows kcptun with no options and kernel TCP with CUBIC and BBR (or a note
+// for each congestion control this kernel lacks), or kcptun alone with the
+// reason when TCP cannot run here (not root, no ip command, no TUN device).
 func TestDemoSmoke(t *testing.T) {
 	c := defaultConfig()
 	c.duration = 1500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out strings.Builder
 	start := time.Now()
@@ -48,7 +50,7 @@ func TestDemoSmoke(t *testing.T) {
 	}
 	t.Logf("demo took %v:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	text := out.String()
-	for _, want := range []string{"kcptun (fast2)", "bulk throughput", "small messages p99", "Verdict:"} {
+	for _, want := range []string{"kcptun (no options)", "bulk throughput", "small messages p99", "Verdict:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -59,14 +61,48 @@ func TestDemoSmoke(t *testing.T) {
 		}
 		return
 	}
-	if !strings.Contains(text, "TCP (Linux, cubic)") {
-		t.Errorf("output lacks the TCP column")
+	columns := 0
+	for _, cc := range []string{"cubic", "bbr"} {
+		col, note := "TCP "+ccLabel(cc)+" (Linux)", "Skipping TCP "+ccLabel(cc)+":"
+		if kerneltcp.CongestionControlAvailable(cc) != nil {
+			if !strings.Contains(text, note) || strings.Contains(text, col) {
+				t.Errorf("%s is not available here: want the note %q and no column", cc, note)
+			}
+			continue
+		}
+		columns++
+		if !strings.Contains(text, col) {
+			t.Errorf("output lacks the column %q", col)
+		}
+	}
+	_, v, _ := strings.Cut(text, "Verdict:")
+	if columns > 0 && (!strings.Contains(v, "TCP ") || strings.Contains(v, "no TCP figures")) {
+		t.Errorf("the verdict does not compare with TCP: %s", v)
 	}
 	// The demo removes the namespaces it created.
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
 		if mine := fmt.Sprintf("kcptun-demo-%d-", os.Getpid()); strings.Contains(string(out), mine) {
 			t.Errorf("namespaces %s* left behind:\n%s", mine, out)
 		}
+	}
+}
+
+// TestUnknownCC checks that a congestion control the kernel does not have
+// is skipped with a note and the demo still reports.
+func TestUnknownCC(t *testing.T) {
+	c := defaultConfig()
+	c.duration = 600 * time.Millisecond
+	c.tcpCC = "nosuchcc"
+	var out strings.Builder
+	if err := run(context.Background(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	if kerneltcp.Available() == nil && !strings.Contains(text, "Skipping TCP NOSUCHCC:") {
+		t.Errorf("no note for the unknown congestion control:\n%s", text)
+	}
+	if strings.Contains(text, "(Linux)") || !strings.Contains(text, "no TCP figures") {
+		t.Errorf("a TCP column without a congestion control to run:\n%s", text)
 	}
 }
 
@@ -79,8 +115,48 @@ func TestNoTCP(t *testing.T) {
 	if err := run(context.Background(), c, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "TCP baseline skipped") || strings.Contains(out.String(), "TCP (Linux") {
+	if !strings.Contains(out.String(), "TCP baseline skipped") || strings.Contains(out.String(), "(Linux)") {
 		t.Errorf("unexpected output:\n%s", out.String())
+	}
+}
+
+// fakeSide is a finished side with bulk throughput mbit over d and every
+// small message answered in rtt.
+func fakeSide(name string, mbit float64, d, rtt time.Duration) *side {
+	s := &side{name: name, short: name, bulkBytes: int64(mbit * 1e6 / 8 * d.Seconds())}
+	for range 10 {
+		s.msgs.sent = append(s.msgs.sent, time.Time{})
+		s.msgs.rtts = append(s.msgs.rtts, rtt)
+	}
+	return s
+}
+
+// TestVerdict checks that the verdict compares kcptun with the TCP that
+// moved the most and with the lowest TCP p99, and says so when TCP wins.
+func TestVerdict(t *testing.T) {
+	c := defaultConfig()
+	d, ms := c.duration, time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		sides []*side
+		want  []string
+	}{
+		{"kcptun wins", []*side{fakeSide("kcptun", 15, d, 100*ms), fakeSide("TCP CUBIC", 0.5, d, 300*ms), fakeSide("TCP BBR", 10, d, 200*ms)},
+			[]string{"1.5x faster than the better TCP, TCP BBR (15.00 vs 10.00 Mbit/s)", "2.0x lower than the best TCP, TCP BBR (100 vs 200 ms)"}},
+		{"TCP wins", []*side{fakeSide("kcptun", 5, d, 300*ms), fakeSide("TCP CUBIC", 1, d, 100*ms), fakeSide("TCP BBR", 15, d, 250*ms)},
+			[]string{"TCP BBR moved data 3.0x faster than kcptun with no options (15.00 vs 5.00 Mbit/s): TCP wins", "3.0x higher than the best TCP, TCP CUBIC (300 vs 100 ms)"}},
+		{"even", []*side{fakeSide("kcptun", 10, d, 100*ms), fakeSide("TCP BBR", 10.5, d, 105*ms)},
+			[]string{"about as fast as TCP BBR (10.00 vs 10.50 Mbit/s)", "about the same as TCP BBR (100 vs 105 ms)"}},
+		{"TCP stalls", []*side{fakeSide("kcptun", 10, d, 100*ms), fakeSide("TCP CUBIC", 0, d, 100*ms)},
+			[]string{"while TCP moved nothing"}},
+		{"kcptun alone", []*side{fakeSide("kcptun", 10, d, 100*ms)}, []string{"no TCP figures"}},
+	} {
+		v := verdict(c, tc.sides)
+		for _, w := range tc.want {
+			if !strings.Contains(v, w) {
+				t.Errorf("%s: verdict %q lacks %q", tc.name, v, w)
+			}
+		}
 	}
 }
 
@@ -95,11 +171,25 @@ func TestFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"-loss", "-1"}, {"-loss", "95"}, {"-loss", "NaN"}, {"-rtt", "-1s"}, {"-bw", "0"},
-		{"-duration", "1ms"}, {"-tcp-cc", strings.Repeat("x", 40)}, {"stray"}, {"-nope"},
+		{"-duration", "1ms"}, {"-tcp-cc", strings.Repeat("x", 40)}, {"-tcp-cc", "cubic,,bbr"},
+		{"-tcp-cc", "bbr,bbr"}, {"-tcp-cc", "bbr;reboot"}, {"-tcp-cc", "a,b,c,d,e"}, {"stray"}, {"-nope"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) succeeded, want an error", args)
 		}
+	}
+	for in, want := range map[string][]string{"": {""}, "cubic,bbr": {"cubic", "bbr"}, " bbr , reno ": {"bbr", "reno"}} {
+		c, err := parseFlags([]string{"-tcp-cc", in}, io.Discard)
+		if err != nil {
+			t.Errorf("-tcp-cc %q: %v", in, err)
+			continue
+		}
+		if got, _ := c.ccList(); !slices.Equal(got, want) {
+			t.Errorf("-tcp-cc %q: list %q, want %q", in, got, want)
+		}
+	}
+	if c, _ := parseFlags(nil, io.Discard); c.tcpCC != "cubic,bbr" {
+		t.Errorf("default -tcp-cc %q, want cubic,bbr", c.tcpCC)
 	}
 	if _, err := parseFlags([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)

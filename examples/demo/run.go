@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun"
@@ -21,19 +22,22 @@ import (
 )
 
 const (
+	demoKey      = "kcptun-demo" // the only option the kcptun side is given
 	msgSize      = 64
 	msgInterval  = 20 * time.Millisecond // 50 Hz
-	kcpMTU       = 1350
-	minWindow    = 32
-	maxWindow    = 8192
 	progressTick = 500 * time.Millisecond
 	drainTimeout = 2 * time.Second // waiting for the last answers
+	// drainBulkTimeout bounds the wait for the bulk data still in flight
+	// after the bulk phase, polled every drainPoll.
+	drainBulkTimeout = 4 * time.Second
+	drainPoll        = 20 * time.Millisecond
 	setupTimeout = 15 * time.Second
 )
 
 // side is one system under test behind its own emulator.
 type side struct {
-	name      string
+	name      string // the column's title
+	short     string // the name in the verdict
 	relay     *kcptuntest.Relay
 	dial      func(ctx context.Context) (net.Conn, error)
 	srv       *loadserver.Server
@@ -41,7 +45,8 @@ type side struct {
 	ipPackets bool // the relay carries whole IP packets (TCP), else UDP payloads
 
 	// results
-	bulkBytes int64
+	bulkBytes int64        // received by the end of the bulk phase
+	halfBytes atomic.Int64 // received by its middle
 	bulkErr   error
 	msgs      msgStats
 	wire      int64 // bytes that entered the links, both directions
@@ -56,24 +61,10 @@ func (c config) relayConfig() kcptuntest.Config {
 	return kcptuntest.Config{Up: l, Down: l, Seed: 1}
 }
 
-// kcpOptions are the kcptun settings: the SDK's defaults in the fast2
-// profile, with KCP windows and smux buffers sized to the link (1.5 and 2
-// bandwidth-delay products), since KCP in these profiles has no congestion
-// control and would otherwise overflow the link's queue or wait on its
-// window.
-func (c config) kcpOptions() []kcptun.Option {
-	bdp := int(float64(c.bw) / 8 * c.rtt.Seconds())
-	w := min(max(3*bdp/(2*kcpMTU), minWindow), maxWindow)
-	return []kcptun.Option{
-		kcptun.WithMode(kcptun.ModeFast2),
-		kcptun.WithWindow(w, w),
-		kcptun.WithSmuxBuffer(max(kcptun.DefaultSmuxBuffer, 2*bdp), max(kcptun.DefaultStreamBuffer, 2*bdp)),
-	}
-}
-
+// newKCPSide starts a kcptun listener and client with no option but the
+// key: windows, pacing and FEC are the SDK's own, adapted per session.
 func newKCPSide(c config) (*side, error) {
-	opts := c.kcpOptions()
-	ln, err := kcptun.Listen("127.0.0.1:0", opts...)
+	ln, err := kcptun.Listen("127.0.0.1:0", kcptun.WithKey(demoKey))
 	if err != nil {
 		return nil, fmt.Errorf("kcptun listen: %w", err)
 	}
@@ -82,13 +73,13 @@ func newKCPSide(c config) (*side, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun side: %w", err)
 	}
-	cl, err := kcptun.NewClient(relay.Addr().String(), opts...)
+	cl, err := kcptun.NewClient(relay.Addr().String(), kcptun.WithKey(demoKey))
 	if err != nil {
 		_ = relay.Close()
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun client: %w", err)
 	}
-	s := &side{name: "kcptun (fast2)", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln)}
+	s := &side{name: "kcptun (no options)", short: "kcptun", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln)}
 	s.close = func() {
 		s.srv.Close()
 		_ = cl.Close()
@@ -97,16 +88,23 @@ func newKCPSide(c config) (*side, error) {
 	return s, nil
 }
 
-func newTCPSide(ctx context.Context, c config) (*side, error) {
-	p, err := kerneltcp.New(ctx, "demo", c.relayConfig(), c.tcpCC)
+// ccLabel is how congestion control cc is named in the output.
+func ccLabel(cc string) string {
+	if cc == "" {
+		return "kernel default"
+	}
+	return strings.ToUpper(cc)
+}
+
+// newTCPSide builds a kernel TCP path with congestion control cc ("" for
+// the kernel's default) through an emulated link like kcptun's.
+func newTCPSide(ctx context.Context, c config, cc string) (*side, error) {
+	p, err := kerneltcp.New(ctx, "demo", c.relayConfig(), cc)
 	if err != nil {
 		return nil, err
 	}
-	cc := c.tcpCC
-	if cc == "" {
-		cc = "kernel default"
-	}
-	s := &side{name: "TCP (Linux, " + cc + ")", relay: p.Relay(), dial: p.Dial, srv: loadserver.Start(p.Listener()), ipPackets: true}
+	s := &side{name: "TCP " + ccLabel(cc) + " (Linux)", short: "TCP " + ccLabel(cc), relay: p.Relay(), dial: p.Dial,
+		srv: loadserver.Start(p.Listener()), ipPackets: true}
 	s.close = func() {
 		s.srv.Close()
 		p.Close()
@@ -114,53 +112,64 @@ func newTCPSide(ctx context.Context, c config) (*side, error) {
 	return s, nil
 }
 
+// tcpPlan returns the congestion controls whose TCP can run here, and
+// writes a one-line note to w for each one that cannot, or for TCP as a
+// whole.
+func tcpPlan(w io.Writer, c config) ([]string, error) {
+	ccs, err := c.ccList()
+	if err != nil {
+		return nil, err
+	}
+	if c.noTCP {
+		fmt.Fprintln(w, "TCP baseline skipped (-no-tcp).")
+		return nil, nil
+	}
+	if err := kerneltcp.Available(); err != nil {
+		fmt.Fprintln(w, err.Error()+"; showing kcptun only.")
+		return nil, nil
+	}
+	var run []string
+	for _, cc := range ccs {
+		if err := kerneltcp.CongestionControlAvailable(cc); err != nil {
+			fmt.Fprintf(w, "Skipping TCP %s: %v.\n", ccLabel(cc), err)
+			continue
+		}
+		run = append(run, cc)
+	}
+	return run, nil
+}
+
 // run runs the demo with c and writes its report to w.
 func run(ctx context.Context, c config, w io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "kcptun demo: %g%% loss each way, %v round trip, %g Mbit/s, the same emulated link for both systems\n",
+	fmt.Fprintf(w, "kcptun demo: %g%% loss each way, %v round trip, %g Mbit/s, the same emulated link for every system, one after another\n",
 		c.loss*100, c.rtt, float64(c.bw)/1e6)
+	ccs, err := tcpPlan(w, c)
+	if err != nil {
+		return err
+	}
 	kcp, err := newKCPSide(c)
 	if err != nil {
 		return err
 	}
-	defer kcp.close()
 	sides := []*side{kcp}
-	var tcpNote string
-	if c.noTCP {
-		tcpNote = "TCP baseline skipped (-no-tcp)."
-	} else if tcp, err := newTCPSide(ctx, c); err != nil {
-		if !errors.Is(err, kerneltcp.ErrUnavailable) {
+	measure(ctx, w, c, kcp)
+	for _, cc := range ccs {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tcpNote = err.Error() + "; showing kcptun only."
-	} else {
-		defer tcp.close()
+		tcp, err := newTCPSide(ctx, c, cc)
+		if err != nil {
+			if errors.Is(err, kerneltcp.ErrUnavailable) {
+				fmt.Fprintf(w, "Skipping TCP %s: %v.\n", ccLabel(cc), err)
+				continue
+			}
+			return err
+		}
 		sides = append(sides, tcp)
-	}
-	if tcpNote != "" {
-		fmt.Fprintln(w, tcpNote)
-	}
-
-	// Phase 1: bulk, every side at once, each over its own emulator.
-	phase(ctx, w, "bulk", c.duration, sides, func(ctx context.Context, s *side) { s.bulkBytes, s.bulkErr = bulk(ctx, s, c) },
-		func(s *side, el time.Duration) string {
-			return fmt.Sprintf("%s %6.2f Mbit/s", short(s.name), mbps(s.srv.Received(), el))
-		})
-	for _, s := range sides {
-		s.payload = s.srv.Received()
-	}
-	// Phase 2: small messages.
-	phase(ctx, w, "messages", c.duration, sides, func(ctx context.Context, s *side) { s.msgs.err = messages(ctx, s, c) },
-		func(s *side, _ time.Duration) string {
-			n, p50 := s.msgs.progress()
-			return fmt.Sprintf("%s %4d answered, p50 %4.0f ms", short(s.name), n, p50)
-		})
-	for _, s := range sides {
-		st := s.relay.Stats()
-		s.wire = wireBytes(st, s.ipPackets)
-		s.payload += int64(2 * msgSize * s.msgs.answered())
+		measure(ctx, w, c, tcp)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -169,7 +178,33 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	return nil
 }
 
-func short(name string) string { n, _, _ := strings.Cut(name, " "); return n }
+// measure runs both phases on s, records the results in s, and closes s.
+func measure(ctx context.Context, w io.Writer, c config, s *side) {
+	defer s.close()
+	// Phase 1: bulk data one way.
+	half := time.AfterFunc(c.duration/2, func() { s.halfBytes.Store(s.srv.Received()) })
+	var sent int64
+	phase(ctx, w, "bulk", c.duration, s, func(ctx context.Context) { sent, s.bulkErr = bulk(ctx, s, c) },
+		func(el time.Duration) string { return fmt.Sprintf("%6.2f Mbit/s", mbps(s.srv.Received(), el)) })
+	half.Stop()
+	s.bulkBytes = s.srv.Received()
+	if el, ok := drain(ctx, s, sent); !ok && ctx.Err() == nil {
+		fmt.Fprintf(w, "[drain    %4.1fs]   %-20s %.2f MB of bulk data still undelivered; measuring messages anyway\n",
+			el.Seconds(), s.name, float64(sent-s.srv.Received())/1e6)
+	} else if el >= time.Second {
+		fmt.Fprintf(w, "[drain    %4.1fs]   %-20s the bulk data still in flight delivered\n", el.Seconds(), s.name)
+	}
+	// Phase 2: small messages.
+	phase(ctx, w, "messages", c.duration, s, func(ctx context.Context) { s.msgs.err = messages(ctx, s, c) },
+		func(time.Duration) string {
+			n, p50 := s.msgs.progress()
+			return fmt.Sprintf("%4d answered, p50 %4.0f ms", n, p50)
+		})
+	// Bulk bytes still in flight when its phase ended count too, as their
+	// wire bytes do.
+	s.wire = wireBytes(s.relay.Stats(), s.ipPackets)
+	s.payload = s.srv.Received() + int64(2*msgSize*s.msgs.answered())
+}
 
 func mbps(b int64, d time.Duration) float64 {
 	if d <= 0 {
@@ -188,25 +223,18 @@ func wireBytes(st kcptuntest.Stats, ipPackets bool) int64 {
 	return int64(b)
 }
 
-// phase runs work on every side at once for d, printing a progress line
-// every half second, and waits for all of them.
-func phase(ctx context.Context, w io.Writer, name string, d time.Duration, sides []*side,
-	work func(context.Context, *side), line func(*side, time.Duration) string) {
+// phase runs work on s for d, printing a progress line every second (every
+// half second, rewriting itself, on a terminal), and waits for it.
+func phase(ctx context.Context, w io.Writer, name string, d time.Duration, s *side,
+	work func(context.Context), line func(time.Duration) string) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, s := range sides {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(ctx, s)
-		}()
-	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		defer close(done)
+		work(ctx)
+	}()
 	start := time.Now()
-	// On a terminal the progress line rewrites itself; elsewhere (a pipe, a
-	// test) it is printed once a second.
 	live := isTerminal(w)
 	every := time.Second
 	if live {
@@ -221,11 +249,7 @@ func phase(ctx context.Context, w io.Writer, name string, d time.Duration, sides
 		}
 		last = time.Now()
 		el := min(time.Since(start), d)
-		parts := []string{fmt.Sprintf("[%-8s %4.1fs/%v]", name, el.Seconds(), d)}
-		for _, s := range sides {
-			parts = append(parts, line(s, el))
-		}
-		text := strings.Join(parts, "   ")
+		text := fmt.Sprintf("[%-8s %4.1fs/%v]   %-20s %s", name, el.Seconds(), d, s.name, line(el))
 		switch {
 		case live && final:
 			fmt.Fprint(w, "\r"+text+"  \n")
@@ -261,8 +285,8 @@ func dialMode(ctx context.Context, s *side, mode byte) (net.Conn, error) {
 	return loadserver.Dial(ctx, s.dial, mode, setupTimeout)
 }
 
-// bulk writes incompressible bytes until ctx ends and returns what the
-// server received.
+// bulk writes incompressible bytes until ctx ends and returns how many the
+// connection took.
 func bulk(ctx context.Context, s *side, c config) (int64, error) {
 	conn, err := dialMode(ctx, s, loadserver.ModeSink)
 	if err != nil {
@@ -278,14 +302,36 @@ func bulk(ctx context.Context, s *side, c config) (int64, error) {
 	}
 	// Bounded in bytes as well as time: twice what the link can carry.
 	limit := 2*int64(float64(c.bw)/8*c.duration.Seconds()) + 1<<20
-	for sent := int64(0); sent < limit && ctx.Err() == nil; {
+	sent := int64(0)
+	for sent < limit && ctx.Err() == nil {
 		n, err := conn.Write(buf)
 		sent += int64(n)
 		if err != nil {
 			break
 		}
 	}
-	return s.srv.Received(), nil
+	return sent, nil
+}
+
+// drain waits, at most drainBulkTimeout, until the server has received
+// the sent bytes of the bulk phase that were still queued or in flight
+// when it ended, so that the messages phase measures small messages, not
+// the tail of the bulk transfer. It returns how long it waited and whether
+// everything arrived.
+func drain(ctx context.Context, s *side, sent int64) (time.Duration, bool) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, drainBulkTimeout)
+	defer cancel()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for s.srv.Received() < sent {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false
+		case <-tick.C:
+		}
+	}
+	return time.Since(start), true
 }
 
 // msgStats collects the round trips of the messages phase.
@@ -400,6 +446,7 @@ func report(w io.Writer, c config, sides []*side) {
 		rows = append(rows, r)
 	}
 	add("bulk throughput", func(s *side) string { return fmt.Sprintf("%.2f Mbit/s", mbps(s.bulkBytes, c.duration)) })
+	add("bulk, second half", func(s *side) string { return fmt.Sprintf("%.2f Mbit/s", s.secondHalf(c)) })
 	add("small messages p50", func(s *side) string { return fmt.Sprintf("%.0f ms", s.msgs.quantile(0.50)) })
 	add("small messages p99", func(s *side) string { return fmt.Sprintf("%.0f ms", s.msgs.quantile(0.99)) })
 	add("messages answered", func(s *side) string {
@@ -438,34 +485,81 @@ func report(w io.Writer, c config, sides []*side) {
 	fmt.Fprintln(w, verdict(c, sides))
 }
 
+// secondHalf is the bulk throughput in Mbit/s over the second half of the
+// bulk phase, past the start-up of the sender.
+func (s *side) secondHalf(c config) float64 {
+	return mbps(s.bulkBytes-s.halfBytes.Load(), c.duration/2)
+}
+
+// verdict compares kcptun (sides[0]) with the TCP that moved the most
+// data, and its small-message p99 with the TCP whose p99 was lowest,
+// saying plainly which one won.
 func verdict(c config, sides []*side) string {
 	k := sides[0]
 	kt := mbps(k.bulkBytes, c.duration)
+	kp := k.msgs.quantile(0.99)
 	if len(sides) < 2 {
-		return fmt.Sprintf("Verdict: kcptun moved %.2f Mbit/s of the link's %g with %g%% loss and answered small messages in %.0f ms at p99 (no TCP figures to compare with here).",
-			kt, float64(c.bw)/1e6, c.loss*100, k.msgs.quantile(0.99))
+		return fmt.Sprintf("Verdict: kcptun with no options moved %.2f Mbit/s of the link's %g with %g%% loss and answered small messages in %.0f ms at p99 (no TCP figures to compare with here).",
+			kt, float64(c.bw)/1e6, c.loss*100, kp)
 	}
-	t := sides[1]
-	tt := mbps(t.bulkBytes, c.duration)
-	kp, tp := k.msgs.quantile(0.99), t.msgs.quantile(0.99)
-	speed := "as fast as"
+	fast, quick := sides[1], (*side)(nil)
+	for _, t := range sides[1:] {
+		if t.bulkBytes > fast.bulkBytes {
+			fast = t
+		}
+		if t.msgs.answered() > 0 && (quick == nil || t.msgs.quantile(0.99) < quick.msgs.quantile(0.99)) {
+			quick = t
+		}
+	}
+	which := "the better TCP, "
+	if len(sides) == 2 {
+		which = ""
+	}
+	tt := mbps(fast.bulkBytes, c.duration)
+	var speed string
 	switch {
-	case tt <= 0 && kt > 0:
-		speed = "while TCP moved nothing,"
+	case tt <= 0 && kt <= 0:
+		speed = "neither kcptun nor TCP moved bulk data"
+	case tt <= 0:
+		speed = fmt.Sprintf("kcptun with no options moved %.2f Mbit/s while TCP moved nothing", kt)
 	case kt >= 1.1*tt:
-		speed = fmt.Sprintf("%.1fx faster than", kt/tt)
+		speed = fmt.Sprintf("kcptun with no options moved data %.1fx faster than %s%s (%.2f vs %.2f Mbit/s)", kt/tt, which, fast.short, kt, tt)
 	case tt >= 1.1*kt:
-		speed = fmt.Sprintf("%.1fx slower than", tt/kt)
+		speed = fmt.Sprintf("%s moved data %s than kcptun with no options (%.2f vs %.2f Mbit/s): TCP wins here", fast.short, times(tt, kt, "faster"), tt, kt)
+	default:
+		speed = fmt.Sprintf("kcptun with no options moved data about as fast as %s%s (%.2f vs %.2f Mbit/s)", which, fast.short, kt, tt)
 	}
-	lat := "about the same p99 latency as TCP"
+	var lat string
 	switch {
-	case kp > 0 && tp >= 1.2*kp:
-		lat = fmt.Sprintf("%.1fx lower p99 latency than TCP (%.0f vs %.0f ms)", tp/kp, kp, tp)
-	case tp > 0 && kp >= 1.2*tp:
-		lat = fmt.Sprintf("%.1fx higher p99 latency than TCP (%.0f vs %.0f ms)", kp/tp, kp, tp)
+	case quick == nil && k.msgs.answered() == 0:
+		lat = "no small message was answered"
+	case quick == nil:
+		lat = fmt.Sprintf("small messages p99 %.0f ms, where TCP answered none", kp)
+	case k.msgs.answered() == 0:
+		lat = fmt.Sprintf("kcptun answered no small message, %s did (p99 %.0f ms)", quick.short, quick.msgs.quantile(0.99))
+	default:
+		tp := quick.msgs.quantile(0.99)
+		best := quick.short
+		if len(sides) > 2 {
+			best = "the best TCP, " + best
+		}
+		switch {
+		case tp >= 1.2*kp:
+			lat = fmt.Sprintf("small messages p99 %.1fx lower than %s (%.0f vs %.0f ms)", tp/kp, best, kp, tp)
+		case kp >= 1.2*tp:
+			lat = fmt.Sprintf("small messages p99 %.1fx higher than %s (%.0f vs %.0f ms)", kp/tp, best, kp, tp)
+		default:
+			lat = fmt.Sprintf("small messages p99 about the same as %s (%.0f vs %.0f ms)", best, kp, tp)
+		}
 	}
-	if speed == "while TCP moved nothing," {
-		return fmt.Sprintf("Verdict: on this link kcptun moved %.2f Mbit/s while TCP moved nothing, with %s.", kt, lat)
+	return fmt.Sprintf("Verdict: on this link %s; %s.", speed, lat)
+}
+
+// times says how many times a is more than b: "1.5x faster", or "faster"
+// alone when b is zero.
+func times(a, b float64, word string) string {
+	if b <= 0 {
+		return word
 	}
-	return fmt.Sprintf("Verdict: on this link kcptun moved data %s TCP (%.2f vs %.2f Mbit/s), with %s.", speed, kt, tt, lat)
+	return fmt.Sprintf("%.1fx %s", a/b, word)
 }
