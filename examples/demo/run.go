@@ -31,7 +31,7 @@ const (
 	// after the bulk phase, polled every drainPoll.
 	drainBulkTimeout = 4 * time.Second
 	drainPoll        = 20 * time.Millisecond
-	setupTimeout = 15 * time.Second
+	setupTimeout     = 15 * time.Second
 )
 
 // side is one system under test behind its own emulator.
