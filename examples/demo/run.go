@@ -488,7 +488,7 @@ func report(w io.Writer, c config, sides []*side) {
 // secondHalf is the bulk throughput in Mbit/s over the second half of the
 // bulk phase, past the start-up of the sender.
 func (s *side) secondHalf(c config) float64 {
-	return mbps(s.bulkBytes-s.halfBytes.Load(), c.duration/2)
+	return mbps(s.bulkBytes-min(s.halfBytes.Load(), s.bulkBytes), c.duration/2)
 }
 
 // verdict compares kcptun (sides[0]) with the TCP that moved the most
