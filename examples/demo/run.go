@@ -188,11 +188,14 @@ func measure(ctx context.Context, w io.Writer, c config, s *side) {
 		func(el time.Duration) string { return fmt.Sprintf("%6.2f Mbit/s", mbps(s.srv.Received(), el)) })
 	half.Stop()
 	s.bulkBytes = s.srv.Received()
-	if el, ok := drain(ctx, s, sent); !ok && ctx.Err() == nil {
-		fmt.Fprintf(w, "[drain    %4.1fs]   %-20s %.2f MB of bulk data still undelivered; measuring messages anyway\n",
-			el.Seconds(), s.name, float64(sent-s.srv.Received())/1e6)
+	el, ok := drain(ctx, s, sent)
+	// The same columns as the progress lines.
+	tag := fmt.Sprintf("%-*s", len(fmt.Sprintf("[%-8s %4.1fs/%v]", "", 0.0, c.duration)), fmt.Sprintf("[%-8s %4.1fs]", "drain", el.Seconds()))
+	if !ok && ctx.Err() == nil {
+		fmt.Fprintf(w, "%s   %-20s %.2f MB of bulk data still undelivered; measuring messages anyway\n",
+			tag, s.name, float64(sent-s.srv.Received())/1e6)
 	} else if el >= time.Second {
-		fmt.Fprintf(w, "[drain    %4.1fs]   %-20s the bulk data still in flight delivered\n", el.Seconds(), s.name)
+		fmt.Fprintf(w, "%s   %-20s the bulk data still in flight delivered\n", tag, s.name)
 	}
 	// Phase 2: small messages.
 	phase(ctx, w, "messages", c.duration, s, func(ctx context.Context) { s.msgs.err = messages(ctx, s, c) },
