@@ -50,7 +50,7 @@ func TestDemoSmoke(t *testing.T) {
 	}
 	t.Logf("demo took %v:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	text := out.String()
-	for _, want := range []string{"kcptun (no options)", "bulk throughput", "bulk, second half", "small messages p99", "Verdict:"} {
+	for _, want := range []string{"kcptun (no options)", "[adapted]", "rate est.", "bulk throughput", "bulk, second half", "small messages p99", "Verdict:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -11,8 +11,10 @@
 // (the usual default of Linux distributions) and once with BBR. The systems
 // run one after another, each alone on the machine: first bulk data one way,
 // then, once the bulk data still in flight has arrived, 64-byte messages at
-// 50 Hz, while a progress line runs; at the end it prints a table side by
-// side and a one-line verdict against the better TCP.
+// 50 Hz, while a progress line runs. After kcptun's bulk phase it prints
+// what the adaptive controller of the sending session chose (rate, pacing,
+// windows, FEC). At the end it prints a table side by side and a one-line
+// verdict against the better TCP.
 //
 // The TCP side is real Linux TCP: two network namespaces, each with a TUN
 // device, whose IP packets the demo carries through the emulator as UDP

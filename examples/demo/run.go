@@ -43,6 +43,9 @@ type side struct {
 	srv       *loadserver.Server
 	close     func()
 	ipPackets bool // the relay carries whole IP packets (TCP), else UDP payloads
+	// state, when set, describes what the system chose by itself; it is
+	// printed after the bulk phase.
+	state func() string
 
 	// results
 	bulkBytes int64        // received by the end of the bulk phase
@@ -79,13 +82,35 @@ func newKCPSide(c config) (*side, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun client: %w", err)
 	}
-	s := &side{name: "kcptun (no options)", short: "kcptun", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln)}
+	s := &side{name: "kcptun (no options)", short: "kcptun", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln),
+		state: func() string { return controlSummary(cl.Stats()) }}
 	s.close = func() {
 		s.srv.Close()
 		_ = cl.Close()
 		_ = relay.Close()
 	}
 	return s, nil
+}
+
+// controlSummary describes the adaptive controller of the client's
+// session (the sending side of the bulk transfer), or says why there is
+// none to describe.
+func controlSummary(st kcptun.ClientStats) string {
+	if len(st.PerSession) == 0 {
+		return "no session"
+	}
+	ss := st.PerSession[0]
+	if !ss.Adaptive {
+		return "fixed settings (not adaptive)"
+	}
+	cs := ss.Control
+	fec := "FEC off"
+	if cs.DataShards > 0 {
+		fec = fmt.Sprintf("FEC %d+%d", cs.DataShards, cs.ParityShards)
+	}
+	return fmt.Sprintf("rate est. %.1f Mbit/s, pacing %.1f Mbit/s, min RTT %v, windows %d/%d pkts, loss est. %.1f%%, %s",
+		float64(cs.Bandwidth)*8/1e6, float64(cs.PacingRate)*8/1e6, cs.MinRTT.Round(time.Millisecond),
+		cs.SendWindow, cs.ReceiveWindow, cs.Loss*100, fec)
 }
 
 // ccLabel is how congestion control cc is named in the output.
@@ -188,6 +213,9 @@ func measure(ctx context.Context, w io.Writer, c config, s *side) {
 		func(el time.Duration) string { return fmt.Sprintf("%6.2f Mbit/s", mbps(s.srv.Received(), el)) })
 	half.Stop()
 	s.bulkBytes = s.srv.Received()
+	if s.state != nil {
+		fmt.Fprintf(w, "%-*s   %-20s %s\n", len(fmt.Sprintf("[%-8s %4.1fs/%v]", "", 0.0, c.duration)), "[adapted]", s.name, s.state())
+	}
 	el, ok := drain(ctx, s, sent)
 	// The same columns as the progress lines.
 	tag := fmt.Sprintf("%-*s", len(fmt.Sprintf("[%-8s %4.1fs/%v]", "", 0.0, c.duration)), fmt.Sprintf("[%-8s %4.1fs]", "drain", el.Seconds()))
