@@ -449,9 +449,13 @@ func (l *Listener) handOut(st *smux.Stream, s *session) (*Stream, bool) {
 	default:
 	}
 	l.open++
-	return newStream(st, s, l.streamReleased), true
+	return newStream(st, s, l), true
 }
 
+// ownsSession tells the Listener's streams that their sessions are shared.
+func (l *Listener) ownsSession() bool { return false }
+
+// streamReleased counts a stream of the Listener that has finished.
 func (l *Listener) streamReleased() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
