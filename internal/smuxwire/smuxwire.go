@@ -1,8 +1,9 @@
 // Package smuxwire holds everything the SDK knows about smux below smux's own
 // API: the frame layout, the few frames the SDK writes itself, the checks on
 // a session's first bytes, and the workarounds for smux behaviour that would
-// break the net.Conn contract. Nothing else in the module defines a smux
-// constant or builds a smux frame by hand.
+// break the net.Conn contract. No other non-test code of the module defines
+// a smux constant or builds a smux frame by hand (tests keep literal frames
+// on purpose, as vectors independent of this package).
 //
 // A smux frame is an 8-byte header, version u8 | command u8 | length u16 |
 // stream id u32 (little-endian), then length bytes of body. Version 1 knows
