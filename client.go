@@ -135,7 +135,7 @@ func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
 			}
 			c.open++
 			c.mu.Unlock()
-			return newStream(st, s, c.streamReleased), nil
+			return newStream(st, s, c), nil
 		}
 		lastErr = err
 		c.cfg.logger.Debug("kcptun: session refused a stream, replacing it", "addr", c.addr, "err", err)
@@ -343,6 +343,9 @@ func (c *Client) stop() {
 		close(c.drained)
 	}
 }
+
+// ownsSession tells the Client's streams that their sessions are shared.
+func (c *Client) ownsSession() bool { return false }
 
 // streamReleased counts a stream of the Client that has finished.
 func (c *Client) streamReleased() {

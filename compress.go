@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/golang/snappy"
+
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
 // The snappy framing format (github.com/google/snappy, framing_format.txt):
@@ -18,7 +20,6 @@ const (
 	snappyChunkUncompressed = 0x01
 	snappyChunkHeaderLen    = 4 + 4 // type+length, then the checksum
 	snappyMaxBlock          = 65536
-	smuxHeaderSize          = 8
 )
 
 // snappyStreamIdentifier is the first chunk of every snappy framed stream.
@@ -67,7 +68,7 @@ func newCompressedConn(conn io.ReadWriteCloser, frameSize int) *compressedConn {
 	c := &compressedConn{
 		conn:     conn,
 		r:        snappyReader{r: conn},
-		maxBlock: min(snappyMaxBlock, frameSize+smuxHeaderSize),
+		maxBlock: min(snappyMaxBlock, frameSize+smuxwire.HeaderSize),
 	}
 	c.vw, _ = conn.(vectorWriter)
 	c.obuf = make([]byte, identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
 // Neither end of a kcptun session announces its settings: the smux version
@@ -124,17 +126,13 @@ func sniffFormat(b []byte) (wireFormat, error) {
 // command that version knows.
 func sniffSmux(h []byte, compressed bool) (wireFormat, error) {
 	v := h[0]
-	if v != 1 && v != 2 {
+	if !smuxwire.ValidVersion(v) {
 		return wireFormat{}, fmt.Errorf("kcptun: first byte %#02x is neither a smux version nor a snappy stream: %w", v, errNotKcptun)
 	}
 	if len(h) < 2 {
 		return wireFormat{}, errSniffShort
 	}
-	maxCmd := byte(smuxCmdNOP) // v1: SYN, FIN, PSH, NOP
-	if v == 2 {
-		maxCmd = smuxCmdUPD // v2 adds UPD
-	}
-	if h[1] > maxCmd {
+	if h[1] > smuxwire.MaxCmd(v) {
 		return wireFormat{}, fmt.Errorf("kcptun: smux v%d frame with command %d: %w", v, h[1], errNotKcptun)
 	}
 	return wireFormat{version: int(v), compressed: compressed}, nil

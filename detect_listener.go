@@ -7,6 +7,8 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
 // formatCounters counts what a Listener's clients speak.
@@ -133,7 +135,7 @@ func (l *Listener) refuse(ks *kcp.UDPSession, have, want wireFormat) {
 	} else {
 		lg.Debug("kcptun: refusing client", "remote", remote, "speaks", have.String(), "pinned", want.String())
 	}
-	nop := [smuxHeaderSize]byte{byte(want.version), smuxCmdNOP}
+	nop := smuxwire.NOP(byte(want.version))
 	var err error
 	if want.compressed {
 		_, err = newCompressedConn(ks, l.cfg.frameSize).Write(nop[:])
@@ -150,5 +152,3 @@ func (l *Listener) refuse(ks *kcp.UDPSession, have, want wireFormat) {
 	}
 	_ = ks.Close()
 }
-
-const smuxCmdNOP = 3

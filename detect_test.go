@@ -18,6 +18,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
 // logRecorder is a slog.Handler that keeps every record for a test to check.
@@ -67,7 +68,7 @@ func (r *logRecorder) dump() string {
 }
 
 func TestSniffFormat(t *testing.T) {
-	nop := func(v byte) []byte { return []byte{v, smuxCmdNOP, 0, 0, 0, 0, 0, 0} }
+	nop := func(v byte) []byte { f := smuxwire.NOP(v); return f[:] }
 	compressed := func(frame []byte) []byte {
 		var out bytesWriter
 		c := newCompressedConn(&out, DefaultFrameSize)

@@ -76,9 +76,7 @@ func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, er
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)
 	}
-	stream := newStream(st, s, nil)
-	stream.linger = true
-	return stream, nil
+	return newStream(st, s, dialOwner{}), nil
 }
 
 // openSession resolves ra and dials a session within the dial timeout,

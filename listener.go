@@ -17,6 +17,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/packet"
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
 // Listener accepts streams from kcptun clients. It implements net.Listener:
@@ -87,19 +88,7 @@ func Listen(addr string, opts ...Option) (*Listener, error) {
 		}
 		l.lns = append(l.lns, ln)
 		l.pconns = append(l.pconns, pc)
-		if cfg.dscp != 0 {
-			if err := ln.SetDSCP(cfg.dscp); err != nil {
-				cfg.logger.Warn("kcptun: cannot set DSCP", "dscp", cfg.dscp, "err", err)
-			}
-		}
-		if cfg.sockBuf > 0 {
-			if err := ln.SetReadBuffer(cfg.sockBuf); err != nil {
-				cfg.logger.Warn("kcptun: cannot set socket read buffer", "bytes", cfg.sockBuf, "err", err)
-			}
-			if err := ln.SetWriteBuffer(cfg.sockBuf); err != nil {
-				cfg.logger.Warn("kcptun: cannot set socket write buffer", "bytes", cfg.sockBuf, "err", err)
-			}
-		}
+		cfg.applySocketOptions(ln)
 	}
 	l.start()
 	return l, nil
@@ -427,9 +416,8 @@ func (l *Listener) serveSession(s *session) {
 			l.logSessionEnd(remote, err, first)
 			return
 		}
-		// smux closes an accepted stream from a finalizer when its wrapper
-		// becomes unreachable; the Stream owns the close instead.
-		runtime.SetFinalizer(st, nil)
+		// The Stream owns the close, not smux's finalizer.
+		smuxwire.KeepAccepted(st)
 		if first {
 			first = false
 			_ = s.mux.SetDeadline(time.Time{})
@@ -461,9 +449,13 @@ func (l *Listener) handOut(st *smux.Stream, s *session) (*Stream, bool) {
 	default:
 	}
 	l.open++
-	return newStream(st, s, l.streamReleased), true
+	return newStream(st, s, l), true
 }
 
+// ownsSession tells the Listener's streams that their sessions are shared.
+func (l *Listener) ownsSession() bool { return false }
+
+// streamReleased counts a stream of the Listener that has finished.
 func (l *Listener) streamReleased() {
 	l.mu.Lock()
 	defer l.mu.Unlock()

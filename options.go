@@ -122,8 +122,6 @@ const (
 	maxMTU                = 1500
 	minKCPPayloadMTU      = 50 // kcp-go refuses a KCP MTU below this
 	fecHeaderSize         = 8  // seqid, flag, size
-	blockCryptHeaderSize  = 20 // nonce + crc32
-	aeadCryptHeaderSize   = 12 + 16
 	maxShards             = 256
 	maxWindow             = math.MaxUint16
 	maxSmuxBufferAccepted = math.MaxInt32
@@ -302,14 +300,7 @@ func (c *config) validate() error {
 
 // minMTU is the smallest MTU kcp-go accepts with this cipher and FEC setting.
 func (c *config) minMTU() int {
-	overhead := 0
-	switch {
-	case c.crypt == "null":
-	case c.crypt == "aes-128-gcm":
-		overhead = aeadCryptHeaderSize
-	default:
-		overhead = blockCryptHeaderSize
-	}
+	overhead := crypt.HeaderSize(c.crypt)
 	if c.fecEnabled() {
 		overhead += fecHeaderSize
 	}

@@ -133,7 +133,5 @@ func DialPacket(ctx context.Context, pc net.PacketConn, raddr net.Addr, opts ...
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)
 	}
-	stream := newStream(st, s, s.close)
-	stream.linger = true
-	return stream, nil
+	return newStream(st, s, dialOwner{}), nil
 }

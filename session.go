@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -16,6 +15,8 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
+
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 	"github.com/seed-fc8f924e/kcptun/internal/packet"
@@ -142,36 +143,22 @@ func (c *kcpConn) Close() error { return c.s.Close() }
 func (c *kcpConn) LocalAddr() net.Addr  { return c.s.LocalAddr() }
 func (c *kcpConn) RemoteAddr() net.Addr { return c.s.RemoteAddr() }
 
-// sendFIN writes a smux FIN frame for stream sid straight to the transport.
-// smux's own CloseWrite would do the same but also arm a clean-up that drops
-// the stream's unread bytes when the peer's FIN arrives. Frames stay whole:
-// smux writes one frame per call and both transports serialise calls, and
-// every frame of a Write that returned is already written.
+// sendFIN writes a smux FIN frame for stream sid straight to the transport,
+// instead of smux's CloseWrite (see internal/smuxwire).
 func (s *session) sendFIN(sid uint32) error {
-	var f [smuxHeaderSize]byte
-	f[0], f[1] = s.version, smuxCmdFIN
-	binary.LittleEndian.PutUint32(f[4:], sid)
+	f := smuxwire.FIN(s.version, sid)
 	_, err := s.tr.Write(f[:])
 	return err
 }
 
 // sendWindowUpdate writes a smux v2 window update for stream sid: consumed
-// is the total the user has read, an absolute count, so a repeat is harmless.
+// is the total the user has read, an absolute count, so a repeat is harmless
+// (see internal/smuxwire).
 func (s *session) sendWindowUpdate(sid, consumed uint32) error {
-	var f [smuxHeaderSize + 8]byte
-	f[0], f[1] = s.version, smuxCmdUPD
-	binary.LittleEndian.PutUint16(f[2:], 8)
-	binary.LittleEndian.PutUint32(f[4:], sid)
-	binary.LittleEndian.PutUint32(f[8:], consumed)
-	binary.LittleEndian.PutUint32(f[12:], s.window)
+	f := smuxwire.WindowUpdate(sid, consumed, s.window)
 	_, err := s.tr.Write(f[:])
 	return err
 }
-
-const (
-	smuxCmdFIN = 1
-	smuxCmdUPD = 4
-)
 
 // close closes smux (which closes the KCP session under it) and the KCP
 // session itself, once.
@@ -211,10 +198,8 @@ func (c *config) smuxConfig() *smux.Config {
 	sc.MaxStreamBuffer = c.streamBuf
 	sc.MaxFrameSize = c.frameSize
 	sc.KeepAliveInterval = c.keepAlive
-	// smux checks for silence only once per timeout period, so it would take
-	// up to twice the timeout; the session's own idle timer (checkIdle)
-	// judges instead, and smux's check is pushed out of the way.
-	sc.KeepAliveTimeout = math.MaxInt64
+	// The session's own idle timer (checkIdle) judges silence.
+	smuxwire.DisableKeepAliveTimeout(sc)
 	return sc
 }
 
@@ -249,20 +234,35 @@ func (c *config) tune(s *kcp.UDPSession, server bool) error {
 	if server {
 		return nil
 	}
+	c.applySocketOptions(s)
+	return nil
+}
+
+// udpSocket is what the socket options apply to: a client's KCP session or a
+// Listener's KCP listener, each over its own UDP socket.
+type udpSocket interface {
+	SetDSCP(dscp int) error
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
+}
+
+// applySocketOptions applies WithDSCP and WithSockBuf to sock, the one place
+// both clients and Listeners set them. Like the binaries, a refusal is
+// logged and the socket used as it is.
+func (c *config) applySocketOptions(sock udpSocket) {
 	if c.dscp != 0 {
-		if err := s.SetDSCP(c.dscp); err != nil {
+		if err := sock.SetDSCP(c.dscp); err != nil {
 			c.logger.Warn("kcptun: cannot set DSCP", "dscp", c.dscp, "err", err)
 		}
 	}
 	if c.sockBuf > 0 {
-		if err := s.SetReadBuffer(c.sockBuf); err != nil {
+		if err := sock.SetReadBuffer(c.sockBuf); err != nil {
 			c.logger.Warn("kcptun: cannot set socket read buffer", "bytes", c.sockBuf, "err", err)
 		}
-		if err := s.SetWriteBuffer(c.sockBuf); err != nil {
+		if err := sock.SetWriteBuffer(c.sockBuf); err != nil {
 			c.logger.Warn("kcptun: cannot set socket write buffer", "bytes", c.sockBuf, "err", err)
 		}
 	}
-	return nil
 }
 
 // adaptSession starts the session's adaptive controller, unless
@@ -359,8 +359,8 @@ func startSession(ctx context.Context, c *config, pconn *packet.Conn, raddr *net
 	s := newSession(ks, c, false)
 	// A smux NOP frame: the server's smux ignores it, but its KCP must
 	// acknowledge it, which proves that the path, the key and the cipher work.
-	probe := []byte{byte(c.smuxVersion), 3, 0, 0, 0, 0, 0, 0}
-	if _, err := s.tr.Write(probe); err != nil {
+	probe := smuxwire.NOP(byte(c.smuxVersion))
+	if _, err := s.tr.Write(probe[:]); err != nil {
 		_ = ks.Close()
 		return nil, err
 	}

@@ -26,13 +26,12 @@ import (
 //
 // Dial, Client.Dial and Listener.Accept return *Stream as a net.Conn.
 type Stream struct {
-	st      *smux.Stream
-	sess    *session
-	local   net.Addr
-	remote  net.Addr
-	release func()        // runs once, when the stream has finished
-	linger  bool          // the stream owns its session: Close delivers, then closes it
-	read    atomic.Uint32 // bytes handed to the user, as smux v2 counts them
+	st     *smux.Stream
+	sess   *session
+	local  net.Addr
+	remote net.Addr
+	owner  streamOwner   // the Client, the Listener or dialOwner
+	read   atomic.Uint32 // bytes handed to the user, as smux v2 counts them
 
 	done     chan struct{} // closed by Close: wakes every blocked call
 	wdl      deadline      // the write deadline; smux never sees one
@@ -45,11 +44,29 @@ type Stream struct {
 	force    *time.Timer // ends a finish that takes longer than lingerTimeout
 }
 
-func newStream(st *smux.Stream, sess *session, release func()) *Stream {
+func newStream(st *smux.Stream, sess *session, owner streamOwner) *Stream {
 	sess.streamOpened()
 	return &Stream{st: st, sess: sess, local: sess.kcp.LocalAddr(), remote: sess.kcp.RemoteAddr(),
-		release: release, done: make(chan struct{})}
+		owner: owner, done: make(chan struct{})}
 }
+
+// streamOwner is the one owner of a Stream: the Client or the Listener that
+// handed it out over a shared session, or dialOwner for a stream from Dial,
+// which has a session of its own.
+type streamOwner interface {
+	// ownsSession reports whether the stream's session is the stream's
+	// alone: Close then delivers the stream's bytes and closes the session.
+	ownsSession() bool
+	// streamReleased is called once per Stream, when it has finished.
+	streamReleased()
+}
+
+// dialOwner owns the streams of Dial and DialPacket: each stream closes its
+// own session, so there is nothing to count.
+type dialOwner struct{}
+
+func (dialOwner) ownsSession() bool { return true }
+func (dialOwner) streamReleased()   {}
 
 // lingerTimeout bounds how long a closed Dial stream keeps its session open
 // to deliver what KCP has not seen acknowledged yet, and how long a closed
@@ -307,7 +324,7 @@ func (s *Stream) Close() error {
 	// Whatever the writer is stuck on (a peer that stopped reading), the
 	// stream and a Dial stream's session end lingerTimeout after Close.
 	s.force = time.AfterFunc(lingerTimeout, func() {
-		if s.linger {
+		if s.owner.ownsSession() {
 			s.sess.close()
 		} else {
 			_ = s.st.Close()
@@ -336,16 +353,14 @@ func (s *Stream) finish(marks uint64) {
 	s.state.Lock()
 	closedAt := s.closedAt
 	s.state.Unlock()
-	if s.linger {
+	if s.owner.ownsSession() {
 		s.lingerThenClose(closedAt, marks)
 	} else {
 		_ = s.st.Close()
 	}
 	s.force.Stop()
 	s.sess.streamClosed()
-	if s.release != nil {
-		s.release()
-	}
+	s.owner.streamReleased()
 }
 
 // lingerThenClose ends a Dial stream: closing a KCP session drops what it has

@@ -152,6 +152,29 @@ func Names() []string {
 	return names
 }
 
+// Bytes the packet format puts around each packet's payload, by kind of
+// cipher: a block cipher's random nonce and CRC-32 before it, or AES-GCM's
+// nonce before it and its tag after it.
+const (
+	blockHeaderSize = 16 + 4
+	aeadHeaderSize  = 12 + 16
+)
+
+// HeaderSize returns how many bytes the named cipher adds to every packet:
+// 0 for null, 28 for aes-128-gcm (nonce and tag) and 20 for the others
+// (nonce and CRC-32, kept even by none and xor). Unknown names report 0.
+func HeaderSize(name string) int {
+	s, ok := lookup(name)
+	switch {
+	case !ok || s.build == nil:
+		return 0
+	case s.authenticated:
+		return aeadHeaderSize
+	default:
+		return blockHeaderSize
+	}
+}
+
 // Authenticated reports whether the named cipher authenticates each packet
 // cryptographically, which only aes-128-gcm does. The CRC-32 the other
 // ciphers carry detects a wrong key or corruption but does not stop forgery.

@@ -10,6 +10,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
@@ -178,7 +179,7 @@ func FuzzParseSmuxFrames(f *testing.F) {
 			t.Fatal("frames and rest do not rebuild the input")
 		}
 		if err == nil {
-			if len(rest) >= wire.SmuxHeaderSize && int(rest[2])|int(rest[3])<<8 <= len(rest)-wire.SmuxHeaderSize {
+			if len(rest) >= smuxwire.HeaderSize && int(rest[2])|int(rest[3])<<8 <= len(rest)-smuxwire.HeaderSize {
 				t.Fatal("a complete frame was left in rest")
 			}
 		} else if !errors.Is(err, wire.ErrInvalid) {

@@ -14,6 +14,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
@@ -331,23 +332,23 @@ func checkStream(t *testing.T, c *capture, dir string, stream []byte) {
 			t.Errorf("%s: frame %d (cmd %d) on sid %d", dir, i, f.Cmd, f.SID)
 		}
 		switch f.Cmd {
-		case wire.SmuxSYN:
+		case smuxwire.CmdSYN:
 			syn++
 			if i != 0 {
 				t.Errorf("%s: SYN is frame %d", dir, i)
 			}
-		case wire.SmuxFIN:
+		case smuxwire.CmdFIN:
 			fin++
-		case wire.SmuxPSH:
+		case smuxwire.CmdPSH:
 			psh = append(psh, f.Data...)
-		case wire.SmuxUPD:
+		case smuxwire.CmdUPD:
 			upd++
 			consumed, window, ok := f.Update()
 			if !ok || consumed == 0 || consumed > uint32(len(c.Payload)) || window == 0 {
 				t.Errorf("%s: UPD body % x", dir, f.Data)
 			}
 		}
-		if f.Cmd != wire.SmuxPSH && f.Cmd != wire.SmuxUPD && len(f.Data) != 0 {
+		if f.Cmd != smuxwire.CmdPSH && f.Cmd != smuxwire.CmdUPD && len(f.Data) != 0 {
 			t.Errorf("%s: cmd %d frame carries %d bytes", dir, f.Cmd, len(f.Data))
 		}
 	}

@@ -3,38 +3,23 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
-)
 
-// Commands of smux frames.
-const (
-	// SmuxSYN opens a stream.
-	SmuxSYN uint8 = 0
-	// SmuxFIN ends the sender's writes on a stream.
-	SmuxFIN uint8 = 1
-	// SmuxPSH carries stream data.
-	SmuxPSH uint8 = 2
-	// SmuxNOP is a keepalive.
-	SmuxNOP uint8 = 3
-	// SmuxUPD is a window update (smux version 2 only).
-	SmuxUPD uint8 = 4
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
-
-// SmuxHeaderSize is the size of a smux frame header.
-const SmuxHeaderSize = 8
 
 // SmuxFrame is one smux frame.
 type SmuxFrame struct {
 	Ver  uint8  // protocol version, 1 or 2
-	Cmd  uint8  // SmuxSYN, SmuxFIN, SmuxPSH, SmuxNOP or SmuxUPD
+	Cmd  uint8  // one of the smuxwire.Cmd constants
 	SID  uint32 // stream id; the client opens odd ids from 3
 	Data []byte // the len field's worth of bytes
 }
 
-// Update decodes the body of a SmuxUPD frame: the bytes of the stream the
+// Update decodes the body of a smuxwire.CmdUPD frame: the bytes of the stream the
 // sender has consumed and its receive window. ok is false when f is not an
 // UPD frame with an 8-byte body.
 func (f SmuxFrame) Update() (consumed, window uint32, ok bool) {
-	if f.Cmd != SmuxUPD || len(f.Data) != 8 {
+	if f.Cmd != smuxwire.CmdUPD || len(f.Data) != smuxwire.UpdateSize {
 		return 0, 0, false
 	}
 	return binary.LittleEndian.Uint32(f.Data), binary.LittleEndian.Uint32(f.Data[4:]), true
@@ -45,26 +30,26 @@ func (f SmuxFrame) Update() (consumed, window uint32, ok bool) {
 // len u16, sid u32, then len bytes. A frame cut off by the end of p is not
 // an error: its bytes are returned in rest, for the caller to complete.
 //
-// A version other than 1 or 2 or a command above SmuxUPD yields ErrInvalid,
+// A version other than 1 or 2 or a command above smuxwire.CmdUPD yields ErrInvalid,
 // with the frames before it and rest starting at the bad frame. It does not
 // check that all frames share one version; smux itself drops a session on a
 // frame of the other version. Frame data aliases p.
 func ParseSmuxFrames(p []byte) (frames []SmuxFrame, rest []byte, err error) {
-	for len(p) >= SmuxHeaderSize {
+	for len(p) >= smuxwire.HeaderSize {
 		f := SmuxFrame{Ver: p[0], Cmd: p[1], SID: binary.LittleEndian.Uint32(p[4:])}
-		if f.Ver != 1 && f.Ver != 2 {
+		if !smuxwire.ValidVersion(f.Ver) {
 			return frames, p, fmt.Errorf("%w: smux version %d", ErrInvalid, f.Ver)
 		}
-		if f.Cmd > SmuxUPD {
+		if f.Cmd > smuxwire.CmdUPD {
 			return frames, p, fmt.Errorf("%w: smux command %d", ErrInvalid, f.Cmd)
 		}
 		n := int(binary.LittleEndian.Uint16(p[2:]))
-		if len(p)-SmuxHeaderSize < n {
+		if len(p)-smuxwire.HeaderSize < n {
 			break
 		}
-		f.Data = p[SmuxHeaderSize : SmuxHeaderSize+n : SmuxHeaderSize+n]
+		f.Data = p[smuxwire.HeaderSize : smuxwire.HeaderSize+n : smuxwire.HeaderSize+n]
 		frames = append(frames, f)
-		p = p[SmuxHeaderSize+n:]
+		p = p[smuxwire.HeaderSize+n:]
 	}
 	if len(p) == 0 {
 		p = nil

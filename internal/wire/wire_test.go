@@ -11,6 +11,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
 )
 
@@ -166,16 +167,16 @@ func TestParseSegments(t *testing.T) {
 }
 
 func TestParseSmuxFrames(t *testing.T) {
-	syn := wire.SmuxFrame{Ver: 2, Cmd: wire.SmuxSYN, SID: 3, Data: []byte{}}
-	psh := wire.SmuxFrame{Ver: 2, Cmd: wire.SmuxPSH, SID: 3, Data: []byte("hello")}
-	upd := wire.SmuxFrame{Ver: 2, Cmd: wire.SmuxUPD, SID: 3, Data: binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 27), 2097152)}
+	syn := wire.SmuxFrame{Ver: 2, Cmd: smuxwire.CmdSYN, SID: 3, Data: []byte{}}
+	psh := wire.SmuxFrame{Ver: 2, Cmd: smuxwire.CmdPSH, SID: 3, Data: []byte("hello")}
+	upd := wire.SmuxFrame{Ver: 2, Cmd: smuxwire.CmdUPD, SID: 3, Data: binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 27), 2097152)}
 	stream := appendSmux(appendSmux(appendSmux(nil, syn), psh), upd)
 
 	frames, rest, err := wire.ParseSmuxFrames(stream)
 	if err != nil || rest != nil || len(frames) != 3 {
 		t.Fatalf("ParseSmuxFrames = %+v, %q, %v", frames, rest, err)
 	}
-	if string(frames[1].Data) != "hello" || frames[1].SID != 3 || frames[1].Cmd != wire.SmuxPSH {
+	if string(frames[1].Data) != "hello" || frames[1].SID != 3 || frames[1].Cmd != smuxwire.CmdPSH {
 		t.Errorf("PSH parsed as %+v", frames[1])
 	}
 	if c, w, ok := frames[2].Update(); !ok || c != 27 || w != 2097152 {
