@@ -94,9 +94,10 @@ const (
 
 // qmeta describes the KCP data of a queued datagram.
 type qmeta struct {
-	data  int32  // bytes of PUSH segments (header and data); 0: none
-	sn    uint32 // first PUSH sn
-	npush uint16 // PUSH segments
+	data   int32  // bytes of PUSH segments (header and data); 0: none
+	sn     uint32 // first PUSH sn
+	npush  uint16 // PUSH segments
+	resend bool   // some PUSH segment was sent before
 }
 
 // EnableAdaptive gives the peer an adaptive controller that sets its
@@ -243,6 +244,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 					a.next = sn + 1
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
+				m.resend = true
 				if r.st&recSent != 0 {
 					changed = true
 					a.inflight -= int64(r.size)

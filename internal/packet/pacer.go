@@ -12,6 +12,10 @@ import (
 // that what KCP's window lets out always fits.
 const maxQueue = 8192
 
+// gateValve is how long the adaptive inflight gate may hold the queue
+// before one datagram leaves anyway.
+const gateValve = 50 * time.Millisecond
+
 // pacingBurst is how far a paced sender may run ahead of its schedule.
 const pacingBurst = 2 * time.Millisecond
 
@@ -23,14 +27,15 @@ type pacer struct {
 	p    *Peer
 	rate atomic.Uint64 // bytes per second; 0: unpaced
 
-	mu      sync.Mutex
-	q       []qent // ring of pool buffers; grows up to maxQueue
-	head, n int
-	held    atomic.Bool // the adaptive gate holds the queue (see kick)
-	next    time.Time   // when the next datagram may leave
-	timer   *time.Timer
-	armed   bool
-	stopped bool
+	mu        sync.Mutex
+	q         []qent // ring of pool buffers; grows up to maxQueue
+	head, n   int
+	held      atomic.Bool // the adaptive gate holds the queue (see kick)
+	heldSince time.Time   // when the gate started holding the head
+	next      time.Time   // when the next datagram may leave
+	timer     *time.Timer
+	armed     bool
+	stopped   bool
 }
 
 func (pc *pacer) setRate(r uint64) {
@@ -104,10 +109,27 @@ func (pc *pacer) drainLocked() {
 			// sees the mark or is seen by the check.
 			pc.held.Store(true)
 			if !pc.p.mayTransmit() {
-				return
+				// A valve: held for gateValve, one datagram leaves anyway,
+				// so that the queue moves even if no ACK comes (the
+				// retransmission the peer waits for may be queued here).
+				if pc.heldSince.IsZero() {
+					pc.heldSince = now
+				}
+				if wait := gateValve - now.Sub(pc.heldSince); wait > 0 {
+					if !pc.armed {
+						pc.armed = true
+						if pc.timer == nil {
+							pc.timer = time.AfterFunc(wait, pc.fire)
+						} else {
+							pc.timer.Reset(wait)
+						}
+					}
+					return
+				}
 			}
 			pc.held.Store(false)
 		}
+		pc.heldSince = time.Time{}
 		d := e.d
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
