@@ -436,6 +436,7 @@ func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale 
 		return nil, false
 	}
 	if !c.maybeMove(p, from, info) {
+		p.st.StaleMoves.Add(1)
 		return nil, true
 	}
 	return p, false
@@ -449,7 +450,6 @@ func (c *Conn) maybeMove(p *Peer, from netip.AddrPort, info segInfo) bool {
 	fresh := (info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS))) ||
 		(info.ack && (!p.haveAck || tsNewer(info.ackTS, p.ackTS)))
 	if !fresh {
-		p.st.StaleMoves.Add(1)
 		return false
 	}
 	c.mu.Lock()
