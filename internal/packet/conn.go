@@ -74,7 +74,6 @@ type Conn struct {
 
 	// reader state: used by the goroutine in ReadFrom
 	rmu      sync.Mutex
-	rbuf     []byte
 	pend     [][]byte
 	pendPeer []*Peer
 
@@ -94,7 +93,9 @@ type Conn struct {
 
 // source delivers raw datagrams.
 type source interface {
-	read(b []byte) (int, netip.AddrPort, error)
+	// next returns the next datagram, in a buffer the caller may modify
+	// and that stays valid until the following call.
+	next() ([]byte, netip.AddrPort, error)
 	// unblock makes a blocked read return; called once by Close.
 	unblock()
 	// done is called by the reader after a read failed on a closed Conn.
@@ -105,7 +106,7 @@ type source interface {
 // Forget.
 func NewConn(pc net.PacketConn, cfg Config) *Conn {
 	c := newConn(pc, cfg)
-	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	c.src = newSocketSource(c, cfg.OwnSocket)
 	return c
 }
 
@@ -113,7 +114,7 @@ func NewConn(pc net.PacketConn, cfg Config) *Conn {
 // datagrams from any other address are dropped.
 func NewClientConn(pc net.PacketConn, raddr *net.UDPAddr, cfg Config) *Conn {
 	c := newConn(pc, cfg)
-	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	c.src = newSocketSource(c, cfg.OwnSocket)
 	c.fixed = c.newPeer(raddr)
 	return c
 }
@@ -297,9 +298,6 @@ func (c *Conn) Peer() *Peer { return c.fixed }
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if c.rbuf == nil {
-		c.rbuf = make([]byte, bufSize)
-	}
 	for {
 		if len(c.pend) > 0 {
 			r, p := c.pend[0], c.pendPeer[0]
@@ -327,7 +325,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.pool.put(r)
 			return n, p.addr, nil
 		}
-		n, from, err := c.src.read(c.rbuf[:MaxDatagram])
+		dgram, from, err := c.src.next()
 		if err != nil {
 			select {
 			case <-c.closed:
@@ -337,7 +335,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			return 0, nil, err
 		}
-		if n, addr, ok := c.input(c.rbuf[:n], from, b); ok {
+		if n, addr, ok := c.input(dgram, from, b); ok {
 			return n, addr, nil
 		}
 	}
@@ -441,6 +439,7 @@ func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale 
 		return nil, false
 	}
 	if !c.maybeMove(p, from, info) {
+		p.st.StaleMoves.Add(1)
 		return nil, true
 	}
 	return p, false
@@ -454,7 +453,6 @@ func (c *Conn) maybeMove(p *Peer, from netip.AddrPort, info segInfo) bool {
 	fresh := (info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS))) ||
 		(info.ack && (!p.haveAck || tsNewer(info.ackTS, p.ackTS)))
 	if !fresh {
-		p.st.StaleMoves.Add(1)
 		return false
 	}
 	c.mu.Lock()
@@ -710,26 +708,44 @@ func (c *Conn) SetWriteBuffer(n int) error {
 	return errors.ErrUnsupported
 }
 
-// socketSource reads a socket of the Conn's own.
+// socketSource reads the Conn's socket: in batches (recvmmsg) where the
+// platform allows and the socket is a *net.UDPConn, else one datagram per
+// call.
 type socketSource struct {
-	c   *Conn
-	pc  net.PacketConn
-	udp *net.UDPConn
-	own bool
+	c     *Conn
+	pc    net.PacketConn
+	udp   *net.UDPConn
+	own   bool
+	batch *batchReader
+	buf   []byte
 }
 
-func (s *socketSource) read(b []byte) (int, netip.AddrPort, error) {
+func newSocketSource(c *Conn, own bool) *socketSource {
+	s := &socketSource{c: c, pc: c.pc, udp: c.udp, own: own}
 	if s.udp != nil {
-		n, ap, err := s.udp.ReadFromUDPAddrPort(b)
-		return n, ap, err
+		s.batch = newBatchReader(s.udp)
+	}
+	return s
+}
+
+func (s *socketSource) next() ([]byte, netip.AddrPort, error) {
+	if s.batch != nil {
+		return s.batch.next()
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, bufSize)
+	}
+	if s.udp != nil {
+		n, ap, err := s.udp.ReadFromUDPAddrPort(s.buf[:MaxDatagram])
+		return s.buf[:n], ap, err
 	}
 	for {
-		n, addr, err := s.pc.ReadFrom(b)
+		n, addr, err := s.pc.ReadFrom(s.buf[:MaxDatagram])
 		if err != nil {
-			return 0, netip.AddrPort{}, err
+			return nil, netip.AddrPort{}, err
 		}
 		if ua, ok := addr.(*net.UDPAddr); ok {
-			return n, ua.AddrPort(), nil
+			return s.buf[:n], ua.AddrPort(), nil
 		}
 		s.c.Foreign.Add(1) // only UDP addresses are supported
 	}
