@@ -567,11 +567,11 @@ func (p *Peer) write(b []byte) (int, error) {
 	}
 	var err error
 	if adaptive && (meta.data == 0 || meta.resend) {
-		// Only new data is paced and held by the inflight limit: ACKs and
-		// window probes leave at once, or an idle sender's low rate would
-		// hold back the peer's transfer, and so do re-sends, which the
-		// peer's cumulative ACK waits for (held behind new data, they
-		// would let KCP time out and re-send everything queued).
+		// Only new data is paced: ACKs and window probes leave at once, or
+		// an idle sender's low rate would hold back the peer's transfer,
+		// and so do re-sends, which the peer's cumulative ACK waits for
+		// (queued behind new data, they let KCP time out and re-send
+		// everything queued).
 		err = p.transmit(c.cip.seal(buf, p.rnd))
 		if err == nil && meta.data > 0 {
 			p.transmitted(meta, true)

@@ -12,10 +12,6 @@ import (
 // that what KCP's window lets out always fits.
 const maxQueue = 8192
 
-// gateValve is how long the adaptive inflight gate may hold the queue
-// before one datagram leaves anyway.
-const gateValve = 50 * time.Millisecond
-
 // pacingBurst is how far a paced sender may run ahead of its schedule.
 const pacingBurst = 2 * time.Millisecond
 
@@ -27,15 +23,13 @@ type pacer struct {
 	p    *Peer
 	rate atomic.Uint64 // bytes per second; 0: unpaced
 
-	mu        sync.Mutex
-	q         []qent // ring of pool buffers; grows up to maxQueue
-	head, n   int
-	held      atomic.Bool // the adaptive gate holds the queue (see kick)
-	heldSince time.Time   // when the gate started holding the head
-	next      time.Time   // when the next datagram may leave
-	timer     *time.Timer
-	armed     bool
-	stopped   bool
+	mu      sync.Mutex
+	q       []qent // ring of pool buffers; grows up to maxQueue
+	head, n int
+	next    time.Time // when the next datagram may leave
+	timer   *time.Timer
+	armed   bool
+	stopped bool
 }
 
 func (pc *pacer) setRate(r uint64) {
@@ -103,33 +97,6 @@ func (pc *pacer) drainLocked() {
 			return
 		}
 		e := pc.q[pc.head]
-		if e.m.data > 0 && !pc.p.mayTransmit() {
-			// An ACK kicks the queue again. Marking before checking once
-			// more means an ACK that lowered inflight meanwhile either
-			// sees the mark or is seen by the check.
-			pc.held.Store(true)
-			if !pc.p.mayTransmit() {
-				// A valve: held for gateValve, one datagram leaves anyway,
-				// so that the queue moves even if no ACK comes (the
-				// retransmission the peer waits for may be queued here).
-				if pc.heldSince.IsZero() {
-					pc.heldSince = now
-				}
-				if wait := gateValve - now.Sub(pc.heldSince); wait > 0 {
-					if !pc.armed {
-						pc.armed = true
-						if pc.timer == nil {
-							pc.timer = time.AfterFunc(wait, pc.fire)
-						} else {
-							pc.timer.Reset(wait)
-						}
-					}
-					return
-				}
-			}
-			pc.held.Store(false)
-		}
-		pc.heldSince = time.Time{}
 		d := e.d
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
@@ -156,17 +123,6 @@ func (pc *pacer) grow() bool {
 	}
 	pc.q, pc.head = q, 0
 	return true
-}
-
-// kick drains a queue the adaptive gate held, once inflight fell.
-func (pc *pacer) kick() {
-	if !pc.held.Load() {
-		return
-	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	pc.held.Store(false)
-	pc.drainLocked()
 }
 
 func (pc *pacer) fire() {
