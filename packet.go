@@ -49,12 +49,12 @@ func (c *config) kcpMTU() int {
 }
 
 // ListenPacket serves kcptun clients on pc, a socket the caller owns (a
-// hole-punched socket, or one shared with other traffic the caller reads
-// elsewhere is not supported: the Listener reads every datagram of pc).
-// The Listener never closes pc and leaves its options (buffers, DSCP) as
-// they are; WithSockBuf and WithDSCP do not apply. Close stops the
-// Listener's reads by setting a past read deadline on pc and clears the
-// deadline once its reader stopped.
+// hole-punched socket, one from a socket-activation manager). The Listener
+// reads every datagram that arrives on pc, so pc must not be read
+// elsewhere while it runs. The Listener never closes pc and leaves its
+// options (buffers, DSCP) as they are; WithSockBuf and WithDSCP do not
+// apply. Close stops the Listener's reads by setting a past read deadline on
+// pc and clears the deadline once its reader stopped.
 func ListenPacket(pc net.PacketConn, opts ...Option) (*Listener, error) {
 	cfg, err := newConfig(entryListen, opts)
 	if err != nil {

@@ -131,3 +131,38 @@ func TestDialPacketNoServer(t *testing.T) {
 	}
 	checkUsable(t, pc)
 }
+
+// TestClientSessionStats checks the per-session counters a Client reports,
+// and that the process-wide SNMP figures follow the packet layer.
+func TestClientSessionStats(t *testing.T) {
+	ln := listenEcho(t, WithFEC(4, 2))
+	before := ReadSNMP()
+	cl, err := NewClient(ln.Addr().String(), WithFEC(4, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c, err := cl.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoRoundTrip(t, c, randomBytes(t, 256<<10))
+	st := cl.Stats()
+	if len(st.PerSession) != 1 {
+		t.Fatalf("%d sessions in the stats, want 1", len(st.PerSession))
+	}
+	s := st.PerSession[0]
+	if s.Remote.String() != ln.Addr().String() || s.Streams != 1 || s.Conv == 0 {
+		t.Fatalf("identity: %+v", s)
+	}
+	if s.DatagramsOut == 0 || s.BytesOut < 256<<10 || s.DatagramsIn == 0 || s.SegmentsSent == 0 ||
+		s.AcksReceived == 0 || s.RTTSamples == 0 || s.FECGroupsSent == 0 || s.FECParitySent == 0 {
+		t.Fatalf("counters not kept: %+v", s)
+	}
+	waitFor(t, "every segment acknowledged", func() bool { return cl.Stats().PerSession[0].Unacked == 0 })
+	d := ReadSNMP().Sub(before)
+	if d.OutPkts < s.DatagramsOut || d.OutBytes < s.BytesOut {
+		t.Fatalf("SNMP OutPkts %d OutBytes %d below the session's %d and %d", d.OutPkts, d.OutBytes, s.DatagramsOut, s.BytesOut)
+	}
+}

@@ -280,6 +280,7 @@ type Controller struct {
 	probeRTTRound uint64
 	pacing        float64 // bytes per second, before FEC and the cap
 	inflight      int64
+	appLimited    bool    // the latest RTT sample was of an app-limited packet
 	avgPkt        float64 // average packet size of OnSend
 
 	// Congestion detection.
@@ -354,7 +355,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	}
 	c.sentPkts++
 	c.winSent++
-	c.fec.onSend(c.steady())
+	c.fec.onSend(c.measuring())
 	c.fec.tick(now, c)
 }
 
@@ -378,6 +379,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		if appLimited {
 			c.roundAppLimited = true
 		}
+		c.appLimited = appLimited
 		if sample > 0 && (!appLimited || sample > c.btlbw) {
 			c.roundMax = max(c.roundMax, sample)
 			c.btlbw = max(c.btlbw, sample)
@@ -403,7 +405,7 @@ func (c *Controller) OnLoss(now time.Duration, lost int) {
 	c.winLost += int64(lost)
 	c.inflight = max(c.inflight-int64(float64(lost)*c.avgPkt), 0)
 	c.phaseLoss = true
-	c.fec.onLoss(lost, c.steady() && !c.queued())
+	c.fec.onLoss(lost, c.measuring() && !c.queued())
 	c.fec.tick(now, c)
 }
 
@@ -672,6 +674,11 @@ func (c *Controller) queued() bool {
 // steady reports whether the rate model is past Startup and Drain, whose
 // losses do not measure the path.
 func (c *Controller) steady() bool { return c.mode == ModeProbeBW || c.mode == ModeProbeRTT }
+
+// measuring reports whether losses now measure the path: past Startup and
+// Drain, or while the sender is application-limited (a game's flow, which
+// never fills the pipe and so stays in Startup, builds no queue).
+func (c *Controller) measuring() bool { return c.steady() || c.appLimited }
 
 // bdp returns the estimated bandwidth-delay product in bytes.
 func (c *Controller) bdp() float64 {

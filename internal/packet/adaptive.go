@@ -3,7 +3,6 @@ package packet
 import (
 	"encoding/binary"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun/internal/adapt"
@@ -70,10 +69,9 @@ type adaptive struct {
 	minRTT     time.Duration
 
 	// Outputs as last applied.
-	rate             uint64
-	fecD, fecP       int
-	sndWnd, rcvWnd   int
-	inflightA, limit atomic.Int64 // for the pacing queue's gate
+	rate           uint64
+	fecD, fecP     int
+	sndWnd, rcvWnd int
 }
 
 // snRec is what the controller needs to know of one sent sn.
@@ -94,9 +92,10 @@ const (
 
 // qmeta describes the KCP data of a queued datagram.
 type qmeta struct {
-	data  int32  // bytes of PUSH segments (header and data); 0: none
-	sn    uint32 // first PUSH sn
-	npush uint16 // PUSH segments
+	data   int32  // bytes of PUSH segments (header and data); 0: none
+	sn     uint32 // first PUSH sn
+	npush  uint16 // PUSH segments
+	resend bool   // some PUSH segment was sent before
 }
 
 // EnableAdaptive gives the peer an adaptive controller that sets its
@@ -121,7 +120,6 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
 	a.fecD, a.fecP = a.ctl.FEC()
-	a.limit.Store(a.ctl.InflightLimit())
 	a.sndWnd, a.rcvWnd = a.ctl.SendWindow(cfg.MTU), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.SetFEC(a.fecD, a.fecP)
@@ -154,8 +152,7 @@ func (a *adaptive) kcpRate(wire int64) int64 {
 // wireRate is the controller's pacing rate in bytes on the wire (a.mu held
 // or not yet shared), at least four full datagrams per minimum RTT: pacing
 // smooths bursts, and a low-rate flow (a game's messages) whose estimate
-// follows its own rate must not queue behind it. The inflight limit still
-// bounds what the floor lets out.
+// follows its own rate must not queue behind it.
 func (a *adaptive) wireRate() uint64 {
 	r := a.ctl.WirePacingRate()
 	r += r * int64(a.cfg.Overhead) / int64(max(a.cfg.MTU, 1))
@@ -196,12 +193,6 @@ func (a *adaptive) rec(sn uint32) *snRec {
 	return &a.ring[sn&uint32(len(a.ring)-1)]
 }
 
-// mayTransmit is the pacing queue's gate for a datagram carrying data.
-func (p *Peer) mayTransmit() bool {
-	a := p.ad.Load()
-	return a == nil || a.inflightA.Load() < a.limit.Load()
-}
-
 // adaptOut records the PUSH segments of an outgoing KCP packet (kcp-go's
 // output, before sealing) and returns what its queue entry must carry.
 // A re-sent sn leaves inflight at once (KCP declared it lost), but counts
@@ -215,7 +206,6 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 		return qmeta{}, false
 	}
 	var m qmeta
-	changed := false
 	a.mu.Lock()
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -243,17 +233,14 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 					a.next = sn + 1
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
+				m.resend = true
 				if r.st&recSent != 0 {
-					changed = true
 					a.inflight -= int64(r.size)
 				}
 				r.st, r.ts = recQueued|recResent, ts
 			}
 		}
 		b = b[kcpOverhead+int(n):]
-	}
-	if changed {
-		a.inflightA.Store(a.inflight)
 	}
 	a.mu.Unlock()
 	return m, true
@@ -283,7 +270,6 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 		}
 	}
 	a.ctl.OnSend(now, int(m.data), int(a.inflight))
-	a.inflightA.Store(a.inflight)
 	a.mu.Unlock()
 }
 
@@ -366,8 +352,6 @@ func (p *Peer) adaptIn(b []byte) {
 	// decoder's counts run high while it re-detects a shape that changed,
 	// which fed back into ever more parity. The controller measures loss
 	// from our own confirmed losses instead.
-	a.inflightA.Store(a.inflight)
-	a.limit.Store(a.ctl.InflightLimit())
 	rate := a.wireRate()
 	setRate := rate != a.rate && (rate > a.rate+a.rate/32 || rate < a.rate-a.rate/32)
 	if setRate {
@@ -392,7 +376,6 @@ func (p *Peer) adaptIn(b []byte) {
 	if setWnd && a.cfg.SetWindows != nil {
 		a.cfg.SetWindows(snd, rcv)
 	}
-	p.pace.kick()
 }
 
 // windowMoved reports whether a window changed enough to apply: by an

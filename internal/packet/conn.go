@@ -1,28 +1,25 @@
 package packet
 
 import (
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Config configures a Conn.
 type Config struct {
 	// Block is the packet cipher from crypt.New; nil means no crypto
-	// header (cipher "null"). One BlockCrypt serves every peer: kcp-go's
-	// ciphers are safe for one encryption concurrent with one decryption,
-	// and the Conn serialises each direction.
+	// header (cipher "null"). One BlockCrypt serves every peer, sealing
+	// from several goroutines while one opens: kcp-go's block ciphers lock
+	// each direction themselves (crypt.New gives sm4 one instance per
+	// direction), and AES-GCM, salsa20, xor and none keep no state.
 	Block kcp.BlockCrypt
 	// DataShards and ParityShards are the FEC shape this end sends with
 	// (0 and 0: no FEC header) and the first guess of the peer's shape.
@@ -83,7 +80,6 @@ type Conn struct {
 
 	// reader state: used by the goroutine in ReadFrom
 	rmu      sync.Mutex
-	rbuf     []byte
 	raw      []byte    // an AEAD datagram as it arrived, for Config.AuthFailed
 	lastDiag time.Time // when Config.AuthFailed was last called
 	pend     [][]byte
@@ -105,7 +101,9 @@ type Conn struct {
 
 // source delivers raw datagrams.
 type source interface {
-	read(b []byte) (int, netip.AddrPort, error)
+	// next returns the next datagram, in a buffer the caller may modify
+	// and that stays valid until the following call.
+	next() ([]byte, netip.AddrPort, error)
 	// unblock makes a blocked read return; called once by Close.
 	unblock()
 	// done is called by the reader after a read failed on a closed Conn.
@@ -116,7 +114,7 @@ type source interface {
 // Forget.
 func NewConn(pc net.PacketConn, cfg Config) *Conn {
 	c := newConn(pc, cfg)
-	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	c.src = newSocketSource(c, cfg.OwnSocket)
 	return c
 }
 
@@ -124,7 +122,7 @@ func NewConn(pc net.PacketConn, cfg Config) *Conn {
 // datagrams from any other address are dropped.
 func NewClientConn(pc net.PacketConn, raddr *net.UDPAddr, cfg Config) *Conn {
 	c := newConn(pc, cfg)
-	c.src = &socketSource{c: c, pc: pc, udp: c.udp, own: cfg.OwnSocket}
+	c.src = newSocketSource(c, cfg.OwnSocket)
 	c.fixed = c.newPeer(raddr)
 	return c
 }
@@ -152,82 +150,6 @@ func newConn(pc net.PacketConn, cfg Config) *Conn {
 	c.tx.init(c)
 	return c
 }
-
-// Peer is one remote end of a Conn: one KCP session.
-type Peer struct {
-	c    *Conn
-	addr *net.UDPAddr // the address kcp-go knows the session by
-	ap   netip.AddrPort
-	dst  atomic.Pointer[dest] // where datagrams go now
-	st   Stats
-	conv uint32 // fixed at Bind; 0 for a client peer
-
-	// receive side: the reader goroutine only
-	dec      *decoder
-	pushTS   uint32
-	ackTS    uint32
-	havePush bool
-	haveAck  bool
-	upSeq    uint32 // next seqid of a rebuilt packet handed to kcp-go
-
-	// send side
-	smu  sync.Mutex
-	enc  encoder
-	rnd  *rand.ChaCha8
-	sbuf []byte
-	pace pacer
-	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
-
-	gone atomic.Bool
-}
-
-// dest is a peer's current address.
-type dest struct {
-	ap netip.AddrPort
-	ua *net.UDPAddr
-}
-
-func newSeededRand() *rand.ChaCha8 {
-	var seed [32]byte
-	_, _ = crand.Read(seed[:])
-	return rand.NewChaCha8(seed)
-}
-
-func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
-	ap := addr.AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
-	p.dst.Store(&dest{ap: ap, ua: addr})
-	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
-	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
-	p.pace.p = p
-	return p
-}
-
-// Stats returns the peer's counters.
-func (p *Peer) Stats() *Stats { return &p.st }
-
-// Addr returns the address kcp-go knows the peer by (its first address).
-func (p *Peer) Addr() *net.UDPAddr { return p.addr }
-
-// RemoteAddr returns the address the peer sends from now, which differs
-// from Addr after a migration.
-func (p *Peer) RemoteAddr() *net.UDPAddr { return p.dst.Load().ua }
-
-// SetFEC changes the FEC shape this end sends with, from the next group on;
-// data or parity 0 switches FEC off.
-func (p *Peer) SetFEC(data, parity int) {
-	p.smu.Lock()
-	p.enc.setShape(data, parity)
-	p.smu.Unlock()
-}
-
-// SetRate sets the pacing rate in bytes per second; 0 sends every datagram
-// at once, as fast as the socket takes it.
-func (p *Peer) SetRate(bytesPerSecond uint64) { p.pace.setRate(bytesPerSecond) }
-
-// Rate returns the pacing rate (0: unpaced).
-func (p *Peer) Rate() uint64 { return p.pace.rate.Load() }
 
 // Bind registers the session kcp-go opened for addr (as returned by
 // ReadFrom) with conversation conv, so that its datagrams get FEC, counters
@@ -308,9 +230,6 @@ func (c *Conn) Peer() *Peer { return c.fixed }
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if c.rbuf == nil {
-		c.rbuf = make([]byte, bufSize)
-	}
 	for {
 		if len(c.pend) > 0 {
 			r, p := c.pend[0], c.pendPeer[0]
@@ -338,7 +257,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.pool.put(r)
 			return n, p.addr, nil
 		}
-		n, from, err := c.src.read(c.rbuf[:MaxDatagram])
+		dgram, from, err := c.src.next()
 		if err != nil {
 			select {
 			case <-c.closed:
@@ -348,7 +267,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			return 0, nil, err
 		}
-		if n, addr, ok := c.input(c.rbuf[:n], from, b); ok {
+		if n, addr, ok := c.input(dgram, from, b); ok {
 			return n, addr, nil
 		}
 	}
@@ -470,77 +389,6 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	return copy(b, kcpBytes), p.addr, true
 }
 
-// unknownSource handles a datagram from an address no bound peer uses: with
-// migration on, a datagram of a live session's conversation moves that
-// session if it is newer than anything the session has seen, and is dropped
-// (stale) otherwise, so that it cannot open a second session either.
-func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale bool) {
-	if !c.cfg.Migrate || info.segs == 0 {
-		return nil, false
-	}
-	c.mu.RLock()
-	p = c.convs[info.conv]
-	c.mu.RUnlock()
-	if p == nil {
-		return nil, false
-	}
-	if !c.maybeMove(p, from, info) {
-		return nil, true
-	}
-	return p, false
-}
-
-// maybeMove moves p to from if info is fresh; it reports whether it did.
-func (c *Conn) maybeMove(p *Peer, from netip.AddrPort, info segInfo) bool {
-	if !c.cfg.Migrate || info.segs == 0 || info.conv != p.conv {
-		return false
-	}
-	fresh := (info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS))) ||
-		(info.ack && (!p.haveAck || tsNewer(info.ackTS, p.ackTS)))
-	if !fresh {
-		p.st.StaleMoves.Add(1)
-		return false
-	}
-	c.mu.Lock()
-	if p.gone.Load() {
-		c.mu.Unlock()
-		return false
-	}
-	c.srcs[from] = p
-	c.mu.Unlock()
-	p.dst.Store(&dest{ap: from, ua: net.UDPAddrFromAddrPort(from)})
-	p.st.Migrations.Add(1)
-	return true
-}
-
-// account updates the receive counters from a datagram's KCP segments.
-func (p *Peer) account(info segInfo) {
-	if info.segs == 0 {
-		return
-	}
-	p.st.SegmentsIn.Add(uint64(info.segs))
-	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
-		p.pushTS, p.havePush = info.pushTS, true
-	}
-	if info.ack {
-		p.st.AcksIn.Add(uint64(info.acks))
-		if !p.haveAck || tsNewer(info.ackTS, p.ackTS) {
-			p.ackTS, p.haveAck = info.ackTS, true
-		}
-		if p.c.offOK.Load() {
-			now := uint32(p.c.nowMs() - p.c.offset.Load())
-			if d := int32(now - info.ackTS); d >= 0 && d < 600000 {
-				p.st.rtt(uint64(d))
-			}
-		}
-	}
-	if info.hasUna {
-		if tsNewer(info.una, p.st.rcvUna.Load()) {
-			p.st.rcvUna.Store(info.una)
-		}
-	}
-}
-
 func (c *Conn) nowMs() int64 { return int64(time.Since(c.epoch) / time.Millisecond) }
 
 // WriteTo seals one KCP packet from kcp-go and sends it to the peer kcp-go
@@ -590,105 +438,6 @@ func (c *Conn) writeUnbound(b []byte, ua *net.UDPAddr) (int, error) {
 	return len(b), nil
 }
 
-// write seals and sends one KCP packet to p.
-func (p *Peer) write(b []byte) (int, error) {
-	c := p.c
-	p.smu.Lock()
-	defer p.smu.Unlock()
-	if p.sbuf == nil {
-		p.sbuf = make([]byte, bufSize)
-	}
-	p.accountOut(b)
-	meta, adaptive := p.adaptOut(b)
-	head := c.cip.head
-	buf := p.sbuf[:head]
-	fec := p.enc.on()
-	if fec {
-		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
-	}
-	buf = append(buf, b...)
-	parity := false
-	if fec {
-		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
-	}
-	var err error
-	if adaptive && meta.data == 0 {
-		// Only data is paced: ACKs and window probes leave at once, or an
-		// idle sender's low rate would hold back the peer's transfer.
-		err = p.transmit(c.cip.seal(buf, p.rnd))
-	} else {
-		err = p.pace.sendMeta(c.cip.seal(buf, p.rnd), meta)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if parity {
-		p.st.FECGroupsOut.Add(1)
-		for i := range p.enc.m {
-			ps := p.enc.parityShard(i, head)
-			p.st.FECParityOut.Add(1)
-			if err := p.pace.send(c.cip.seal(ps, p.rnd)); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return len(b), nil
-}
-
-// accountOut counts the PUSH segments of an outgoing KCP packet and learns
-// kcp-go's clock from their timestamps.
-func (p *Peer) accountOut(b []byte) {
-	now := p.c.nowMs()
-	for len(b) >= kcpOverhead {
-		n := binary.LittleEndian.Uint32(b[20:])
-		if uint64(n) > uint64(len(b)-kcpOverhead) {
-			return
-		}
-		if b[4] == cmdPush {
-			ts := binary.LittleEndian.Uint32(b[8:])
-			sn := binary.LittleEndian.Uint32(b[12:])
-			p.st.SegmentsOut.Add(1)
-			if next := p.st.sndNext.Load(); p.st.sentAny.Load() && int32(sn-next) < 0 {
-				p.st.SegmentsResent.Add(1)
-			} else {
-				p.st.sndNext.Store(sn + 1)
-				p.st.sentAny.Store(true)
-			}
-			off := now - int64(ts)
-			if !p.c.offOK.Load() || off < p.c.offset.Load() {
-				p.c.offset.Store(off)
-				p.c.offOK.Store(true)
-			}
-		}
-		b = b[kcpOverhead+int(n):]
-	}
-}
-
-// transmit sends one sealed datagram to the peer's current address, through
-// the Conn's batching sender; d is copied.
-func (p *Peer) transmit(d []byte) error {
-	p.c.tx.send(p, d)
-	return nil
-}
-
-// writeNow writes one datagram to dst with one system call.
-func (p *Peer) writeNow(d []byte, dst *dest) {
-	var err error
-	if u := p.c.udp; u != nil {
-		_, err = u.WriteToUDPAddrPort(d, dst.ap)
-	} else {
-		_, err = p.c.pc.WriteTo(d, dst.ua)
-	}
-	if err != nil {
-		p.st.SendErrors.Add(1)
-		return
-	}
-	p.st.DatagramsOut.Add(1)
-	p.st.BytesOut.Add(uint64(len(d)))
-	totals.outPkts.Add(1)
-	totals.outBytes.Add(uint64(len(d)))
-}
-
 // Close stops the Conn: a blocked ReadFrom returns, later writes fail, and
 // the socket is closed if the Conn owns it.
 func (c *Conn) Close() error {
@@ -709,99 +458,5 @@ func (c *Conn) Close() error {
 			c.src.unblock()
 		}
 	})
-	return nil
-}
-
-// LocalAddr returns the socket's address.
-func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
-
-// SetDeadline is not supported: kcp-go keeps its own deadlines.
-func (c *Conn) SetDeadline(time.Time) error { return os.ErrNoDeadline }
-
-// SetReadDeadline is not supported.
-func (c *Conn) SetReadDeadline(time.Time) error { return os.ErrNoDeadline }
-
-// SetWriteDeadline is not supported.
-func (c *Conn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
-
-// SetReadBuffer sets the socket's receive buffer, when it has one and the
-// Conn owns it; a caller's socket is left alone.
-func (c *Conn) SetReadBuffer(n int) error {
-	if !c.cfg.OwnSocket {
-		return nil // the caller's socket keeps the caller's settings
-	}
-	if s, ok := c.pc.(interface{ SetReadBuffer(int) error }); ok {
-		return s.SetReadBuffer(n)
-	}
-	return errors.ErrUnsupported
-}
-
-// SetWriteBuffer sets the socket's send buffer, when it has one and the
-// Conn owns it; a caller's socket is left alone.
-func (c *Conn) SetWriteBuffer(n int) error {
-	if !c.cfg.OwnSocket {
-		return nil // the caller's socket keeps the caller's settings
-	}
-	if s, ok := c.pc.(interface{ SetWriteBuffer(int) error }); ok {
-		return s.SetWriteBuffer(n)
-	}
-	return errors.ErrUnsupported
-}
-
-// socketSource reads a socket of the Conn's own.
-type socketSource struct {
-	c   *Conn
-	pc  net.PacketConn
-	udp *net.UDPConn
-	own bool
-}
-
-func (s *socketSource) read(b []byte) (int, netip.AddrPort, error) {
-	if s.udp != nil {
-		n, ap, err := s.udp.ReadFromUDPAddrPort(b)
-		return n, ap, err
-	}
-	for {
-		n, addr, err := s.pc.ReadFrom(b)
-		if err != nil {
-			return 0, netip.AddrPort{}, err
-		}
-		if ua, ok := addr.(*net.UDPAddr); ok {
-			return n, ua.AddrPort(), nil
-		}
-		s.c.Foreign.Add(1) // only UDP addresses are supported
-	}
-}
-
-func (s *socketSource) unblock() {
-	if s.own {
-		_ = s.pc.Close()
-		return
-	}
-	// A socket the caller owns is never closed: a past deadline wakes the
-	// reader, which clears it again on its way out (done).
-	_ = s.pc.SetReadDeadline(time.Unix(1, 0))
-}
-
-func (s *socketSource) done() {
-	if !s.own {
-		_ = s.pc.SetReadDeadline(time.Time{})
-	}
-}
-
-// SetDSCP sets the DSCP field of the datagrams the socket sends, when it is
-// a UDP socket the Conn owns; a caller's socket is left alone.
-func (c *Conn) SetDSCP(dscp int) error {
-	if !c.cfg.OwnSocket {
-		return nil // the caller's socket keeps the caller's settings
-	}
-	if c.udp == nil {
-		return errors.ErrUnsupported
-	}
-	err4 := ipv4.NewConn(c.udp).SetTOS(dscp << 2)
-	err6 := ipv6.NewConn(c.udp).SetTrafficClass(dscp)
-	if err4 != nil && err6 != nil {
-		return err4
-	}
 	return nil
 }

@@ -262,7 +262,11 @@ func TestInteropFECRecovery(t *testing.T) {
 					cs := side{ours: oursIsClient, cipher: cipher, ds: sh[0], ps: sh[1], drop: 7}
 					ss := side{ours: !oursIsClient, cipher: cipher, ds: sh[2], ps: sh[3], drop: 7}
 					e := makePair(t, cs, ss)
-					exchange(t, e, 256<<10)
+					// Enough groups of the peer's shape for our decoder to
+					// learn it and then rebuild a shard: 256 KiB per 8
+					// shards of a group.
+					n := max(sh[0]+sh[1], sh[2]+sh[3])
+					exchange(t, e, 256<<10*max(1, n/8))
 					p := e.cliPeer
 					theirs := ss
 					if p == nil {

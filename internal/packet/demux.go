@@ -46,6 +46,7 @@ type demuxSource struct {
 	q      chan []byte
 	closed chan struct{}
 	once   sync.Once
+	last   []byte // the datagram handed out last, returned to the pool on the next
 }
 
 // DialShared returns a client Conn for the server at raddr over pc, a
@@ -159,14 +160,17 @@ func (d *demux) remove(s *demuxSource) {
 	_ = d.pc.SetReadDeadline(time.Time{})
 }
 
-func (s *demuxSource) read(b []byte) (int, netip.AddrPort, error) {
+func (s *demuxSource) next() ([]byte, netip.AddrPort, error) {
+	if s.last != nil {
+		s.d.pool.put(s.last)
+		s.last = nil
+	}
 	select {
 	case d := <-s.q:
-		n := copy(b, d)
-		s.d.pool.put(d)
-		return n, s.ap, nil
+		s.last = d
+		return d, s.ap, nil
 	case <-s.closed:
-		return 0, netip.AddrPort{}, net.ErrClosed
+		return nil, netip.AddrPort{}, net.ErrClosed
 	}
 }
 

@@ -26,8 +26,7 @@ type pacer struct {
 	mu      sync.Mutex
 	q       []qent // ring of pool buffers; grows up to maxQueue
 	head, n int
-	held    atomic.Bool // the adaptive gate holds the queue (see kick)
-	next    time.Time   // when the next datagram may leave
+	next    time.Time // when the next datagram may leave
 	timer   *time.Timer
 	armed   bool
 	stopped bool
@@ -98,16 +97,6 @@ func (pc *pacer) drainLocked() {
 			return
 		}
 		e := pc.q[pc.head]
-		if e.m.data > 0 && !pc.p.mayTransmit() {
-			// An ACK kicks the queue again. Marking before checking once
-			// more means an ACK that lowered inflight meanwhile either
-			// sees the mark or is seen by the check.
-			pc.held.Store(true)
-			if !pc.p.mayTransmit() {
-				return
-			}
-			pc.held.Store(false)
-		}
 		d := e.d
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
@@ -134,17 +123,6 @@ func (pc *pacer) grow() bool {
 	}
 	pc.q, pc.head = q, 0
 	return true
-}
-
-// kick drains a queue the adaptive gate held, once inflight fell.
-func (pc *pacer) kick() {
-	if !pc.held.Load() {
-		return
-	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	pc.held.Store(false)
-	pc.drainLocked()
 }
 
 func (pc *pacer) fire() {

@@ -43,7 +43,13 @@ type txQueue struct {
 	running bool
 	closed  bool
 	wg      sync.WaitGroup
-	msgs    []ipv4.Message
+
+	// used by the sender goroutine only
+	msgs  []ipv4.Message
+	first []int // index in the batch of each message's first datagram
+	segs  []int // datagrams in each message
+	oob   []byte
+	gso   bool // segmentation offload not refused yet
 }
 
 func (t *txQueue) init(c *Conn) {
@@ -112,38 +118,88 @@ func (t *txQueue) run() {
 	}
 }
 
-// write sends a batch of at most maxBatch datagrams.
+// write sends a batch of at most maxBatch datagrams. Where the kernel does
+// segmentation offload, runs of equal-sized datagrams to one address go as
+// one message each; the first refusal turns it off for the Conn.
 func (t *txQueue) write(items []txItem) {
 	if t.msgs == nil {
 		t.msgs = make([]ipv4.Message, maxBatch)
-		for i := range t.msgs {
-			t.msgs[i].Buffers = make([][]byte, 1)
+		t.first = make([]int, maxBatch)
+		t.segs = make([]int, maxBatch)
+		t.oob = make([]byte, maxBatch*gsoCmsgSpace)
+		t.gso = gsoSupported
+	}
+	nm := 0
+	for i := 0; i < len(items); {
+		segs := 1
+		if t.gso {
+			size, total := len(items[i].buf), len(items[i].buf)
+			for i+segs < len(items) && segs < gsoMaxSegments {
+				next := items[i+segs]
+				if next.dst != items[i].dst || len(next.buf) > size || total+len(next.buf) > gsoMaxBytes {
+					break
+				}
+				segs++
+				total += len(next.buf)
+				if len(next.buf) < size {
+					break // only the last datagram may be shorter
+				}
+			}
 		}
+		m := &t.msgs[nm]
+		m.Buffers = m.Buffers[:0]
+		for _, it := range items[i : i+segs] {
+			m.Buffers = append(m.Buffers, it.buf)
+		}
+		m.Addr = items[i].dst.ua
+		m.OOB = nil
+		if segs > 1 {
+			m.OOB = putGSO(t.oob[nm*gsoCmsgSpace:], len(items[i].buf))
+		}
+		t.first[nm], t.segs[nm] = i, segs
+		nm++
+		i += segs
 	}
-	ms := t.msgs[:len(items)]
-	for i, it := range items {
-		ms[i].Buffers[0] = it.buf
-		ms[i].Addr = it.dst.ua
-	}
-	for sent := 0; sent < len(ms); {
+	ms := t.msgs[:nm]
+	for sent := 0; sent < nm; {
 		n, err := t.bw.WriteBatch(ms[sent:], 0)
 		if err != nil {
-			// Count the one that failed and go on with the rest, as
-			// sendto would have failed it alone.
-			items[sent].p.st.SendErrors.Add(1)
+			if t.segs[sent] > 1 {
+				// Whatever the reason (EINVAL, EIO, EMSGSIZE, EOPNOTSUPP...),
+				// send the rest one datagram per message from now on, so
+				// that a kernel that cannot segment costs one failed call.
+				t.gso = false
+				rest := items[t.first[sent]:]
+				t.clearMsgs(ms)
+				t.write(rest)
+				return
+			}
+			// Count the datagrams that failed and go on with the rest,
+			// as sendto would have failed them alone.
+			for _, it := range items[t.first[sent] : t.first[sent]+t.segs[sent]] {
+				it.p.st.SendErrors.Add(1)
+			}
 			sent++
 			continue
 		}
-		for _, it := range items[sent : sent+n] {
-			it.p.st.DatagramsOut.Add(1)
-			it.p.st.BytesOut.Add(uint64(len(it.buf)))
-			totals.outPkts.Add(1)
-			totals.outBytes.Add(uint64(len(it.buf)))
+		for k := sent; k < sent+n; k++ {
+			for _, it := range items[t.first[k] : t.first[k]+t.segs[k]] {
+				it.p.st.DatagramsOut.Add(1)
+				it.p.st.BytesOut.Add(uint64(len(it.buf)))
+				totals.outPkts.Add(1)
+				totals.outBytes.Add(uint64(len(it.buf)))
+			}
 		}
 		sent += n
 	}
+	t.clearMsgs(ms)
+}
+
+// clearMsgs drops the references a batch held.
+func (t *txQueue) clearMsgs(ms []ipv4.Message) {
 	for i := range ms {
-		ms[i].Buffers[0], ms[i].Addr = nil, nil
+		clear(ms[i].Buffers)
+		ms[i].Buffers, ms[i].Addr, ms[i].OOB = ms[i].Buffers[:0], nil, nil
 	}
 }
 

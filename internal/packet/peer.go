@@ -1,0 +1,264 @@
+package packet
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Peer is one remote end of a Conn: one KCP session.
+type Peer struct {
+	c    *Conn
+	addr *net.UDPAddr // the address kcp-go knows the session by
+	ap   netip.AddrPort
+	dst  atomic.Pointer[dest] // where datagrams go now
+	st   Stats
+	conv uint32 // fixed at Bind; 0 for a client peer
+
+	// receive side: the reader goroutine only
+	dec      *decoder
+	pushTS   uint32
+	ackTS    uint32
+	havePush bool
+	haveAck  bool
+	upSeq    uint32 // next seqid of a rebuilt packet handed to kcp-go
+
+	// send side
+	smu  sync.Mutex
+	enc  encoder
+	rnd  *rand.ChaCha8
+	sbuf []byte
+	pace pacer
+	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
+
+	gone atomic.Bool
+}
+
+// dest is a peer's current address.
+type dest struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
+func newSeededRand() *rand.ChaCha8 {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	return rand.NewChaCha8(seed)
+}
+
+func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
+	ap := addr.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
+	p.dst.Store(&dest{ap: ap, ua: addr})
+	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
+	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
+	p.pace.p = p
+	return p
+}
+
+// Stats returns the peer's counters.
+func (p *Peer) Stats() *Stats { return &p.st }
+
+// Addr returns the address kcp-go knows the peer by (its first address).
+func (p *Peer) Addr() *net.UDPAddr { return p.addr }
+
+// RemoteAddr returns the address the peer sends from now, which differs
+// from Addr after a migration.
+func (p *Peer) RemoteAddr() *net.UDPAddr { return p.dst.Load().ua }
+
+// SetFEC changes the FEC shape this end sends with, from the next group on;
+// data or parity 0 switches FEC off.
+func (p *Peer) SetFEC(data, parity int) {
+	p.smu.Lock()
+	p.enc.setShape(data, parity)
+	p.smu.Unlock()
+}
+
+// SetRate sets the pacing rate in bytes per second; 0 sends every datagram
+// at once, as fast as the socket takes it.
+func (p *Peer) SetRate(bytesPerSecond uint64) { p.pace.setRate(bytesPerSecond) }
+
+// Rate returns the pacing rate (0: unpaced).
+func (p *Peer) Rate() uint64 { return p.pace.rate.Load() }
+
+// unknownSource handles a datagram from an address no bound peer uses: with
+// migration on, a datagram of a live session's conversation moves that
+// session if it is newer than anything the session has seen, and is dropped
+// (stale) otherwise, so that it cannot open a second session either.
+func (c *Conn) unknownSource(from netip.AddrPort, info segInfo) (p *Peer, stale bool) {
+	if !c.cfg.Migrate || info.segs == 0 {
+		return nil, false
+	}
+	c.mu.RLock()
+	p = c.convs[info.conv]
+	c.mu.RUnlock()
+	if p == nil {
+		return nil, false
+	}
+	if !c.maybeMove(p, from, info) {
+		p.st.StaleMoves.Add(1)
+		return nil, true
+	}
+	return p, false
+}
+
+// maybeMove moves p to from if info is fresh; it reports whether it did.
+func (c *Conn) maybeMove(p *Peer, from netip.AddrPort, info segInfo) bool {
+	if !c.cfg.Migrate || info.segs == 0 || info.conv != p.conv {
+		return false
+	}
+	fresh := (info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS))) ||
+		(info.ack && (!p.haveAck || tsNewer(info.ackTS, p.ackTS)))
+	if !fresh {
+		return false
+	}
+	c.mu.Lock()
+	if p.gone.Load() {
+		c.mu.Unlock()
+		return false
+	}
+	c.srcs[from] = p
+	c.mu.Unlock()
+	p.dst.Store(&dest{ap: from, ua: net.UDPAddrFromAddrPort(from)})
+	p.st.Migrations.Add(1)
+	return true
+}
+
+// account updates the receive counters from a datagram's KCP segments.
+func (p *Peer) account(info segInfo) {
+	if info.segs == 0 {
+		return
+	}
+	p.st.SegmentsIn.Add(uint64(info.segs))
+	if info.push && (!p.havePush || tsNewer(info.pushTS, p.pushTS)) {
+		p.pushTS, p.havePush = info.pushTS, true
+	}
+	if info.ack {
+		p.st.AcksIn.Add(uint64(info.acks))
+		if !p.haveAck || tsNewer(info.ackTS, p.ackTS) {
+			p.ackTS, p.haveAck = info.ackTS, true
+		}
+		if p.c.offOK.Load() {
+			now := uint32(p.c.nowMs() - p.c.offset.Load())
+			if d := int32(now - info.ackTS); d >= 0 && d < 600000 {
+				p.st.rtt(uint64(d))
+			}
+		}
+	}
+	if info.hasUna {
+		if tsNewer(info.una, p.st.rcvUna.Load()) {
+			p.st.rcvUna.Store(info.una)
+		}
+	}
+}
+
+// write seals and sends one KCP packet to p.
+func (p *Peer) write(b []byte) (int, error) {
+	c := p.c
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.sbuf == nil {
+		p.sbuf = make([]byte, bufSize)
+	}
+	p.accountOut(b)
+	meta, adaptive := p.adaptOut(b)
+	head := c.cip.head
+	buf := p.sbuf[:head]
+	fec := p.enc.on()
+	if fec {
+		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
+	}
+	buf = append(buf, b...)
+	parity := false
+	if fec {
+		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
+	}
+	var err error
+	if adaptive && (meta.data == 0 || meta.resend) {
+		// Only new data is paced: ACKs and window probes leave at once, or
+		// an idle sender's low rate would hold back the peer's transfer,
+		// and so do re-sends, which the peer's cumulative ACK waits for
+		// (queued behind new data, they let KCP time out and re-send
+		// everything queued).
+		err = p.transmit(c.cip.seal(buf, p.rnd))
+		if err == nil && meta.data > 0 {
+			p.transmitted(meta, true)
+		}
+	} else {
+		err = p.pace.sendMeta(c.cip.seal(buf, p.rnd), meta)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if parity {
+		p.st.FECGroupsOut.Add(1)
+		for i := range p.enc.m {
+			ps := p.enc.parityShard(i, head)
+			p.st.FECParityOut.Add(1)
+			if err := p.pace.send(c.cip.seal(ps, p.rnd)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(b), nil
+}
+
+// accountOut counts the PUSH segments of an outgoing KCP packet and learns
+// kcp-go's clock from their timestamps.
+func (p *Peer) accountOut(b []byte) {
+	now := p.c.nowMs()
+	for len(b) >= kcpOverhead {
+		n := binary.LittleEndian.Uint32(b[20:])
+		if uint64(n) > uint64(len(b)-kcpOverhead) {
+			return
+		}
+		if b[4] == cmdPush {
+			ts := binary.LittleEndian.Uint32(b[8:])
+			sn := binary.LittleEndian.Uint32(b[12:])
+			p.st.SegmentsOut.Add(1)
+			if next := p.st.sndNext.Load(); p.st.sentAny.Load() && int32(sn-next) < 0 {
+				p.st.SegmentsResent.Add(1)
+			} else {
+				p.st.sndNext.Store(sn + 1)
+				p.st.sentAny.Store(true)
+			}
+			off := now - int64(ts)
+			if !p.c.offOK.Load() || off < p.c.offset.Load() {
+				p.c.offset.Store(off)
+				p.c.offOK.Store(true)
+			}
+		}
+		b = b[kcpOverhead+int(n):]
+	}
+}
+
+// transmit sends one sealed datagram to the peer's current address, through
+// the Conn's batching sender; d is copied.
+func (p *Peer) transmit(d []byte) error {
+	p.c.tx.send(p, d)
+	return nil
+}
+
+// writeNow writes one datagram to dst with one system call.
+func (p *Peer) writeNow(d []byte, dst *dest) {
+	var err error
+	if u := p.c.udp; u != nil {
+		_, err = u.WriteToUDPAddrPort(d, dst.ap)
+	} else {
+		_, err = p.c.pc.WriteTo(d, dst.ua)
+	}
+	if err != nil {
+		p.st.SendErrors.Add(1)
+		return
+	}
+	p.st.DatagramsOut.Add(1)
+	p.st.BytesOut.Add(uint64(len(d)))
+	totals.outPkts.Add(1)
+	totals.outBytes.Add(uint64(len(d)))
+}
