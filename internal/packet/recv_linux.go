@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxReadBatch bounds the datagrams of one recvmmsg call.
@@ -23,7 +25,9 @@ type mmsghdr struct {
 // batchReader reads datagrams from a UDP socket with recvmmsg. It starts
 // with one buffer and doubles its batch, up to maxReadBatch, whenever a
 // read fills every buffer, so an idle socket costs one buffer. It belongs
-// to the Conn's reader.
+// to the Conn's reader. It calls recvmmsg itself rather than x/net's
+// ReadBatch because ReadBatch allocates a source address for every datagram
+// it returns, and this path must allocate nothing.
 type batchReader struct {
 	rc    syscall.RawConn
 	bufs  [][]byte
@@ -47,7 +51,7 @@ func newBatchReader(udp *net.UDPConn) *batchReader {
 	r.resize(1)
 	r.call = func(fd uintptr) bool {
 		for {
-			n, _, e := syscall.Syscall6(sysRECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), 0, 0, 0)
+			n, _, e := syscall.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), 0, 0, 0)
 			switch e {
 			case syscall.EINTR:
 				continue
