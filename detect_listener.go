@@ -32,9 +32,18 @@ const refuseLinger = 5 * time.Second
 // (a NAT rebinding mid-conversation) cannot keep the client's old one alive.
 func (l *Listener) startSession(ks *kcp.UDPSession) {
 	fc := &l.formats
-	if fc.detecting.Add(1) > int64(l.cfg.maxSessions) {
-		fc.detecting.Add(-1)
-		l.refused.Add(1)
+	// Sessions still showing their format count against WithMaxSessions
+	// with the registered ones, so that garbage cannot hold more.
+	l.mu.Lock()
+	full := len(l.sessions)+int(fc.detecting.Load()) >= l.cfg.maxSessions
+	if !full {
+		fc.detecting.Add(1)
+	}
+	l.mu.Unlock()
+	if full {
+		if l.refused.Add(1) == 1 {
+			l.cfg.logger.Warn("kcptun: session cap reached, refusing new sessions", "max", l.cfg.maxSessions)
+		}
 		_ = ks.Close()
 		return
 	}

@@ -49,7 +49,7 @@ type Listener struct {
 
 // ListenerStats is a snapshot of a Listener's sessions.
 type ListenerStats struct {
-	Sessions        int    // KCP sessions open now
+	Sessions        int    // KCP sessions open now, those still showing their format included
 	Streams         int    // streams accepted and not yet closed
 	TotalSessions   uint64 // sessions accepted since Listen
 	RefusedSessions uint64 // sessions refused by the WithMaxSessions cap
@@ -140,7 +140,7 @@ func (l *Listener) Stats() ListenerStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := ListenerStats{
-		Sessions:        len(l.sessions),
+		Sessions:        len(l.sessions) + int(l.formats.detecting.Load()),
 		Streams:         l.open,
 		TotalSessions:   l.total.Load(),
 		RefusedSessions: l.refused.Load(),
