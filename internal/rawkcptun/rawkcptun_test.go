@@ -8,16 +8,11 @@ import (
 	"time"
 
 	"github.com/xtaci/smux"
-	"go.uber.org/goleak"
+
+	"github.com/seed-fc8f924e/kcptun/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) {
-	// kcp-go runs process-wide timer workers from its init.
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
-		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func testConfig(crypt string, compression bool) Config {
 	return Config{
