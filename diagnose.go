@@ -67,17 +67,6 @@ func plausibleKCP(p []byte, parityOK bool) bool {
 	return err == nil
 }
 
-// looksLikeKCP is plausibleKCP's cheap first look, for every datagram: an FEC
-// type, or a KCP command where a bare segment has it.
-func looksLikeKCP(p []byte) bool {
-	if len(p) >= wire.FECHeaderSize {
-		if f := uint16(p[4]) | uint16(p[5])<<8; f == wire.FECData || f == wire.FECParity {
-			return true
-		}
-	}
-	return len(p) >= wire.SegmentHeaderSize && p[4] >= wire.CmdPush && p[4] <= wire.CmdWins
-}
-
 // cipherHint explains how an end configured with one cipher meets a client
 // using another: the old releases' silent fallback to aes.
 func cipherHint(configured, found string) string {
