@@ -242,7 +242,7 @@ func (c *Client) watch(sl *slot, s *session) {
 		return
 	}
 	s.close()
-	c.cfg.logger.Info("kcptun: session closed, replacing it", "addr", c.addr, "age", time.Since(s.created).Round(time.Second))
+	c.cfg.logger.Info("kcptun: session closed, replacing it", "addr", c.addr, "session", s.stats())
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if sl.sess == s {
@@ -280,6 +280,7 @@ func (c *Client) retire(s *session) {
 				break wait
 			}
 		}
+		c.cfg.logger.Info("kcptun: session closed", "addr", c.addr, "retired", true, "session", s.stats())
 		s.close()
 		c.mu.Lock()
 		delete(c.retired, s)
@@ -310,6 +311,7 @@ func (c *Client) Close() error {
 	for _, sl := range c.slots {
 		sl.mu.Lock()
 		if sl.sess != nil {
+			c.cfg.logger.Info("kcptun: session closed", "addr", c.addr, "session", sl.sess.stats())
 			sl.sess.close()
 		}
 		sl.mu.Unlock()

@@ -399,6 +399,7 @@ func (l *Listener) serveSession(s *session) {
 	defer l.wg.Done()
 	defer func() {
 		s.close()
+		l.cfg.logger.Info("kcptun: session ended", "session", s.stats())
 		l.mu.Lock()
 		delete(l.sessions, s)
 		l.mu.Unlock()

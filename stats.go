@@ -1,6 +1,8 @@
 package kcptun
 
 import (
+	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -105,8 +107,9 @@ type ControlState struct {
 	PacingRate, WirePacingRate int64
 	// SendWindow and ReceiveWindow are KCP's windows, in packets.
 	SendWindow, ReceiveWindow int
-	// InflightLimit is the most bytes of KCP data in flight (sent and
-	// neither acknowledged nor known lost) the pacing queue lets out.
+	// InflightLimit is the controller's bound on bytes of KCP data in
+	// flight (BBR's congestion window). It is reported, not enforced: the
+	// send window and the pacing rate bound what is in flight.
 	InflightLimit int64
 	// ReceiveRate is the largest rate at which data arrived recently, in
 	// bytes per second; it sizes ReceiveWindow.
@@ -177,4 +180,36 @@ func (s *session) stats() SessionStats {
 	st.Created = s.created
 	st.Streams = int(s.streams.Load())
 	return st
+}
+
+// LogValue summarises the session on one log line: its peer, age, RTT,
+// traffic, re-sends, FEC and, when it adapts, the controller's state. The
+// forwarding programs log it when a session ends and on SIGUSR1.
+func (s SessionStats) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.Any("remote", s.Remote),
+		slog.Duration("age", time.Since(s.Created).Round(time.Second)),
+		slog.Int("streams", s.Streams),
+		slog.Duration("rtt_min", s.RTTMin),
+		slog.Duration("rtt_mean", s.RTTMean),
+		slog.Uint64("bytes_in", s.BytesIn),
+		slog.Uint64("bytes_out", s.BytesOut),
+		slog.Uint64("segments_sent", s.SegmentsSent),
+		slog.Uint64("segments_resent", s.SegmentsResent),
+		slog.Uint64("fec_recovered", s.FECRecovered),
+		slog.String("loss_in", fmt.Sprintf("%.2f%%", 100*s.LossIn)),
+		slog.Uint64("queue_drops", s.QueueDrops),
+	}
+	if s.Adaptive {
+		c := s.Control
+		attrs = append(attrs,
+			slog.String("mode", c.Mode),
+			slog.String("rate", fmt.Sprintf("%.2fMbit/s", float64(c.Bandwidth)*8/1e6)),
+			slog.String("pacing", fmt.Sprintf("%.2fMbit/s", float64(c.WirePacingRate)*8/1e6)),
+			slog.String("windows", fmt.Sprintf("%d/%d", c.SendWindow, c.ReceiveWindow)),
+			slog.String("fec", fmt.Sprintf("%d+%d", c.DataShards, c.ParityShards)),
+			slog.String("loss", fmt.Sprintf("%.2f%%", 100*c.Loss)),
+		)
+	}
+	return slog.GroupValue(attrs...)
 }

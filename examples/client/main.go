@@ -66,6 +66,7 @@ func run() int {
 		return app.Fail(err)
 	}
 	defer client.Close()
+	app.Sessions = func() []kcptun.SessionStats { return client.Stats().PerSession }
 	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
 
 	ln, err := listen(cfg.Listen)

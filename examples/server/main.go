@@ -69,6 +69,7 @@ func run() int {
 		return app.Fail(err)
 	}
 	defer ln.Close()
+	app.Sessions = func() []kcptun.SessionStats { return ln.Stats().PerSession }
 	app.Start() // the start-up log lines, --snmplog, SIGUSR1 and --pprof
 	addrs := ln.Addrs()
 	log.Info("listening", "addr", cfg.Listen, "ports", len(addrs), "first", addrs[0].String(), "target", cfg.Target)

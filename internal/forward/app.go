@@ -27,6 +27,9 @@ import (
 type App struct {
 	Config *Config      // the parsed settings
 	Log    *slog.Logger // where everything is logged, --log or stderr
+	// Sessions, when set before Start, returns the program's open KCP
+	// sessions; SIGUSR1 logs one line for each after the counters.
+	Sessions func() []kcptun.SessionStats
 
 	stderr  io.Writer
 	logFile *os.File
@@ -137,7 +140,8 @@ func (a *App) Start() {
 	}
 }
 
-// logSNMP logs the SDK's counters on one line, as SIGUSR1 asks.
+// logSNMP logs the SDK's counters on one line, as SIGUSR1 asks, then a
+// line for each open session when the program said how to list them.
 func (a *App) logSNMP() {
 	h, r := kcptun.Header(), kcptun.ReadSNMP().Row()
 	attrs := make([]any, 0, len(h)-1)
@@ -145,6 +149,11 @@ func (a *App) logSNMP() {
 		attrs = append(attrs, slog.String(h[i], r[i]))
 	}
 	a.Log.Info("snmp", attrs...)
+	if a.Sessions != nil {
+		for _, st := range a.Sessions() {
+			a.Log.Info("session", "session", st)
+		}
+	}
 }
 
 // pprofAddr returns where --pprof serves net/http/pprof: loopback only,
