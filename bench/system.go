@@ -36,8 +36,9 @@ const (
 	// instead of CUBIC. It also needs the tcp_bbr module (see
 	// SystemAvailable).
 	TCPLinuxBBR = "tcp-linux-bbr"
-	// SDKAuto is the kcptun SDK with no option but the key: what a user who
-	// tunes nothing gets. It stays on the SDK's defaults on every path.
+	// SDKAuto is the kcptun SDK with its adaptive controller on
+	// (WithAdaptive(true)) and no other option but the key: no hand tuning
+	// for any path.
 	SDKAuto = "sdk-auto"
 )
 
@@ -128,7 +129,7 @@ func (t *testbed) Close() error {
 // sdkOptions are the SDK options of a system on path p.
 func sdkOptions(system string, p Path) []kcptun.Option {
 	if system == SDKAuto {
-		return []kcptun.Option{kcptun.WithKey(kcptun.DefaultKey)}
+		return []kcptun.Option{kcptun.WithKey(kcptun.DefaultKey), kcptun.WithAdaptive(true)}
 	}
 	mode := kcptun.ModeFast2
 	if system == SDKFast3 || system == RawFast3 {
