@@ -81,6 +81,7 @@ type Conn struct {
 	// reader state: used by the goroutine in ReadFrom
 	rmu      sync.Mutex
 	raw      []byte    // an AEAD datagram as it arrived, for Config.AuthFailed
+	rawAfter int       // how many more AEAD datagrams to keep raw after a failure
 	lastDiag time.Time // when Config.AuthFailed was last called
 	pend     [][]byte
 	pendPeer []*Peer
@@ -273,6 +274,32 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
+// rawWindow is how many AEAD datagrams are kept raw after a failure.
+const rawWindow = 64
+
+// authFailed hands a datagram that failed authentication to
+// Config.AuthFailed, as it arrived, when a diagnosis is due. raw says a
+// copy of the AEAD datagram was kept.
+func (c *Conn) authFailed(dgram []byte, from netip.AddrPort, raw bool) {
+	if c.cfg.AuthFailed == nil {
+		return
+	}
+	if c.cip.aead != nil {
+		c.rawAfter = rawWindow
+		if !raw {
+			return // the next failure from this sender will carry its copy
+		}
+		dgram = c.raw
+	}
+	if !c.diagnosisDue() {
+		return
+	}
+	if c.cip.aead == nil && c.cip.block != nil && len(dgram) >= cryptHeaderSize {
+		c.cip.block.Encrypt(dgram, dgram) // CFB and stream ciphers: enciphering again restores it
+	}
+	c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), dgram)
+}
+
 // diagnosisDue reports whether Config.AuthFailed is set and may be called
 // now. Only the reading goroutine calls it.
 func (c *Conn) diagnosisDue() bool {
@@ -291,24 +318,19 @@ func (c *Conn) diagnosisDue() bool {
 // kcp-go it copies it to b.
 func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr, bool) {
 	size := len(dgram)
-	keepRaw := c.cfg.AuthFailed != nil && c.cip.aead != nil // AES-GCM clears what fails to open
+	// AES-GCM clears a datagram that fails to open, so the diagnosis needs
+	// a copy; it is made only for a while after a failure, so traffic that
+	// authenticates is never copied. (Other ciphers are restored instead.)
+	keepRaw := c.rawAfter > 0
 	if keepRaw {
 		c.raw = append(c.raw[:0], dgram...)
+		c.rawAfter--
 	}
 	data, ok := c.cip.open(dgram)
 	if !ok {
 		c.AuthFailures.Add(1)
 		totals.authFailures.Add(1)
-		if c.diagnosisDue() {
-			raw := c.raw
-			if !keepRaw {
-				raw = dgram
-				if c.cip.block != nil && len(dgram) >= cryptHeaderSize {
-					c.cip.block.Encrypt(raw, raw) // CFB and stream ciphers: enciphering again restores it
-				}
-			}
-			c.cfg.AuthFailed(net.UDPAddrFromAddrPort(from), raw)
-		}
+		c.authFailed(dgram, from, keepRaw)
 		return 0, nil, false
 	}
 	totals.inPkts.Add(1)
