@@ -186,18 +186,18 @@ func TestServerRestartWhileDialing(t *testing.T) {
 	echoRoundTrip(t, c, []byte("back"))
 }
 
-// TestNATRebinding rebinds an idle client's address: with a cipher that
-// authenticates, the server moves the session to the new address when the
-// client's next datagram (a keepalive, then a new stream) arrives, so the
-// client goes on with the same session.
-func TestNATRebinding(t *testing.T) {
-	opts := []Option{WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond)}
+// rebindIdleClient echoes through a Client over the relay, closes the
+// stream, waits until everything is acknowledged and rebinds the client's
+// address, as a NAT does when its mapping expires.
+func rebindIdleClient(t *testing.T, opts ...Option) (*Listener, *Client) {
+	t.Helper()
+	opts = append(opts, WithKeepAlive(300*time.Millisecond), WithIdleTimeout(1500*time.Millisecond))
 	ln, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
 	cl, err := NewClient(relay.Addr().String(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(func() { _ = cl.Close() })
 	c, err := cl.Dial()
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +208,15 @@ func TestNATRebinding(t *testing.T) {
 	if err := relay.Rebind(); err != nil {
 		t.Fatal(err)
 	}
+	return ln, cl
+}
+
+// TestNATRebinding rebinds an idle client's address: with a cipher that
+// authenticates, the server moves the session to the new address when the
+// client's next datagram (a keepalive, then a new stream) arrives, so the
+// client goes on with the same session.
+func TestNATRebinding(t *testing.T) {
+	ln, cl := rebindIdleClient(t)
 	c2, err := cl.Dial()
 	if err != nil {
 		t.Fatal(err)
@@ -225,23 +234,7 @@ func TestNATRebinding(t *testing.T) {
 // binaries): the server opens a session for the new address that stays
 // silent, the client's session times out, and the Client redials.
 func TestNATRebindingNull(t *testing.T) {
-	opts := []Option{WithCrypt("null"), WithKeepAlive(300 * time.Millisecond), WithIdleTimeout(1500 * time.Millisecond)}
-	ln, relay := listenEchoBehindRelay(t, kcptuntest.Config{}, append(opts, WithAcceptTimeout(time.Second))...)
-	cl, err := NewClient(relay.Addr().String(), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	c, err := cl.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoRoundTrip(t, c, []byte("before rebinding"))
-	_ = c.Close()
-	waitQuiet(t, relay)
-	if err := relay.Rebind(); err != nil {
-		t.Fatal(err)
-	}
+	ln, cl := rebindIdleClient(t, WithCrypt("null"))
 	waitFor(t, "a fresh session after rebinding", func() bool { return cl.Stats().Dials >= 2 })
 	c2, err := dialRetry(t, cl)
 	if err != nil {
