@@ -144,3 +144,54 @@ func TestReplayDoesNotMigrate(t *testing.T) {
 		t.Fatalf("session remote %s, want the client's %s", got, udp.LocalAddr())
 	}
 }
+
+// TestStreamRemoteAddrFollowsMigration checks that an accepted stream's
+// RemoteAddr reports the address its peer sends from after a migration.
+func TestStreamRemoteAddrFollowsMigration(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	c, err := Dial(relay.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		t.Fatal(err)
+	}
+	before := s.RemoteAddr().String()
+	if err := relay.Rebind(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, buf); err != nil || buf[0] != 'b' {
+		t.Fatalf("read after the move: %q, %v", buf, err)
+	}
+	after := s.RemoteAddr().String()
+	if after == before {
+		t.Fatalf("RemoteAddr still %s after the peer moved", before)
+	}
+	if st := ln.Stats(); len(st.PerSession) != 1 || st.PerSession[0].Remote.String() != after {
+		t.Fatalf("RemoteAddr %s, session stats %+v", after, st.PerSession)
+	}
+}

@@ -398,8 +398,17 @@ func (s *Stream) isClosed() bool { return s.closed.Load() }
 // LocalAddr returns the local UDP address of the stream's session.
 func (s *Stream) LocalAddr() net.Addr { return s.local }
 
-// RemoteAddr returns the peer's UDP address.
-func (s *Stream) RemoteAddr() net.Addr { return s.remote }
+// RemoteAddr returns the peer's UDP address. On a listener's stream it is
+// the address the peer sends from now: after the session migrated (see
+// Listen), it is the new address, not the one the session was opened from.
+func (s *Stream) RemoteAddr() net.Addr {
+	if p := s.sess.peer; p != nil && s.sess.server {
+		if a := p.RemoteAddr(); a != nil {
+			return a
+		}
+	}
+	return s.remote
+}
 
 // SetDeadline sets the read and write deadlines. A zero time clears them.
 func (s *Stream) SetDeadline(t time.Time) error {
