@@ -39,7 +39,9 @@
 //  3. Bandwidth. When Link.Bandwidth is set, each copy is serialised at
 //     that many bits per second through a drop-tail FIFO holding at most
 //     Link.QueueBytes bytes; a copy that does not fit is dropped. A copy
-//     leaves this stage when its last bit has been transmitted.
+//     leaves this stage when its last bit has been transmitted. When
+//     Link.Shared is set, its Bottleneck replaces Bandwidth and QueueBytes,
+//     and the copies of every direction sharing it wait in its one queue.
 //  4. Delay and jitter. A copy is then delayed by Link.Delay plus a value
 //     drawn uniformly from [-Link.Jitter, +Link.Jitter], clamped at zero.
 //     As with Linux netem, jitter larger than the spacing of datagrams

@@ -118,11 +118,17 @@ type Link struct {
 	// ReorderDistance is how many later datagrams overtake a datagram held
 	// back for reordering. 0 means 1.
 	ReorderDistance int
+
+	// Shared, when not nil, replaces Bandwidth and QueueBytes with a
+	// bottleneck that other directions, of this Relay or others, may share
+	// (see Bottleneck). It is shared, not copied: Links returns the same
+	// pointer.
+	Shared *Bottleneck
 }
 
 // immediate reports whether l forwards datagrams without queueing them.
 func (l *Link) immediate() bool {
-	return l.Delay == 0 && l.Jitter == 0 && l.Bandwidth == 0 && l.Reorder == 0
+	return l.Delay == 0 && l.Jitter == 0 && l.Bandwidth == 0 && l.Reorder == 0 && l.Shared == nil
 }
 
 // queueLimit returns the effective bandwidth queue size of l in bytes.
@@ -177,6 +183,9 @@ func (l *Link) validate(name string) error {
 	}
 	if l.Bandwidth < 0 {
 		return fmt.Errorf("kcptuntest: invalid %s.Bandwidth %d: must not be negative", name, l.Bandwidth)
+	}
+	if l.Shared != nil && l.Shared.bandwidth <= 0 {
+		return fmt.Errorf("kcptuntest: invalid %s.Shared: %w", name, ErrBadBottleneck)
 	}
 	if l.QueueBytes < 0 {
 		return fmt.Errorf("kcptuntest: invalid %s.QueueBytes %d: must not be negative", name, l.QueueBytes)

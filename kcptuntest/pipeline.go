@@ -330,7 +330,14 @@ func (d *direction) enqueue(dg datagram, now, delay int64, reorder bool) bool {
 		return false
 	}
 	depart := now
-	if bw := d.dec.link.Bandwidth; bw > 0 {
+	if sb := d.dec.link.Shared; sb != nil {
+		wait, ok := sb.admit(n)
+		if !ok {
+			d.cnt.droppedQueue++
+			return false
+		}
+		depart = now + wait
+	} else if bw := d.dec.link.Bandwidth; bw > 0 {
 		start := max(now, d.busyUntil)
 		if backlog := start - now; backlog > 0 &&
 			float64(backlog)*float64(bw)/8e9+float64(n) > float64(d.dec.queue) {
