@@ -41,6 +41,17 @@ func summaryCell(wl string, r Result) string {
 			s += fmt.Sprintf(" (%d lost)", r.Missing)
 		}
 		return s
+	case Loaded:
+		s := fmt.Sprintf("%.1f; %.0f / %.0f", r.GoodputMbps, r.P50ms, r.P99ms)
+		if r.Missing > 0 {
+			s += fmt.Sprintf(" (%d lost)", r.Missing)
+		}
+		return s
+	case Share, VsCubic:
+		if len(r.FlowMbps) != 2 {
+			return "error"
+		}
+		return fmt.Sprintf("%.1f / %.1f (%s / %s)", r.FlowMbps[0], r.FlowMbps[1], pct(r.FlowMbps[0], r.BwMbps), pct(r.FlowMbps[1], r.BwMbps))
 	default:
 		return fmt.Sprintf("%d, %.0f / %.0f", r.N, r.P50ms, r.P99ms)
 	}
@@ -68,6 +79,15 @@ func writeSummary(b *strings.Builder, wl string, rs []Result) {
 		b.WriteString("| loss % | RTT ms | C Mbit/s | C(1-p) | Ck/(k+m) |")
 	case RR:
 		b.WriteString("### 64-byte request/response at 50 Hz: p50 / p99 round trip, ms\n\n")
+		b.WriteString("| loss % | RTT ms | C Mbit/s |")
+	case Loaded:
+		b.WriteString("### Latency under load: bulk goodput Mbit/s; p50 / p99 ms of 64-byte messages at 50 Hz on a second connection meanwhile\n\n")
+		b.WriteString("| loss % | RTT ms | C Mbit/s |")
+	case Share:
+		b.WriteString("### Two flows of the same system through one bottleneck: Mbit/s of each (% of C)\n\n")
+		b.WriteString("| loss % | RTT ms | C Mbit/s |")
+	case VsCubic:
+		b.WriteString("### The system against kernel TCP CUBIC through one bottleneck: Mbit/s of the system / of CUBIC (% of C)\n\n")
 		b.WriteString("| loss % | RTT ms | C Mbit/s |")
 	default:
 		b.WriteString("### Sequential short connections: count done, p50 / p99 ms from dial to response\n\n")
@@ -111,6 +131,14 @@ func writeDetail(b *strings.Builder, wl string, rs []Result) {
 		b.WriteString("<details><summary>Request/response, every figure</summary>\n\n")
 		b.WriteString("| loss % | RTT ms | C Mbit/s | system | answered | unanswered | p50 ms | p99 ms | max ms | wire B per payload B | CPU s | peak RSS MiB | error |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	case Loaded:
+		b.WriteString("<details><summary>Latency under load, every figure</summary>\n\n")
+		b.WriteString("| loss % | RTT ms | C Mbit/s | system | bulk Mbit/s | % of C(1-p) | answered | unanswered | p50 ms | p99 ms | max ms | wire B per payload B | queue drops | CPU s | peak RSS MiB | error |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	case Share, VsCubic:
+		b.WriteString("<details><summary>Shared bottleneck (" + wl + "), every figure</summary>\n\n")
+		b.WriteString("| loss % | RTT ms | C Mbit/s | system | against | first Mbit/s | second Mbit/s | sum % of C | first's share | Jain | wire B per payload B | queue drops | CPU s | peak RSS MiB | error |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	default:
 		b.WriteString("<details><summary>Short connections, every figure</summary>\n\n")
 		b.WriteString("| loss % | RTT ms | C Mbit/s | system | done | per s | p50 ms | p99 ms | max ms | wire B per payload B | CPU s | peak RSS MiB | error |\n")
@@ -124,6 +152,16 @@ func writeDetail(b *strings.Builder, wl string, rs []Result) {
 				r.WirePerPayload, r.LostDatagrams, r.QueueDrops)
 		case RR:
 			fmt.Fprintf(b, " %d | %d | %.1f | %.1f | %.1f | %.2f |", r.N, r.Missing, r.P50ms, r.P99ms, r.MaxMs, r.WirePerPayload)
+		case Loaded:
+			fmt.Fprintf(b, " %.2f | %s | %d | %d | %.1f | %.1f | %.1f | %.2f | %d |", r.GoodputMbps, pct(r.GoodputMbps, r.LimitLoss),
+				r.N, r.Missing, r.P50ms, r.P99ms, r.MaxMs, r.WirePerPayload, r.QueueDrops)
+		case Share, VsCubic:
+			var f1, f2 float64
+			if len(r.FlowMbps) == 2 {
+				f1, f2 = r.FlowMbps[0], r.FlowMbps[1]
+			}
+			fmt.Fprintf(b, " %s | %.2f | %.2f | %s | %.2f | %.3f | %.2f | %d |", r.Competitor, f1, f2, pct(r.GoodputMbps, r.BwMbps),
+				r.FirstShare, r.Jain, r.WirePerPayload, r.QueueDrops)
 		default:
 			fmt.Fprintf(b, " %d | %.1f | %.1f | %.1f | %.1f | %.2f |", r.N, r.PerSec, r.P50ms, r.P99ms, r.MaxMs, r.WirePerPayload)
 		}

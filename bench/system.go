@@ -92,12 +92,12 @@ type testbed struct {
 	ipPackets bool
 }
 
-// newTestbed starts system over path p.
-func newTestbed(system string, p Path, seed int64) (*testbed, error) {
+// newTestbed starts system over a relay configured with cfg; p sizes the
+// KCP systems' windows and buffers.
+func newTestbed(system string, p Path, cfg kcptuntest.Config) (*testbed, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	cfg := p.RelayConfig(seed)
 	switch system {
 	case SDKFast2, SDKFast3, SDKAuto:
 		return newSDKTestbed(system, p, cfg)
@@ -113,6 +113,39 @@ func newTestbed(system string, p Path, seed int64) (*testbed, error) {
 		return newLinuxTCPTestbed(system, cfg)
 	}
 	return nil, fmt.Errorf("bench: unknown system %q: want one of %s", system, strings.Join(Systems, ", "))
+}
+
+// newSharedTestbeds starts one testbed of each system over path p, each
+// with its own relay, whose directions share one bottleneck per direction
+// of p's bandwidth and queue, so that the systems' flows compete for it.
+// Loss and delay are each relay's own, with different seeds.
+func newSharedTestbeds(p Path, seed int64, systems ...string) ([]*testbed, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	up, err := kcptuntest.NewBottleneck(int64(p.Bandwidth), p.QueueBytes())
+	if err != nil {
+		return nil, fmt.Errorf("bench: shared bottleneck: %w", err)
+	}
+	down, err := kcptuntest.NewBottleneck(int64(p.Bandwidth), p.QueueBytes())
+	if err != nil {
+		return nil, fmt.Errorf("bench: shared bottleneck: %w", err)
+	}
+	var tbs []*testbed
+	for i, sys := range systems {
+		cfg := p.RelayConfig(seed + int64(i))
+		cfg.Up.Bandwidth, cfg.Up.QueueBytes, cfg.Up.Shared = 0, 0, up
+		cfg.Down.Bandwidth, cfg.Down.QueueBytes, cfg.Down.Shared = 0, 0, down
+		tb, err := newTestbed(sys, p, cfg)
+		if err != nil {
+			for _, t := range tbs {
+				_ = t.Close()
+			}
+			return nil, fmt.Errorf("bench: flow %d: %w", i+1, err)
+		}
+		tbs = append(tbs, tb)
+	}
+	return tbs, nil
 }
 
 // Close stops the server, the client side and the relay, and waits for

@@ -65,7 +65,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	// systems when not root or without the congestion control).
 	defSystems = slices.DeleteFunc(slices.Clone(defSystems), func(s string) bool { return bench.SystemAvailable(s) != nil })
 	systems := fs.String("systems", strings.Join(defSystems, ","), "`systems` to run, comma-separated (tcp-linux and tcp-linux-bbr need root)")
-	workloads := fs.String("workloads", strings.Join(bench.Workloads, ","), "`workloads` to run, comma-separated")
+	// Likewise vs-cubic, which needs tcp-linux.
+	defWorkloads := slices.DeleteFunc(slices.Clone(bench.Workloads), func(w string) bool { return bench.WorkloadAvailable(w) != nil })
+	workloads := fs.String("workloads", strings.Join(defWorkloads, ","), "`workloads` to run, comma-separated (vs-cubic needs what tcp-linux needs)")
 	o := &options{}
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "duration of each cell")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the emulator's random choices")
@@ -236,6 +238,13 @@ func brief(r bench.Result) string {
 		s = fmt.Sprintf("%.2f Mbit/s", r.GoodputMbps)
 	case bench.RR:
 		s = fmt.Sprintf("p50 %.0f ms p99 %.0f ms, %d unanswered", r.P50ms, r.P99ms, r.Missing)
+	case bench.Loaded:
+		s = fmt.Sprintf("bulk %.2f Mbit/s, rr p50 %.0f ms p99 %.0f ms max %.0f ms, %d unanswered", r.GoodputMbps, r.P50ms, r.P99ms, r.MaxMs, r.Missing)
+	case bench.Share, bench.VsCubic:
+		s = "no flow figures"
+		if len(r.FlowMbps) == 2 {
+			s = fmt.Sprintf("%.2f + %.2f Mbit/s (%s second), first's share %.2f, Jain %.3f", r.FlowMbps[0], r.FlowMbps[1], r.Competitor, r.FirstShare, r.Jain)
+		}
 	default:
 		s = fmt.Sprintf("%d conns, p50 %.0f ms", r.N, r.P50ms)
 	}
