@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,14 @@ func TestBadSpecs(t *testing.T) {
 		"nan loss":  func(s *Spec) { s.Path.Loss = nan() },
 		"rtt":       func(s *Spec) { s.Path.RTT = -time.Second },
 		"bandwidth": func(s *Spec) { s.Path.Bandwidth = -1 },
+		"share without a bottleneck": func(s *Spec) {
+			s.Workload = Share
+			s.Path.Bandwidth = 0
+		},
+		"vs-cubic without a bottleneck": func(s *Spec) {
+			s.Workload = VsCubic
+			s.Path.Bandwidth = 0
+		},
 	} {
 		s := good
 		mod(&s)
@@ -84,6 +94,88 @@ func TestBadSpecs(t *testing.T) {
 
 func nan() float64 { var z float64; return z / z }
 
+// TestNoBottleneckError checks that a two-flow workload on an uncapped
+// path fails with ErrNoBottleneck, and that a capped one validates.
+func TestNoBottleneckError(t *testing.T) {
+	for _, w := range []string{Share, VsCubic} {
+		s := Spec{System: SDKAuto, Workload: w, Duration: time.Second, Path: Path{RTT: 10 * time.Millisecond}}
+		if err := s.Validate(); !errors.Is(err, ErrNoBottleneck) {
+			t.Errorf("%s without a bandwidth cap: error %v, want ErrNoBottleneck", w, err)
+		}
+		s.Path.Bandwidth = 10e6
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s with a bandwidth cap: %v", w, err)
+		}
+	}
+	if err := WorkloadAvailable(Share); err != nil {
+		t.Errorf("share unavailable: %v", err)
+	}
+	if err := WorkloadAvailable(VsCubic); err != nil && !errors.Is(err, ErrLinuxTCPUnavailable) {
+		t.Errorf("vs-cubic unavailable with %v, want an error wrapping ErrLinuxTCPUnavailable", err)
+	}
+}
+
+// TestFillShare checks the two-flow figures on known goodputs.
+func TestFillShare(t *testing.T) {
+	for _, tc := range []struct {
+		flows            []float64
+		sum, first, jain float64
+	}{
+		{[]float64{30, 10}, 40, 0.75, 0.8},
+		{[]float64{20, 20}, 40, 0.5, 1},
+		{[]float64{40, 0}, 40, 1, 0.5},
+		{[]float64{0, 0}, 0, 0, 0},
+	} {
+		var r Result
+		fillShare(&r, tc.flows)
+		if math.Abs(r.GoodputMbps-tc.sum) > 1e-9 || math.Abs(r.FirstShare-tc.first) > 1e-9 || math.Abs(r.Jain-tc.jain) > 1e-9 || len(r.FlowMbps) != len(tc.flows) {
+			t.Errorf("flows %v: sum %v, first's share %v, Jain %v, flows %v: want %v, %v, %v", tc.flows, r.GoodputMbps, r.FirstShare, r.Jain, r.FlowMbps, tc.sum, tc.first, tc.jain)
+		}
+	}
+}
+
+// TestLoadedAndShare runs short loaded and share cells on a KCP system
+// and gVisor TCP, and vs-cubic when the kernel TCP system can run, and
+// checks their figures: answers during the bulk transfer, and two flows
+// whose sum stays within the one bottleneck they share.
+func TestLoadedAndShare(t *testing.T) {
+	p := Path{RTT: 20 * time.Millisecond, Bandwidth: 10e6}
+	for _, sys := range []string{SDKFast2, TCP} {
+		r, err := Run(context.Background(), Spec{System: sys, Workload: Loaded, Path: p, Duration: 1500 * time.Millisecond, Seed: 1})
+		if err != nil {
+			t.Fatalf("%s loaded: %v", sys, err)
+		}
+		if r.GoodputMbps <= 0 || r.GoodputMbps > p.Bandwidth.Mbps() || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
+			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link, about 50 answers, p50 >= the 20 ms RTT",
+				sys, r.GoodputMbps, r.N, r.P50ms, r.P99ms)
+		}
+		checkShare(t, Spec{System: sys, Workload: Share, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, sys)
+	}
+	if SystemAvailable(TCPLinux) == nil {
+		checkShare(t, Spec{System: SDKFast2, Workload: VsCubic, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, TCPLinux)
+	}
+}
+
+func checkShare(t *testing.T, s Spec, against string) {
+	t.Helper()
+	r, err := Run(context.Background(), s)
+	if err != nil {
+		t.Fatalf("%s %s: %v", s.System, s.Workload, err)
+	}
+	if r.Competitor != against || len(r.FlowMbps) != 2 || r.FlowMbps[0] <= 0 || r.FlowMbps[1] <= 0 {
+		t.Fatalf("%s %s: against %q, flows %v Mbit/s: want two flows moving data, the second %s", s.System, s.Workload, r.Competitor, r.FlowMbps, against)
+	}
+	// Each flow alone could fill most of the link: together, through one
+	// bottleneck, they cannot exceed it (10 % slack for the bytes already
+	// queued when the window opens).
+	if limit := 1.1 * s.Path.Bandwidth.Mbps(); r.GoodputMbps > limit {
+		t.Errorf("%s %s: flows %v sum to %.2f Mbit/s, above the %g Mbit/s bottleneck they share", s.System, s.Workload, r.FlowMbps, r.GoodputMbps, s.Path.Bandwidth.Mbps())
+	}
+	if r.Jain < 0.5 || r.Jain > 1 || r.FirstShare <= 0 || r.FirstShare >= 1 {
+		t.Errorf("%s %s: Jain %.3f, first's share %.2f: out of range", s.System, s.Workload, r.Jain, r.FirstShare)
+	}
+}
+
 // TestMarkdown checks that every system of the results appears in the
 // tables, failures included.
 func TestMarkdown(t *testing.T) {
@@ -91,13 +183,19 @@ func TestMarkdown(t *testing.T) {
 		{System: SDKFast2, Workload: Bulk, LossPct: 5, RTTms: 80, BwMbps: 20, GoodputMbps: 12, LimitLoss: 19, LimitFEC: 15.4},
 		{System: TCP, Workload: Bulk, LossPct: 5, RTTms: 80, BwMbps: 20, GoodputMbps: 0.5, LimitLoss: 19, LimitFEC: 15.4},
 		{System: TCP, Workload: RR, LossPct: 5, RTTms: 80, BwMbps: 20, Err: "boom | bang"},
+		{System: SDKAuto, Workload: Loaded, LossPct: 0, RTTms: 40, BwMbps: 100, GoodputMbps: 91.25, N: 100, P50ms: 44.4, P99ms: 61.6, MaxMs: 70},
+		{System: SDKAuto, Workload: Share, LossPct: 0, RTTms: 40, BwMbps: 100, Competitor: SDKAuto, FlowMbps: []float64{45.2, 40.1}, GoodputMbps: 85.3, FirstShare: 0.53, Jain: 0.996},
+		{System: SDKAuto, Workload: VsCubic, LossPct: 0, RTTms: 40, BwMbps: 100, Competitor: TCPLinux, FlowMbps: []float64{60.3, 30.2}, GoodputMbps: 90.5, FirstShare: 0.67, Jain: 0.9},
+		{System: TCP, Workload: Share, LossPct: 0, RTTms: 40, BwMbps: 100, Err: "no bottleneck"},
 	}
 	var b strings.Builder
 	if err := WriteMarkdown(&b, rs); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"| sdk-fast2 | tcp |", "| 5 | 80 | 20 | 19.00 | 15.38 | 12.00 | 0.50 |", "boom / bang", "error"} {
+	for _, want := range []string{"| sdk-fast2 | tcp |", "| 5 | 80 | 20 | 19.00 | 15.38 | 12.00 | 0.50 |", "boom / bang", "error",
+		"| 0 | 40 | 100 | 91.2; 44 / 62 |", "| 0 | 40 | 100 | 45.2 / 40.1 (45% / 40%) | error |", "| 60.3 / 30.2 (60% / 30%) |",
+		"| sdk-auto | tcp-linux | 60.30 | 30.20 | 90% | 0.67 | 0.900 |", "| sdk-auto | 91.25 | - | 100 | 0 | 44.4 | 61.6 | 70.0 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}
@@ -111,6 +209,9 @@ func TestMarkdown(t *testing.T) {
 func BenchmarkPath(b *testing.B) {
 	p := Path{Loss: *flagLoss / 100, RTT: *flagRTT, Bandwidth: Bitrate(*flagBW * 1e6)}
 	for _, w := range Workloads {
+		if WorkloadAvailable(w) != nil || (twoFlows(w) && p.Bandwidth <= 0) {
+			continue
+		}
 		for _, sys := range Systems {
 			if SystemAvailable(sys) != nil {
 				continue
@@ -127,6 +228,14 @@ func BenchmarkPath(b *testing.B) {
 				switch w {
 				case Bulk:
 					b.ReportMetric(r.GoodputMbps, "Mbit/s")
+				case Loaded:
+					b.ReportMetric(r.GoodputMbps, "Mbit/s")
+					b.ReportMetric(r.P50ms, "p50-ms")
+					b.ReportMetric(r.P99ms, "p99-ms")
+				case Share, VsCubic:
+					b.ReportMetric(r.GoodputMbps, "Mbit/s")
+					b.ReportMetric(r.FirstShare, "first-share")
+					b.ReportMetric(r.Jain, "jain")
 				default:
 					b.ReportMetric(r.P50ms, "p50-ms")
 					b.ReportMetric(r.P99ms, "p99-ms")

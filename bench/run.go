@@ -52,6 +52,11 @@ const (
 // Workloads lists every workload, in the order tables show them.
 var Workloads = []string{Bulk, RR, Conns, Loaded, Share, VsCubic}
 
+// DefaultWorkloads are the workloads cmd/matrix runs when none are named:
+// the single-flow ones of the original matrix. The others are run on the
+// paths that matter to them, so that the full matrix keeps its length.
+var DefaultWorkloads = []string{Bulk, RR, Conns}
+
 // twoFlows reports whether workload runs two flows through a shared
 // bottleneck.
 func twoFlows(workload string) bool { return workload == Share || workload == VsCubic }

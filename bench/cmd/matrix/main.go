@@ -2,7 +2,9 @@
 // lossy paths and prints the results as JSON lines and markdown tables.
 //
 // Every combination of the -loss, -rtt, -bw, -systems and -workloads lists is
-// one cell. Each cell runs in a fresh child process (this program with -cell),
+// one cell. The default workloads are bulk, rr and conns; loaded, share and
+// vs-cubic (latency under load, two flows through one bottleneck) are run by
+// naming them. Each cell runs in a fresh child process (this program with -cell),
 // so that its CPU time and peak RSS are its own, and is killed if it takes
 // longer than its duration plus 30 s. A cell takes about -duration, plus up to
 // 3 s for request/response; the full default matrix (4 losses x 3 RTTs x 2
@@ -65,9 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	// systems when not root or without the congestion control).
 	defSystems = slices.DeleteFunc(slices.Clone(defSystems), func(s string) bool { return bench.SystemAvailable(s) != nil })
 	systems := fs.String("systems", strings.Join(defSystems, ","), "`systems` to run, comma-separated (tcp-linux and tcp-linux-bbr need root)")
-	// Likewise vs-cubic, which needs tcp-linux.
-	defWorkloads := slices.DeleteFunc(slices.Clone(bench.Workloads), func(w string) bool { return bench.WorkloadAvailable(w) != nil })
-	workloads := fs.String("workloads", strings.Join(defWorkloads, ","), "`workloads` to run, comma-separated (vs-cubic needs what tcp-linux needs)")
+	workloads := fs.String("workloads", strings.Join(bench.DefaultWorkloads, ","),
+		"`workloads` to run, comma-separated, of "+strings.Join(bench.Workloads, ", ")+" (vs-cubic needs what tcp-linux needs)")
 	o := &options{}
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "duration of each cell")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the emulator's random choices")
