@@ -7,7 +7,9 @@
 // direction. The TCP baseline is gVisor's userspace TCP (CUBIC, SACK, RACK)
 // in two netstacks whose IP packets travel as UDP datagrams through the
 // relay; see TCPPath. Run executes one workload on one system over one path
-// and returns a Result; cmd/matrix runs a whole matrix of them.
+// and returns a Result; cmd/matrix runs a whole matrix of them. The
+// two-flow workloads (Share, VsCubic) give each flow its own relay, and the
+// relays share one kcptuntest.Bottleneck per direction.
 //
 // Heavy dependencies (gVisor) live in this nested module only, so that a
 // `go get` of the SDK never pulls them.
