@@ -52,11 +52,17 @@ type compressedConn struct {
 
 	wmu        sync.Mutex
 	wroteIdent bool
-	obuf       []byte // identifier + chunk header + largest compressed block
-	gather     []byte // WriteBuffers joins its slices here, up to maxBlock
-	vec        [2][]byte
-	closeOnce  sync.Once
-	closeErr   error
+	// obuf (identifier + chunk header + largest compressed block) and
+	// gather (where WriteBuffers joins its slices, up to maxBlock) are
+	// taken from bufs for the time of one write, so that an idle session
+	// holds neither.
+	obuf      []byte
+	obufp     *[]byte // what obuf came from
+	gatherp   *[]byte
+	bufs      sync.Pool // *[]byte of at least obufLen bytes
+	vec       [2][]byte
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // identifierLen is the length of snappyStreamIdentifier; obuf keeps a copy of
@@ -71,10 +77,39 @@ func newCompressedConn(conn io.ReadWriteCloser, frameSize int) *compressedConn {
 		maxBlock: min(snappyMaxBlock, frameSize+smuxwire.HeaderSize),
 	}
 	c.vw, _ = conn.(vectorWriter)
-	c.obuf = make([]byte, identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))
-	c.gather = make([]byte, 0, c.maxBlock)
-	copy(c.obuf, snappyStreamIdentifier)
 	return c
+}
+
+// obufLen is the size of an output buffer.
+func (c *compressedConn) obufLen() int {
+	return identifierLen + snappyChunkHeaderLen + snappy.MaxEncodedLen(c.maxBlock)
+}
+
+// take returns a buffer of at least n bytes from the pool.
+func (c *compressedConn) take(n int) *[]byte {
+	if p, ok := c.bufs.Get().(*[]byte); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n, max(n, c.obufLen()))
+	return &b
+}
+
+// startWrite takes the output buffer for one write; c.wmu is held.
+func (c *compressedConn) startWrite() {
+	c.obufp = c.take(c.obufLen())
+	c.obuf = *c.obufp
+	copy(c.obuf, snappyStreamIdentifier)
+}
+
+// endWrite returns the buffers of one write to the pool; c.wmu is held.
+func (c *compressedConn) endWrite() {
+	c.bufs.Put(c.obufp)
+	c.obufp, c.obuf = nil, nil
+	if c.gatherp != nil {
+		c.bufs.Put(c.gatherp)
+		c.gatherp = nil
+	}
 }
 
 // Read returns decompressed bytes from the peer's stream.
@@ -84,6 +119,8 @@ func (c *compressedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 func (c *compressedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.startWrite()
+	defer c.endWrite()
 	written := 0
 	for len(p) > 0 {
 		block := p
@@ -105,12 +142,15 @@ func (c *compressedConn) Write(p []byte) (int, error) {
 func (c *compressedConn) WriteBuffers(v [][]byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.startWrite()
+	defer c.endWrite()
 	total := 0
 	for _, b := range v {
 		total += len(b)
 	}
 	if total <= c.maxBlock {
-		g := c.gather[:0]
+		c.gatherp = c.take(c.maxBlock)
+		g := (*c.gatherp)[:0]
 		for _, b := range v {
 			g = append(g, b...)
 		}
@@ -187,9 +227,10 @@ func (c *compressedConn) Close() error {
 type snappyReader struct {
 	r        io.Reader
 	hdr      [snappyChunkHeaderLen]byte
-	body     []byte // a compressed chunk's body
-	decoded  []byte // the current chunk's decoded bytes
-	pending  []byte // what of decoded is not yet returned
+	decoded  *[]byte   // the current chunk's decoded bytes, from bufs
+	pending  []byte    // what of decoded is not yet returned
+	bufs     sync.Pool // *[]byte: chunk bodies and decoded chunks, between chunks
+	largest  int       // the largest buffer taken: every new one is as large
 	sawIdent bool
 	err      error
 }
@@ -216,7 +257,29 @@ func (z *snappyReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, z.pending)
 	z.pending = z.pending[n:]
+	if len(z.pending) == 0 {
+		z.dropDecoded() // drained: an idle session keeps no chunk buffer
+	}
 	return n, nil
+}
+
+// dropDecoded returns the decoded chunk's buffer to the pool.
+func (z *snappyReader) dropDecoded() {
+	if z.decoded != nil {
+		z.bufs.Put(z.decoded)
+		z.decoded = nil
+	}
+}
+
+// take returns a pooled buffer of n bytes.
+func (z *snappyReader) take(n int) *[]byte {
+	if b, ok := z.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	z.largest = max(z.largest, n)
+	b := make([]byte, n, z.largest)
+	return &b
 }
 
 // nextChunk reads one chunk. Data of an uncompressed chunk that fits p goes
@@ -254,8 +317,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		}
 		dst := p
 		if n > len(p) {
-			z.decoded = grow(z.decoded, n)
-			dst = z.decoded
+			z.dropDecoded()
+			z.decoded = z.take(n)
+			dst = *z.decoded
 		}
 		dst = dst[:n]
 		if _, err := io.ReadFull(z.r, dst); err != nil {
@@ -276,8 +340,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if _, err := io.ReadFull(z.r, z.hdr[4:]); err != nil {
 			return 0, unexpected(err)
 		}
-		z.body = grow(z.body, length-4)
-		body := z.body[:length-4]
+		bp := z.take(length - 4)
+		defer z.bufs.Put(bp)
+		body := *bp
 		if _, err := io.ReadFull(z.r, body); err != nil {
 			return 0, unexpected(err)
 		}
@@ -285,8 +350,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if err != nil || n > snappyMaxBlock {
 			return 0, fmt.Errorf("kcptun: snappy chunk decodes to %d bytes: %w", n, snappy.ErrCorrupt)
 		}
-		z.decoded = grow(z.decoded, n)
-		out, err := snappy.Decode(z.decoded[:n], body)
+		z.dropDecoded()
+		z.decoded = z.take(n)
+		out, err := snappy.Decode(*z.decoded, body)
 		if err != nil {
 			return 0, fmt.Errorf("kcptun: snappy chunk: %w", err)
 		}
@@ -303,14 +369,6 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 	default: // 0x02-0x7f are reserved and must not be skipped
 		return 0, fmt.Errorf("kcptun: snappy chunk type %#x: %w", kind, snappy.ErrUnsupported)
 	}
-}
-
-// grow returns b with a capacity of at least n, reallocating only to grow.
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:cap(b)]
-	}
-	return make([]byte, n)
 }
 
 // unexpected turns an end of stream inside a chunk into io.ErrUnexpectedEOF.
