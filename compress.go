@@ -54,12 +54,11 @@ type compressedConn struct {
 	wroteIdent bool
 	// obuf (identifier + chunk header + largest compressed block) and
 	// gather (where WriteBuffers joins its slices, up to maxBlock) are
-	// taken from bufs for the time of one write, so that an idle session
-	// holds neither.
+	// taken from chunkBufs for the time of one write, so that an idle
+	// session holds neither.
 	obuf      []byte
 	obufp     *[]byte // what obuf came from
 	gatherp   *[]byte
-	bufs      sync.Pool // *[]byte of at least obufLen bytes
 	vec       [2][]byte
 	closeOnce sync.Once
 	closeErr  error
@@ -85,29 +84,47 @@ func (c *compressedConn) obufLen() int {
 	return identifierLen + snappyChunkHeaderLen + snappy.MaxEncodedLen(c.maxBlock)
 }
 
-// take returns a buffer of at least n bytes from the pool.
-func (c *compressedConn) take(n int) *[]byte {
-	if p, ok := c.bufs.Get().(*[]byte); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
+// chunkBufs recycles the buffers of the snappy framing among all the
+// sessions of the process: a session holds one only while it writes or
+// decodes a chunk. It is a cache, nothing depends on what it holds. (A pool
+// per session would leave a buffer in almost every idle session: smux's
+// keepalive writes every few seconds, and the collector empties pools only
+// every two cycles, which can be minutes apart.)
+var chunkBufs sync.Pool // *[]byte
+
+// chunkBufLen is the size of a pooled buffer: the largest a session with
+// the default frame size needs, or more when asked.
+var chunkBufLen = identifierLen + snappyChunkHeaderLen + snappy.MaxEncodedLen(DefaultFrameSize+smuxwire.HeaderSize)
+
+// takeChunkBuf returns a buffer of n bytes from chunkBufs; putChunkBuf
+// returns it.
+func takeChunkBuf(n int) *[]byte {
+	if p, ok := chunkBufs.Get().(*[]byte); ok {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+		chunkBufs.Put(p) // too small for this session; right for others
 	}
-	b := make([]byte, n, max(n, c.obufLen()))
+	b := make([]byte, n, max(n, chunkBufLen))
 	return &b
 }
 
+func putChunkBuf(p *[]byte) { chunkBufs.Put(p) }
+
 // startWrite takes the output buffer for one write; c.wmu is held.
 func (c *compressedConn) startWrite() {
-	c.obufp = c.take(c.obufLen())
+	c.obufp = takeChunkBuf(c.obufLen())
 	c.obuf = *c.obufp
 	copy(c.obuf, snappyStreamIdentifier)
 }
 
 // endWrite returns the buffers of one write to the pool; c.wmu is held.
 func (c *compressedConn) endWrite() {
-	c.bufs.Put(c.obufp)
+	putChunkBuf(c.obufp)
 	c.obufp, c.obuf = nil, nil
 	if c.gatherp != nil {
-		c.bufs.Put(c.gatherp)
+		putChunkBuf(c.gatherp)
 		c.gatherp = nil
 	}
 }
@@ -149,7 +166,7 @@ func (c *compressedConn) WriteBuffers(v [][]byte) (int, error) {
 		total += len(b)
 	}
 	if total <= c.maxBlock {
-		c.gatherp = c.take(c.maxBlock)
+		c.gatherp = takeChunkBuf(c.maxBlock)
 		g := (*c.gatherp)[:0]
 		for _, b := range v {
 			g = append(g, b...)
@@ -227,10 +244,8 @@ func (c *compressedConn) Close() error {
 type snappyReader struct {
 	r        io.Reader
 	hdr      [snappyChunkHeaderLen]byte
-	decoded  *[]byte   // the current chunk's decoded bytes, from bufs
-	pending  []byte    // what of decoded is not yet returned
-	bufs     sync.Pool // *[]byte: chunk bodies and decoded chunks, between chunks
-	largest  int       // the largest buffer taken: every new one is as large
+	decoded  *[]byte // the current chunk's decoded bytes, from chunkBufs
+	pending  []byte  // what of decoded is not yet returned
 	sawIdent bool
 	err      error
 }
@@ -266,20 +281,9 @@ func (z *snappyReader) Read(p []byte) (int, error) {
 // dropDecoded returns the decoded chunk's buffer to the pool.
 func (z *snappyReader) dropDecoded() {
 	if z.decoded != nil {
-		z.bufs.Put(z.decoded)
+		putChunkBuf(z.decoded)
 		z.decoded = nil
 	}
-}
-
-// take returns a pooled buffer of n bytes.
-func (z *snappyReader) take(n int) *[]byte {
-	if b, ok := z.bufs.Get().(*[]byte); ok && cap(*b) >= n {
-		*b = (*b)[:n]
-		return b
-	}
-	z.largest = max(z.largest, n)
-	b := make([]byte, n, z.largest)
-	return &b
 }
 
 // nextChunk reads one chunk. Data of an uncompressed chunk that fits p goes
@@ -318,7 +322,7 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		dst := p
 		if n > len(p) {
 			z.dropDecoded()
-			z.decoded = z.take(n)
+			z.decoded = takeChunkBuf(n)
 			dst = *z.decoded
 		}
 		dst = dst[:n]
@@ -340,8 +344,8 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if _, err := io.ReadFull(z.r, z.hdr[4:]); err != nil {
 			return 0, unexpected(err)
 		}
-		bp := z.take(length - 4)
-		defer z.bufs.Put(bp)
+		bp := takeChunkBuf(length - 4)
+		defer putChunkBuf(bp)
 		body := *bp
 		if _, err := io.ReadFull(z.r, body); err != nil {
 			return 0, unexpected(err)
@@ -351,7 +355,7 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 			return 0, fmt.Errorf("kcptun: snappy chunk decodes to %d bytes: %w", n, snappy.ErrCorrupt)
 		}
 		z.dropDecoded()
-		z.decoded = z.take(n)
+		z.decoded = takeChunkBuf(n)
 		out, err := snappy.Decode(*z.decoded, body)
 		if err != nil {
 			return 0, fmt.Errorf("kcptun: snappy chunk: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -98,17 +99,25 @@ func memChildDial() error {
 	if err != nil {
 		return err
 	}
-	conns, err := dialIdle(os.Getenv(memAddrEnv), n, 32)
-	if err != nil {
-		return err
+	// Thousands of sessions on a busy 2-core machine: a dial that is slow to
+	// be answered is given time and tried again, and one that still fails is
+	// counted rather than failing the run. The clients flush every 500 ms
+	// instead of every 30 ms, so that their KCP timers do not starve the
+	// measured listener of CPU; what the listener holds does not depend on
+	// its clients' interval.
+	conns, failed := dialIdle(os.Getenv(memAddrEnv), n, 8, WithDialTimeout(time.Minute), WithNoDelay(0, 500, 2, 1))
+	fmt.Println(memReadyLine, len(conns), len(failed))
+	for _, err := range failed[:min(len(failed), 3)] {
+		fmt.Fprintln(os.Stderr, "dial:", err)
 	}
-	fmt.Println(memReadyLine, len(conns))
 	return nil
 }
 
 // dialIdle opens n Dial streams to addr, par at a time, each echoing
-// idleMessage once, and returns them open.
-func dialIdle(addr string, n, par int) ([]net.Conn, error) {
+// idleMessage once, and returns those that did, open, and the errors of
+// those that did not. A dial the server does not answer is tried up to
+// three times.
+func dialIdle(addr string, n, par int, opts ...Option) ([]net.Conn, []error) {
 	conns := make([]net.Conn, n)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, par)
@@ -119,7 +128,10 @@ func dialIdle(addr string, n, par int) ([]net.Conn, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := Dial(addr)
+			c, err := Dial(addr, opts...)
+			for try := 1; try < 3 && errors.Is(err, ErrNoResponse); try++ {
+				c, err = Dial(addr, opts...)
+			}
 			if err != nil {
 				errs <- err
 				return
@@ -134,15 +146,17 @@ func dialIdle(addr string, n, par int) ([]net.Conn, error) {
 	}
 	wg.Wait()
 	close(errs)
-	if err := <-errs; err != nil {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-		return nil, err
+	var failed []error
+	for err := range errs {
+		failed = append(failed, err)
 	}
-	return conns, nil
+	ok := conns[:0]
+	for _, c := range conns {
+		if c != nil {
+			ok = append(ok, c)
+		}
+	}
+	return ok, failed
 }
 
 // echoOnce writes idleMessage and reads its echo.
@@ -341,9 +355,12 @@ func BenchmarkIdleClient(b *testing.B) {
 	addr := child.ready
 	for range b.N {
 		s0 := snapshot()
-		conns, err := dialIdle(addr, n, 16)
-		if err != nil {
-			b.Fatal(err)
+		conns, failed := dialIdle(addr, n, 16)
+		if len(failed) > 0 {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			b.Fatalf("%d of %d dials failed: %v", len(failed), n, failed[0])
 		}
 		s1 := snapshot()
 		writeIdleHeapProfile(b)
@@ -360,6 +377,9 @@ func writeIdleHeapProfile(b *testing.B) {
 	if *idleHeapProfile == "" {
 		return
 	}
+	// The heap profile shows the heap as of the last complete collection
+	// cycle but one: one more makes it match what was measured.
+	runtime.GC()
 	f, err := os.Create(*idleHeapProfile)
 	if err != nil {
 		b.Fatal(err)
@@ -432,30 +452,45 @@ func BenchmarkIdleListener(b *testing.B) {
 		}()
 		start := time.Now()
 		var children []*memChild
+		established := 0
 		for left := n; left > 0; left -= perChild {
 			k := min(left, perChild)
-			children = append(children, startMemChild(b, "dial", []string{
-				memAddrEnv + "=" + ln.Addr().String(), memCountEnv + "=" + strconv.Itoa(k)}, 10*time.Minute))
+			ch := startMemChild(b, "dial", []string{
+				memAddrEnv + "=" + ln.Addr().String(), memCountEnv + "=" + strconv.Itoa(k)}, 15*time.Minute)
+			children = append(children, ch)
+			var ok, failed int
+			if _, err := fmt.Sscan(ch.ready, &ok, &failed); err != nil {
+				b.Fatalf("child said %q: %v", ch.ready, err)
+			}
+			established += ok
 		}
 		setup := time.Since(start)
-		// Every session's handler has echoed and returned.
+		// A few dials may fail on a machine this busy; many may not.
+		if established < n-n/50 {
+			b.Fatalf("only %d of %d sessions established", established, n)
+		}
+		// Every established session's handler has echoed and returned.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		for {
 			mu.Lock()
 			k := len(kept)
 			mu.Unlock()
-			if k == n || ctx.Err() != nil {
+			if k >= established || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		cancel()
 		s1 := snapshot()
-		if st := ln.Stats(); st.Sessions != n {
-			b.Fatalf("listener holds %d sessions, want %d", st.Sessions, n)
+		// Per session of the listener's, whether its dial was completed
+		// (a failed dial leaves a session until the idle timeout).
+		live := ln.Stats().Sessions
+		if live < established {
+			b.Fatalf("listener holds %d sessions, %d were established", live, established)
 		}
 		writeIdleHeapProfile(b)
-		reportIdle(b, n, s0, s1)
+		reportIdle(b, live, s0, s1)
+		b.ReportMetric(float64(live), "sessions")
 		b.ReportMetric(setup.Seconds(), "setup-s")
 		for _, c := range children {
 			c.stop()
