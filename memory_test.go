@@ -514,9 +514,10 @@ func (vecDiscard) WriteBuffers(v [][]byte) (int, error) {
 }
 func (vecDiscard) Close() error { return nil }
 
-// TestCompressedWriteAllocations checks that the compressing writer, whose
-// buffers live in a pool between writes so that an idle session holds none,
-// allocates nothing per write once warm.
+// TestCompressedWriteAllocations checks that the snappy framing's writer and
+// reader, whose buffers go back to a shared pool after every write and every
+// drained chunk so that an idle session holds none, allocate nothing per
+// write or read once warm, and hold no buffer once idle.
 func TestCompressedWriteAllocations(t *testing.T) {
 	if raceDetector {
 		t.Skip("sync.Pool drops items on purpose under the race detector")
