@@ -52,11 +52,16 @@ type compressedConn struct {
 
 	wmu        sync.Mutex
 	wroteIdent bool
-	obuf       []byte // identifier + chunk header + largest compressed block
-	gather     []byte // WriteBuffers joins its slices here, up to maxBlock
-	vec        [2][]byte
-	closeOnce  sync.Once
-	closeErr   error
+	// obuf (identifier + chunk header + largest compressed block) and
+	// gather (where WriteBuffers joins its slices, up to maxBlock) are
+	// taken from chunkBufs for the time of one write, so that an idle
+	// session holds neither.
+	obuf      []byte
+	obufp     *[]byte // what obuf came from
+	gatherp   *[]byte
+	vec       [2][]byte
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // identifierLen is the length of snappyStreamIdentifier; obuf keeps a copy of
@@ -71,10 +76,57 @@ func newCompressedConn(conn io.ReadWriteCloser, frameSize int) *compressedConn {
 		maxBlock: min(snappyMaxBlock, frameSize+smuxwire.HeaderSize),
 	}
 	c.vw, _ = conn.(vectorWriter)
-	c.obuf = make([]byte, identifierLen+snappyChunkHeaderLen+snappy.MaxEncodedLen(c.maxBlock))
-	c.gather = make([]byte, 0, c.maxBlock)
-	copy(c.obuf, snappyStreamIdentifier)
 	return c
+}
+
+// obufLen is the size of an output buffer.
+func (c *compressedConn) obufLen() int {
+	return identifierLen + snappyChunkHeaderLen + snappy.MaxEncodedLen(c.maxBlock)
+}
+
+// chunkBufs recycles the buffers of the snappy framing among all the
+// sessions of the process: a session holds one only while it writes or
+// decodes a chunk. It is a cache, nothing depends on what it holds. (A pool
+// per session would leave a buffer in almost every idle session: smux's
+// keepalive writes every few seconds, and the collector empties pools only
+// every two cycles, which can be minutes apart.)
+var chunkBufs sync.Pool // *[]byte
+
+// chunkBufLen is the size of a pooled buffer: the largest a session with
+// the default frame size needs, or more when asked.
+var chunkBufLen = identifierLen + snappyChunkHeaderLen + snappy.MaxEncodedLen(DefaultFrameSize+smuxwire.HeaderSize)
+
+// takeChunkBuf returns a buffer of n bytes from chunkBufs; putChunkBuf
+// returns it.
+func takeChunkBuf(n int) *[]byte {
+	if p, ok := chunkBufs.Get().(*[]byte); ok {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+		chunkBufs.Put(p) // too small for this session; right for others
+	}
+	b := make([]byte, n, max(n, chunkBufLen))
+	return &b
+}
+
+func putChunkBuf(p *[]byte) { chunkBufs.Put(p) }
+
+// startWrite takes the output buffer for one write; c.wmu is held.
+func (c *compressedConn) startWrite() {
+	c.obufp = takeChunkBuf(c.obufLen())
+	c.obuf = *c.obufp
+	copy(c.obuf, snappyStreamIdentifier)
+}
+
+// endWrite returns the buffers of one write to the pool; c.wmu is held.
+func (c *compressedConn) endWrite() {
+	putChunkBuf(c.obufp)
+	c.obufp, c.obuf = nil, nil
+	if c.gatherp != nil {
+		putChunkBuf(c.gatherp)
+		c.gatherp = nil
+	}
 }
 
 // Read returns decompressed bytes from the peer's stream.
@@ -84,6 +136,8 @@ func (c *compressedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 func (c *compressedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.startWrite()
+	defer c.endWrite()
 	written := 0
 	for len(p) > 0 {
 		block := p
@@ -105,12 +159,15 @@ func (c *compressedConn) Write(p []byte) (int, error) {
 func (c *compressedConn) WriteBuffers(v [][]byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.startWrite()
+	defer c.endWrite()
 	total := 0
 	for _, b := range v {
 		total += len(b)
 	}
 	if total <= c.maxBlock {
-		g := c.gather[:0]
+		c.gatherp = takeChunkBuf(c.maxBlock)
+		g := (*c.gatherp)[:0]
 		for _, b := range v {
 			g = append(g, b...)
 		}
@@ -187,9 +244,8 @@ func (c *compressedConn) Close() error {
 type snappyReader struct {
 	r        io.Reader
 	hdr      [snappyChunkHeaderLen]byte
-	body     []byte // a compressed chunk's body
-	decoded  []byte // the current chunk's decoded bytes
-	pending  []byte // what of decoded is not yet returned
+	decoded  *[]byte // the current chunk's decoded bytes, from chunkBufs
+	pending  []byte  // what of decoded is not yet returned
 	sawIdent bool
 	err      error
 }
@@ -216,7 +272,18 @@ func (z *snappyReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, z.pending)
 	z.pending = z.pending[n:]
+	if len(z.pending) == 0 {
+		z.dropDecoded() // drained: an idle session keeps no chunk buffer
+	}
 	return n, nil
+}
+
+// dropDecoded returns the decoded chunk's buffer to the pool.
+func (z *snappyReader) dropDecoded() {
+	if z.decoded != nil {
+		putChunkBuf(z.decoded)
+		z.decoded = nil
+	}
 }
 
 // nextChunk reads one chunk. Data of an uncompressed chunk that fits p goes
@@ -254,8 +321,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		}
 		dst := p
 		if n > len(p) {
-			z.decoded = grow(z.decoded, n)
-			dst = z.decoded
+			z.dropDecoded()
+			z.decoded = takeChunkBuf(n)
+			dst = *z.decoded
 		}
 		dst = dst[:n]
 		if _, err := io.ReadFull(z.r, dst); err != nil {
@@ -276,8 +344,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if _, err := io.ReadFull(z.r, z.hdr[4:]); err != nil {
 			return 0, unexpected(err)
 		}
-		z.body = grow(z.body, length-4)
-		body := z.body[:length-4]
+		bp := takeChunkBuf(length - 4)
+		defer putChunkBuf(bp)
+		body := *bp
 		if _, err := io.ReadFull(z.r, body); err != nil {
 			return 0, unexpected(err)
 		}
@@ -285,8 +354,9 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 		if err != nil || n > snappyMaxBlock {
 			return 0, fmt.Errorf("kcptun: snappy chunk decodes to %d bytes: %w", n, snappy.ErrCorrupt)
 		}
-		z.decoded = grow(z.decoded, n)
-		out, err := snappy.Decode(z.decoded[:n], body)
+		z.dropDecoded()
+		z.decoded = takeChunkBuf(n)
+		out, err := snappy.Decode(*z.decoded, body)
 		if err != nil {
 			return 0, fmt.Errorf("kcptun: snappy chunk: %w", err)
 		}
@@ -303,14 +373,6 @@ func (z *snappyReader) nextChunk(p []byte) (int, error) {
 	default: // 0x02-0x7f are reserved and must not be skipped
 		return 0, fmt.Errorf("kcptun: snappy chunk type %#x: %w", kind, snappy.ErrUnsupported)
 	}
-}
-
-// grow returns b with a capacity of at least n, reallocating only to grow.
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:cap(b)]
-	}
-	return make([]byte, n)
 }
 
 // unexpected turns an end of stream inside a chunk into io.ErrUnexpectedEOF.

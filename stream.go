@@ -141,9 +141,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 		if s.wdl.expired() {
 			return n, s.opError("write", os.ErrDeadlineExceeded)
 		}
-		var b *[]byte
 		select {
-		case b = <-w.free:
+		case <-w.free:
 		case <-s.done:
 			return n, s.opError("write", net.ErrClosed)
 		case <-s.wdl.wait():
@@ -151,6 +150,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 		case <-w.failed:
 			return n, s.wrap("write", w.err)
 		}
+		// The buffer comes from the session's pool only now, so that an
+		// idle stream holds none.
+		b := s.sess.bufs.Get().(*[]byte)
 		c := copy(*b, p)
 		// Under state, so that a concurrent Close or CloseWrite queues its
 		// end after it, never before.
@@ -161,7 +163,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 				err = net.ErrClosed
 			}
 			s.state.Unlock()
-			w.free <- b
+			s.sess.bufs.Put(b)
+			w.free <- struct{}{}
 			return n, s.opError("write", err)
 		}
 		w.work <- chunk{buf: b, n: c}
@@ -176,27 +179,29 @@ func (s *Stream) Write(p []byte) (int, error) {
 // s.state must be held.
 func (s *Stream) startWriter() *writer {
 	w := &writer{
-		free:   make(chan *[]byte, writerBuffers),
+		free:   make(chan struct{}, writerBuffers),
 		work:   make(chan chunk, writerBuffers+2), // room for every buffer and both ends
 		failed: make(chan struct{}),
 		exited: make(chan struct{}),
 	}
 	for range writerBuffers {
-		w.free <- s.sess.bufs.Get().(*[]byte)
+		w.free <- struct{}{}
 	}
 	s.w = w
 	go s.runWriter(w)
 	return w
 }
 
-// writerBuffers is how many smux frames a Stream buffers ahead of smux.
+// writerBuffers is how many smux frames a Stream buffers ahead of smux. The
+// buffers come from the session's pool for as long as they hold bytes, so a
+// stream that is not writing holds none.
 const writerBuffers = 2
 
 // writer is the goroutine of a Stream that hands its chunks to smux, so that
 // smux's own write, which keeps using the slice it was given and cannot be
 // interrupted cleanly, never runs on a caller's time or buffer.
 type writer struct {
-	free   chan *[]byte  // buffers ready to be filled
+	free   chan struct{} // one token per buffer a Write may fill
 	work   chan chunk    // filled buffers, then the end markers, in order
 	failed chan struct{} // closed when smux refused a frame; err says why
 	err    error
@@ -215,17 +220,6 @@ type chunk struct {
 // runWriter hands chunks to smux in order until the stream is closed.
 func (s *Stream) runWriter(w *writer) {
 	defer close(w.exited)
-	defer func() {
-		// Return the buffers; those still queued are dropped with the stream.
-		for {
-			select {
-			case b := <-w.free:
-				s.sess.bufs.Put(b)
-			default:
-				return
-			}
-		}
-	}()
 	var (
 		failed  bool
 		finSent bool
@@ -268,7 +262,8 @@ func (s *Stream) runWriter(w *writer) {
 					marks = s.sess.base.writes.Load()
 				}
 			}
-			w.free <- c.buf
+			s.sess.bufs.Put(c.buf)
+			w.free <- struct{}{}
 		case c.fin:
 			if !failed && !finSent {
 				finSent = true

@@ -35,11 +35,16 @@ type encoder struct {
 	count  int   // data shards of the current group so far
 	maxLen int   // longest shard of the group
 	lastMs int64 // time of the previous data shard
+	// data and parity hold buffers of pool only while a group is under
+	// way or its parity is being sent, so that an idle peer holds at most
+	// the shards of its unfinished group.
 	data   [][]byte
 	parity [][]byte // each: head room, 6-byte header, shard, tail room
 	all    [][]byte // scratch for the codec: data then parity shards
 	parLen int      // shard length of the parity just encoded
 	rs     reedsolomon.Encoder
+	pool   *bufPool // where shard buffers come from; nil: own
+	own    bufPool
 
 	pending      bool
 	pendK, pendM int
@@ -79,7 +84,37 @@ func (e *encoder) apply() {
 	e.k, e.m, e.rs = k, m, rs
 	e.wrap = paws(k + m)
 	e.next = (e.next + n - 1) / n * n % e.wrap
+	e.releaseParity()
 	e.data, e.parity, e.all = nil, nil, nil
+}
+
+// bufs returns the pool the shard buffers come from.
+func (e *encoder) bufs() *bufPool {
+	if e.pool != nil {
+		return e.pool
+	}
+	return &e.own
+}
+
+// releaseData returns the data shards' buffers to the pool.
+func (e *encoder) releaseData() {
+	for i, d := range e.data {
+		if d != nil {
+			e.bufs().put(d)
+			e.data[i] = nil
+		}
+	}
+}
+
+// releaseParity returns the parity shards' buffers to the pool; the
+// shards parityShard returned are no longer valid.
+func (e *encoder) releaseParity() {
+	for i, d := range e.parity {
+		if d != nil {
+			e.bufs().put(d)
+			e.parity[i] = nil
+		}
+	}
 }
 
 // encodeData fills the FEC header of p (p[0:8] reserved, then the KCP bytes)
@@ -93,9 +128,9 @@ func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 	e.next = (e.next + 1) % e.wrap
 	if e.data == nil {
 		e.data = make([][]byte, e.k)
-		for i := range e.data {
-			e.data[i] = make([]byte, 0, bufSize)
-		}
+	}
+	if e.data[e.count] == nil {
+		e.data[e.count] = e.bufs().get()
 	}
 	shard := p[fecShardStart:]
 	e.data[e.count] = append(e.data[e.count][:0], shard...)
@@ -109,6 +144,7 @@ func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 		if !ready {
 			e.next = (e.next + uint32(e.m)) % e.wrap
 		}
+		e.releaseData()
 		e.count, e.maxLen = 0, 0
 	}
 	e.lastMs = nowMs
@@ -118,10 +154,12 @@ func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 func (e *encoder) encodeParity() bool {
 	if e.parity == nil {
 		e.parity = make([][]byte, e.m)
-		for i := range e.parity {
-			e.parity[i] = make([]byte, bufSize)
-		}
 		e.all = make([][]byte, e.k+e.m)
+	}
+	for i, b := range e.parity {
+		if b == nil {
+			e.parity[i] = e.bufs().get()[:bufSize]
+		}
 	}
 	for i, d := range e.data {
 		n := len(d)
@@ -148,8 +186,9 @@ const parityRoom = cryptHeaderSize + fecShardStart
 // parityShard returns parity shard i of the group just completed, in a
 // buffer whose first head bytes are left for the crypto header, followed by
 // the FEC header (filled in here, consuming the next seqid) and the shard.
-// Call it for i = 0 .. m-1 right after encodeData reported true; cap of the
-// result leaves room for an AEAD tag.
+// Call it for i = 0 .. m-1 right after encodeData reported true, then
+// releaseParity once they are sent; cap of the result leaves room for an
+// AEAD tag.
 func (e *encoder) parityShard(i, head int) []byte {
 	start := parityRoom - fecShardStart
 	b := e.parity[i][start-head : parityRoom+e.parLen]

@@ -57,6 +57,7 @@ func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
 	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
 	p.dst.Store(&dest{ap: ap, ua: addr})
 	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
+	p.enc.pool = &c.pool
 	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
 	p.pace.p = p
 	return p
@@ -202,9 +203,11 @@ func (p *Peer) write(b []byte) (int, error) {
 			ps := p.enc.parityShard(i, head)
 			p.st.FECParityOut.Add(1)
 			if err := p.pace.send(c.cip.seal(ps, p.rnd)); err != nil {
+				p.enc.releaseParity()
 				return 0, err
 			}
 		}
+		p.enc.releaseParity() // sent: pace.send copies what it keeps
 	}
 	return len(b), nil
 }

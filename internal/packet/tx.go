@@ -123,11 +123,16 @@ func (t *txQueue) run() {
 // one message each; the first refusal turns it off for the Conn.
 func (t *txQueue) write(items []txItem) {
 	if t.msgs == nil {
-		t.msgs = make([]ipv4.Message, maxBatch)
-		t.first = make([]int, maxBatch)
-		t.segs = make([]int, maxBatch)
-		t.oob = make([]byte, maxBatch*gsoCmsgSpace)
 		t.gso = gsoSupported
+	}
+	if len(t.msgs) < len(items) {
+		// Sized by the largest batch so far, so that a peer that only ever
+		// sends a few datagrams at a time (an idle session) keeps little.
+		n := min(max(2*len(t.msgs), len(items), 4), maxBatch)
+		t.msgs = make([]ipv4.Message, n)
+		t.first = make([]int, n)
+		t.segs = make([]int, n)
+		t.oob = make([]byte, n*gsoCmsgSpace)
 	}
 	nm := 0
 	for i := 0; i < len(items); {
