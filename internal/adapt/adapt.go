@@ -133,6 +133,8 @@ const (
 	DefaultMaxDataShards    = 20
 	DefaultMaxParityShards  = 8
 	DefaultFECFill          = 0.25
+	DefaultThinResidualLoss = 1e-4
+	DefaultThinPriorLoss    = 0.05
 )
 
 // Config are a Controller's fixed parameters. The zero value of each field
@@ -167,6 +169,16 @@ type Config struct {
 	// FECFill is the fraction of the minimum RTT within which an FEC group
 	// should fill at the current packet rate. Default DefaultFECFill.
 	FECFill float64
+	// ThinResidualLoss is the residual loss FEC aims for on a thin flow
+	// (one that sends without a backlog, too few packets to fill a group
+	// of MinDataShards within FECFill of the RTT, such as a game's
+	// messages), whose groups hold one data shard; FEC stays off while the
+	// measured loss is below it. Default DefaultThinResidualLoss.
+	ThinResidualLoss float64
+	// ThinPriorLoss is the loss a thin flow's FEC assumes until the path's
+	// loss is measured. 0 selects DefaultThinPriorLoss; a negative value
+	// turns the precaution off.
+	ThinPriorLoss float64
 	// Seed varies the ProbeBW phase the controller starts in, so that
 	// sessions started together do not probe in step.
 	Seed uint64
@@ -199,6 +211,15 @@ func (c *Config) fill() {
 	}
 	if !(c.FECFill > 0 && c.FECFill <= 4) {
 		c.FECFill = DefaultFECFill
+	}
+	if !(c.ThinResidualLoss > 0 && c.ThinResidualLoss < 1) {
+		c.ThinResidualLoss = DefaultThinResidualLoss
+	}
+	switch {
+	case c.ThinPriorLoss == 0 || c.ThinPriorLoss >= 1 || math.IsNaN(c.ThinPriorLoss):
+		c.ThinPriorLoss = DefaultThinPriorLoss
+	case c.ThinPriorLoss < 0:
+		c.ThinPriorLoss = 0
 	}
 	c.RateLimit = max(c.RateLimit, 0)
 	c.AckDelay = max(c.AckDelay, 0)
@@ -355,7 +376,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	}
 	c.sentPkts++
 	c.winSent++
-	c.fec.onSend(c.measuring())
+	c.fec.onSend(c.measuring(), c)
 	c.fec.tick(now, c)
 }
 
@@ -387,6 +408,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		if c.roundMinRTT == 0 || rtt < c.roundMinRTT {
 			c.roundMinRTT = rtt
 		}
+		c.fec.onSample(now, appLimited, c)
 	}
 	c.addCheckpoint(now)
 	c.updateMode(now)

@@ -85,7 +85,8 @@ func (e *encoder) apply() {
 // encodeData fills the FEC header of p (p[0:8] reserved, then the KCP bytes)
 // and keeps the shard. It reports whether the group is complete and its
 // parity shards are ready (parityShard), which happens when the group's last
-// two data shards were sent within parityLatencyMs, as kcp-go does.
+// two data shards were sent within parityLatencyMs, as kcp-go does, and
+// always for a group of one data shard.
 func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 	binary.LittleEndian.PutUint32(p, e.next)
 	binary.LittleEndian.PutUint16(p[fecTypeOffset:], typeData)
@@ -103,7 +104,9 @@ func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 	e.count++
 	ready := false
 	if e.count == e.k {
-		if nowMs-e.lastMs < parityLatencyMs {
+		// A group of one data shard is always timely: its parity leaves
+		// with it. (kcp-go compares with the previous group's shard.)
+		if e.k == 1 || nowMs-e.lastMs < parityLatencyMs {
 			ready = e.encodeParity()
 		}
 		if !ready {
