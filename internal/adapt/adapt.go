@@ -376,7 +376,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	}
 	c.sentPkts++
 	c.winSent++
-	c.fec.onSend(c.measuring(), c)
+	c.fec.onSend(now, c.measuring(), c)
 	c.fec.tick(now, c)
 }
 

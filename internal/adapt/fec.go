@@ -20,6 +20,7 @@ const (
 	thinHold          = 500 * time.Millisecond // evidence a thin flow needs to turn FEC on or add parity
 	priorHold         = 10 * time.Second       // how long a thin flow's precaution lasts unmeasured
 	thinUpMargin      = 1.5                    // a thin flow adds parity only if needed at 1/1.5 of the loss
+	thinBurstPkts     = 16                     // packets within a tick that can show a flow is not thin
 )
 
 // Kinds of a pending FEC change.
@@ -70,6 +71,7 @@ type fecState struct {
 	classified  bool          // thin was decided at least once
 	thinShape   bool          // the current shape was chosen by the thin rule
 	prior       bool          // the current shape is the precaution, not measured
+	priorSpent  bool          // the precaution ran its course unmeasured; not again
 	priorSince  time.Duration // when the precaution started
 	tickSamples int           // RTT samples in the current tick
 	tickAppLim  int           // of those, samples of packets sent app-limited
@@ -109,14 +111,17 @@ func (f *fecState) pin(data, parity int) {
 
 // onSend counts a packet sent; steady is false in Startup and Drain, whose
 // losses are the queue's overflow, not the path's loss, and do not count.
-func (f *fecState) onSend(steady bool, c *Controller) {
+func (f *fecState) onSend(now time.Duration, steady bool, c *Controller) {
 	f.tickPkts++
-	if f.thin && f.tickPkts > f.thinTickPkts(c) {
-		// More packets in this tick than a thin flow sends in a whole
-		// one: a bulk flow started. Its parity would cost bandwidth, so
-		// the thin shape goes at once.
-		f.thin, f.classified = false, true
-		f.leaveThin(c)
+	if f.thin && f.tickPkts >= thinBurstPkts {
+		// More packets since the tick began than a thin flow sends in
+		// that time: a bulk flow started. Its parity would cost
+		// bandwidth, so the thin shape goes at once.
+		el := max(now-f.lastTick, time.Millisecond)
+		if float64(f.tickPkts)/el.Seconds() > f.thinRate(c) {
+			f.thin, f.classified = false, true
+			f.leaveThin(c)
+		}
 	}
 	if !steady {
 		return
@@ -187,6 +192,7 @@ func (f *fecState) tick(now time.Duration, c *Controller) {
 		// the flow is not thin, or nothing measured the path for
 		// priorHold (then the flow's own losses will, with FEC off).
 		f.prior = false
+		f.priorSpent = f.priorSpent || now-f.priorSince >= priorHold
 		if !f.haveLoss {
 			f.set(fecShape{}, false)
 		}
@@ -200,7 +206,8 @@ func (f *fecState) tick(now time.Duration, c *Controller) {
 // onSample counts an RTT sample for the thin-flow test; appLimited says the
 // sampled packet left with nothing queued behind it. Such a sample of a
 // flow not known to be bulk starts the thin flow's precaution again after
-// an idle tick ended it.
+// an idle tick ended it (not after it expired unmeasured: the flow's own
+// losses, measured with FEC off, decide then).
 func (f *fecState) onSample(now time.Duration, appLimited bool, c *Controller) {
 	f.tickSamples++
 	if appLimited {
@@ -210,18 +217,17 @@ func (f *fecState) onSample(now time.Duration, appLimited bool, c *Controller) {
 		return
 	}
 	f.classified, f.thin = true, true
-	if !f.on() && !f.haveLoss {
+	if !f.on() && !f.haveLoss && !f.priorSpent {
 		f.startPrior(now, c)
 	}
 }
 
-// thinTickPkts is the most packets a thin flow sends in one fecTick: a
-// flow is thin when its packets cannot fill a group of MinDataShards within
-// FECFill of the minimum RTT and it sends without a backlog (see the
-// package documentation).
-func (f *fecState) thinTickPkts(c *Controller) int {
-	r := float64(f.cfg.MinDataShards) / (f.cfg.FECFill * f.rtt(c).Seconds())
-	return int(math.Ceil(r * fecTick.Seconds()))
+// thinRate is the packet rate below which a flow is thin: its packets
+// cannot fill a group of MinDataShards within FECFill of the minimum RTT. A
+// thin flow that also sends without a backlog gets groups of one data
+// shard (see the package documentation).
+func (f *fecState) thinRate(c *Controller) float64 {
+	return float64(f.cfg.MinDataShards) / (f.cfg.FECFill * f.rtt(c).Seconds())
 }
 
 // rtt is the RTT the shape is chosen for.
@@ -245,7 +251,7 @@ func (f *fecState) classify(pkts int, c *Controller) {
 		}
 		return
 	}
-	slow := f.pktRate*f.cfg.FECFill*f.rtt(c).Seconds() < float64(f.cfg.MinDataShards)
+	slow := f.pktRate < f.thinRate(c)
 	thin := f.thin
 	switch {
 	case !slow:

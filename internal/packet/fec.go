@@ -60,6 +60,14 @@ func (e *encoder) on() bool {
 	return e.k > 0
 }
 
+// bare reports whether the KCP datagram b leaves without an FEC header
+// although FEC is on: with groups of one data shard, whose parity shards
+// are copies of it, a datagram without data (ACKs, window probes and
+// updates) is not worth its copies, since losing it delays nothing (the
+// next datagram carries the same cumulative una). Receivers, kcp-go's
+// included, take bare KCP datagrams between FEC-framed ones.
+func (e *encoder) bare(b []byte) bool { return e.k == 1 && !scanSegments(b).push }
+
 func (e *encoder) apply() {
 	e.pending = false
 	k, m := e.pendK, e.pendM
