@@ -62,13 +62,33 @@
 //
 // FEC is off while the path is clean. From the measured loss p the
 // controller picks the data shards so that a group fills within a quarter
-// of the minimum RTT at the current packet rate (at least 2, so 2+1 or 2+2
-// for a game sending 50 packets a second, up to 20 for bulk), then the
-// fewest parity shards that bring the residual loss after recovery (a
-// binomial tail) under the target (1 % by default). It changes the shape
-// only after the evidence held for seconds: 2 s to turn on, 3 s for more
-// parity, 8 s for less or a new group size, 10 s of a clean path to turn
-// off.
+// of the minimum RTT at the current packet rate (at least 2, up to 20 for
+// bulk), then the fewest parity shards that bring the residual loss after
+// recovery (a binomial tail) under the target (1 % by default). It changes
+// the shape only after the evidence held for seconds: 2 s to turn on, 3 s
+// for more parity, 8 s for less or a new group size, 10 s of a clean path
+// to turn off.
+//
+// A thin flow is one whose packets cannot fill a group of two within a
+// quarter of the minimum RTT (below 200 packets a second at 40 ms) and
+// whose RTT samples are mostly of packets sent with nothing queued behind
+// them: a game's or a remote shell's messages. A loss it does not recover
+// holds every message behind it for a retransmission (an RTO, 100 ms or
+// more), while its parity costs it little in absolute bytes. So a thin flow
+// gets groups of one data shard, whose parity shards are copies of it and
+// leave with it (nothing waits for a group to fill), and as many as bring
+// the residual loss under ThinResidualLoss (1e-4: 1+1 below 1 % loss, 1+2
+// up to 4 %, 1+3 up to 10 %); it turns FEC on and adds parity after 0.5 s of
+// evidence, and adds parity only when the loss is 1.5 times what its shape
+// covers (its estimate rests on few packets). Every session starts as a
+// thin flow with the shape for ThinPriorLoss (5 %: 1+3), so that its first
+// packets are protected before anything is measured; the precaution ends
+// when loss is measured (the measured shape applies), after a tick in which
+// the session sent no data, when the flow shows it is not thin (more
+// packets in part of a tick than a thin flow sends: a bulk flow drops it
+// within its first 16 packets), or after 10 s without a measurement (the
+// flow's own losses, measured with FEC off, decide from then on). A flow
+// that stops or starts being thin gets the other rule's shape at once.
 //
 // Losses while the rate model is in Startup or Drain, or while the latest
 // RTT sample shows a queue at the bottleneck, are a queue's overflow, not
@@ -77,7 +97,8 @@
 //
 // The loss p comes, in order of preference, from the FEC sequence-number
 // gaps of the packets the peer sends us (OnFECStats: not hidden by
-// recovery, and the path is usually lossy both ways alike), from the
+// recovery, and the path is usually lossy both ways alike; it is what
+// measures the path while our own FEC hides our losses), from the
 // losses of our own packets while our FEC is off (OnLoss over OnSend), and
 // otherwise, while our FEC is on and the peer sends no FEC, from the
 // estimate held when it turned on, decaying slowly unless the residual loss
