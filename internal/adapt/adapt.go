@@ -98,7 +98,8 @@
 // The loss p comes, in order of preference, from the FEC sequence-number
 // gaps of the packets the peer sends us (OnFECStats: not hidden by
 // recovery, and the path is usually lossy both ways alike; it is what
-// measures the path while our own FEC hides our losses), from the
+// measures the path while our own FEC hides our losses; the packet layer
+// feeds it while WantsPeerLoss, for thin flows), from the
 // losses of our own packets while our FEC is off (OnLoss over OnSend), and
 // otherwise, while our FEC is on and the peer sends no FEC, from the
 // estimate held when it turned on, decaying slowly unless the residual loss
@@ -483,6 +484,13 @@ func (c *Controller) OnFECStats(now time.Duration, seen, lost int) {
 	c.fec.onStats(max(seen, 0), max(lost, 0))
 	c.fec.tick(now, c)
 }
+
+// WantsPeerLoss reports whether the packet layer should feed OnFECStats
+// now: while the flow is thin, whose own FEC hides its losses, so that only
+// the peer's packets measure the path. A bulk flow's FEC keeps to its own
+// losses: the peer's counts, around shape changes and stalls, fed back into
+// ever more parity.
+func (c *Controller) WantsPeerLoss() bool { return c.fec.thin }
 
 // SetRateLimit caps WirePacingRate at bytesPerSecond; 0 removes the cap.
 func (c *Controller) SetRateLimit(bytesPerSecond int64) {

@@ -78,8 +78,8 @@ type fecState struct {
 }
 
 // init sets the configuration and starts the thin flow's precaution: until
-// the first tick shows otherwise, a session is presumed thin, so that its
-// first packets (a handshake, a game's first messages) are protected.
+// the flow shows otherwise, a session is presumed thin, so that its first
+// packets (a handshake, a game's first messages and answers) are protected.
 func (f *fecState) init(cfg *Config) {
 	f.cfg = cfg
 	f.thin = true

@@ -349,10 +349,11 @@ func (p *Peer) adaptIn(b []byte) {
 		a.ctl.OnReceive(now, received)
 	}
 	// The peer's data shards missing before recovery: the loss measure
-	// that FEC does not hide. The decoder counts only groups of a shape
-	// that held for a while, so a shape being re-detected counts nothing.
-	// (The reader, which feeds the decoder, is the caller.)
-	if seen, missed := p.dec.takeLoss(); seen+missed > 0 {
+	// that our own FEC does not hide, for a thin flow (WantsPeerLoss). The
+	// decoder counts only groups of a shape that held for a while, so a
+	// shape being re-detected counts nothing. (The reader, which feeds
+	// the decoder, is the caller.)
+	if seen, missed := p.dec.takeLoss(); seen+missed > 0 && a.ctl.WantsPeerLoss() {
 		a.ctl.OnFECStats(now, seen, missed)
 	}
 	rate := a.wireRate()
