@@ -88,7 +88,9 @@
 // packets in part of a tick than a thin flow sends: a bulk flow drops it
 // within its first 16 packets), or after 10 s without a measurement (the
 // flow's own losses, measured with FEC off, decide from then on). A flow
-// that stops or starts being thin gets the other rule's shape at once.
+// that stops being thin gets the bulk rule's shape at once; a bulk flow
+// becomes thin (and gets the thin rule's shape) only after it looked thin
+// for four ticks in a row, so that a lull does not flap its shape.
 //
 // Losses while the rate model is in Startup or Drain, or while the latest
 // RTT sample shows a queue at the bottleneck, are a queue's overflow, not

@@ -21,6 +21,7 @@ const (
 	priorHold         = 10 * time.Second       // how long a thin flow's precaution lasts unmeasured
 	thinUpMargin      = 1.5                    // a thin flow adds parity only if needed at 1/1.5 of the loss
 	thinBurstPkts     = 16                     // packets within a tick that can show a flow is not thin
+	thinTicks         = 4                      // ticks a bulk flow must look thin to become thin
 )
 
 // Kinds of a pending FEC change.
@@ -75,6 +76,7 @@ type fecState struct {
 	priorSince  time.Duration // when the precaution started
 	tickSamples int           // RTT samples in the current tick
 	tickAppLim  int           // of those, samples of packets sent app-limited
+	thinCount   int           // consecutive ticks a bulk flow looked thin
 }
 
 // init sets the configuration and starts the thin flow's precaution: until
@@ -259,6 +261,14 @@ func (f *fecState) classify(pkts int, c *Controller) {
 	case f.tickSamples > 0:
 		thin = 2*f.tickAppLim >= f.tickSamples
 	}
+	if thin && !f.thin && f.classified {
+		// A flow known to be bulk becomes thin only after thinTicks
+		// ticks in a row (a bulk flow's lull must not flap its shape).
+		if f.thinCount++; f.thinCount < thinTicks {
+			return
+		}
+	}
+	f.thinCount = 0
 	if thin == f.thin && f.classified {
 		return
 	}

@@ -469,3 +469,28 @@ func TestThinFlowIdle(t *testing.T) {
 		t.Fatalf("FEC %d+%d after the game resumed, want the precaution 1+3", d, p)
 	}
 }
+
+// TestBulkLullKeepsShape checks that a bulk flow's lull (app-limited and
+// slow for less than thinTicks ticks) keeps its bulk shape, while a flow
+// that turns into a game for good gets groups of one data shard.
+func TestBulkLullKeepsShape(t *testing.T) {
+	c := New(Config{Seed: 11})
+	g := newGameFlow(c, 0.05, false, 11)
+	g.bulk = true
+	g.run(15 * time.Second)
+	d, p := c.FEC()
+	if d < DefaultMinDataShards || p == 0 {
+		t.Fatalf("bulk at 5 %% for 15 s: FEC %d+%d, want a bulk group", d, p)
+	}
+	g.bulk = false
+	g.run(15*time.Second + 600*time.Millisecond)
+	if d2, p2 := c.FEC(); d2 != d || p2 != p {
+		t.Fatalf("a 0.6 s lull changed the bulk shape %d+%d to %d+%d", d, p, d2, p2)
+	}
+	// The packet rate is a one-second average: it takes a few seconds
+	// to fall below a thin flow's.
+	g.run(22 * time.Second)
+	if d, p := c.FEC(); d != 1 || p < 2 {
+		t.Fatalf("7 s after bulk turned into a game at 5 %% loss: FEC %d+%d, want one data shard", d, p)
+	}
+}
