@@ -9,6 +9,7 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/seed-fc8f924e/kcptun/internal/adapt"
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
@@ -19,10 +20,18 @@ func (c *config) packetConfig(ownSocket bool) (packet.Config, error) {
 	if err != nil {
 		return packet.Config{}, err
 	}
+	ds, ps := c.dataShards, c.parityShards
+	if c.adaptive && !c.fecSet {
+		// An adaptive session starts with its controller's shape (the
+		// thin-flow precaution), and its decoder expects the same shape
+		// from an adaptive peer until it learns the peer's, so that the
+		// first messages are recovered too.
+		ds, ps = adapt.New(adapt.Config{}).FEC()
+	}
 	return packet.Config{
 		Block:        block,
-		DataShards:   c.dataShards,
-		ParityShards: c.parityShards,
+		DataShards:   ds,
+		ParityShards: ps,
 		// Only ciphers that authenticate may move a session: with none,
 		// null or xor anyone could forge a datagram that moves it.
 		Migrate:   migrates(c.crypt),

@@ -62,13 +62,35 @@
 //
 // FEC is off while the path is clean. From the measured loss p the
 // controller picks the data shards so that a group fills within a quarter
-// of the minimum RTT at the current packet rate (at least 2, so 2+1 or 2+2
-// for a game sending 50 packets a second, up to 20 for bulk), then the
-// fewest parity shards that bring the residual loss after recovery (a
-// binomial tail) under the target (1 % by default). It changes the shape
-// only after the evidence held for seconds: 2 s to turn on, 3 s for more
-// parity, 8 s for less or a new group size, 10 s of a clean path to turn
-// off.
+// of the minimum RTT at the current packet rate (at least 2, up to 20 for
+// bulk), then the fewest parity shards that bring the residual loss after
+// recovery (a binomial tail) under the target (1 % by default). It changes
+// the shape only after the evidence held for seconds: 2 s to turn on, 3 s
+// for more parity, 8 s for less or a new group size, 10 s of a clean path
+// to turn off.
+//
+// A thin flow is one whose packets cannot fill a group of two within a
+// quarter of the minimum RTT (below 200 packets a second at 40 ms) and
+// whose RTT samples are mostly of packets sent with nothing queued behind
+// them: a game's or a remote shell's messages. A loss it does not recover
+// holds every message behind it for a retransmission (an RTO, 100 ms or
+// more), while its parity costs it little in absolute bytes. So a thin flow
+// gets groups of one data shard, whose parity shards are copies of it and
+// leave with it (nothing waits for a group to fill), and as many as bring
+// the residual loss under ThinResidualLoss (1e-4: 1+1 below 1 % loss, 1+2
+// up to 4 %, 1+3 up to 10 %); it turns FEC on and adds parity after 0.5 s of
+// evidence, and adds parity only when the loss is 1.5 times what its shape
+// covers (its estimate rests on few packets). Every session starts as a
+// thin flow with the shape for ThinPriorLoss (5 %: 1+3), so that its first
+// packets are protected before anything is measured; the precaution ends
+// when loss is measured (the measured shape applies), after a tick in which
+// the session sent no data, when the flow shows it is not thin (more
+// packets in part of a tick than a thin flow sends: a bulk flow drops it
+// within its first 16 packets), or after 10 s without a measurement (the
+// flow's own losses, measured with FEC off, decide from then on). A flow
+// that stops being thin gets the bulk rule's shape at once; a bulk flow
+// becomes thin (and gets the thin rule's shape) only after it looked thin
+// for four ticks in a row, so that a lull does not flap its shape.
 //
 // Losses while the rate model is in Startup or Drain, or while the latest
 // RTT sample shows a queue at the bottleneck, are a queue's overflow, not
@@ -77,7 +99,9 @@
 //
 // The loss p comes, in order of preference, from the FEC sequence-number
 // gaps of the packets the peer sends us (OnFECStats: not hidden by
-// recovery, and the path is usually lossy both ways alike), from the
+// recovery, and the path is usually lossy both ways alike; it is what
+// measures the path while our own FEC hides our losses; the packet layer
+// feeds it while WantsPeerLoss, for thin flows), from the
 // losses of our own packets while our FEC is off (OnLoss over OnSend), and
 // otherwise, while our FEC is on and the peer sends no FEC, from the
 // estimate held when it turned on, decaying slowly unless the residual loss
@@ -133,6 +157,8 @@ const (
 	DefaultMaxDataShards    = 20
 	DefaultMaxParityShards  = 8
 	DefaultFECFill          = 0.25
+	DefaultThinResidualLoss = 1e-4
+	DefaultThinPriorLoss    = 0.05
 )
 
 // Config are a Controller's fixed parameters. The zero value of each field
@@ -167,6 +193,16 @@ type Config struct {
 	// FECFill is the fraction of the minimum RTT within which an FEC group
 	// should fill at the current packet rate. Default DefaultFECFill.
 	FECFill float64
+	// ThinResidualLoss is the residual loss FEC aims for on a thin flow
+	// (one that sends without a backlog, too few packets to fill a group
+	// of MinDataShards within FECFill of the RTT, such as a game's
+	// messages), whose groups hold one data shard; FEC stays off while the
+	// measured loss is below it. Default DefaultThinResidualLoss.
+	ThinResidualLoss float64
+	// ThinPriorLoss is the loss a thin flow's FEC assumes until the path's
+	// loss is measured. 0 selects DefaultThinPriorLoss; a negative value
+	// turns the precaution off.
+	ThinPriorLoss float64
 	// Seed varies the ProbeBW phase the controller starts in, so that
 	// sessions started together do not probe in step.
 	Seed uint64
@@ -199,6 +235,15 @@ func (c *Config) fill() {
 	}
 	if !(c.FECFill > 0 && c.FECFill <= 4) {
 		c.FECFill = DefaultFECFill
+	}
+	if !(c.ThinResidualLoss > 0 && c.ThinResidualLoss < 1) {
+		c.ThinResidualLoss = DefaultThinResidualLoss
+	}
+	switch {
+	case c.ThinPriorLoss == 0 || c.ThinPriorLoss >= 1 || math.IsNaN(c.ThinPriorLoss):
+		c.ThinPriorLoss = DefaultThinPriorLoss
+	case c.ThinPriorLoss < 0:
+		c.ThinPriorLoss = 0
 	}
 	c.RateLimit = max(c.RateLimit, 0)
 	c.AckDelay = max(c.AckDelay, 0)
@@ -355,7 +400,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	}
 	c.sentPkts++
 	c.winSent++
-	c.fec.onSend(c.measuring())
+	c.fec.onSend(now, c.measuring(), c)
 	c.fec.tick(now, c)
 }
 
@@ -387,6 +432,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		if c.roundMinRTT == 0 || rtt < c.roundMinRTT {
 			c.roundMinRTT = rtt
 		}
+		c.fec.onSample(now, appLimited, c)
 	}
 	c.addCheckpoint(now)
 	c.updateMode(now)
@@ -440,6 +486,13 @@ func (c *Controller) OnFECStats(now time.Duration, seen, lost int) {
 	c.fec.onStats(max(seen, 0), max(lost, 0))
 	c.fec.tick(now, c)
 }
+
+// WantsPeerLoss reports whether the packet layer should feed OnFECStats
+// now: while the flow is thin, whose own FEC hides its losses, so that only
+// the peer's packets measure the path. A bulk flow's FEC keeps to its own
+// losses: the peer's counts, around shape changes and stalls, fed back into
+// ever more parity.
+func (c *Controller) WantsPeerLoss() bool { return c.fec.thin }
 
 // SetRateLimit caps WirePacingRate at bytesPerSecond; 0 removes the cap.
 func (c *Controller) SetRateLimit(bytesPerSecond int64) {

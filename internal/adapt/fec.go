@@ -17,6 +17,11 @@ const (
 	downHold          = 8 * time.Second        // ... to remove parity or regroup
 	offHold           = 10 * time.Second       // ... to turn FEC off
 	downMargin        = 1.5                    // less parity only if still enough at 1.5 times the loss
+	thinHold          = 500 * time.Millisecond // evidence a thin flow needs to turn FEC on or add parity
+	priorHold         = 10 * time.Second       // how long a thin flow's precaution lasts unmeasured
+	thinUpMargin      = 1.5                    // a thin flow adds parity only if needed at 1/1.5 of the loss
+	thinBurstPkts     = 16                     // packets within a tick that can show a flow is not thin
+	thinTicks         = 4                      // ticks a bulk flow must look thin to become thin
 )
 
 // Kinds of a pending FEC change.
@@ -61,9 +66,28 @@ type fecState struct {
 
 	pending      int
 	pendingSince time.Duration
+
+	// Thin flows (see thinFlow).
+	thin        bool          // the flow is thin
+	classified  bool          // thin was decided at least once
+	thinShape   bool          // the current shape was chosen by the thin rule
+	prior       bool          // the current shape is the precaution, not measured
+	priorSpent  bool          // the precaution ran its course unmeasured; not again
+	priorSince  time.Duration // when the precaution started
+	tickSamples int           // RTT samples in the current tick
+	tickAppLim  int           // of those, samples of packets sent app-limited
+	thinCount   int           // consecutive ticks a bulk flow looked thin
 }
 
-func (f *fecState) init(cfg *Config) { f.cfg = cfg }
+// init sets the configuration and starts the thin flow's precaution: until
+// the flow shows otherwise, a session is presumed thin, so that its first
+// packets (a handshake, a game's first messages and answers) are protected.
+func (f *fecState) init(cfg *Config) {
+	f.cfg = cfg
+	f.thin = true
+	f.startPrior(0, nil)
+	f.changes = 0 // the initial shape is no change
+}
 
 func (f *fecState) start(now time.Duration) { f.lastTick = now }
 
@@ -84,13 +108,23 @@ func (f *fecState) pin(data, parity int) {
 		f.changes++
 	}
 	f.data, f.parity, f.pinned = data, parity, true
-	f.pending = changeNone
+	f.pending, f.prior, f.thinShape = changeNone, false, false
 }
 
 // onSend counts a packet sent; steady is false in Startup and Drain, whose
 // losses are the queue's overflow, not the path's loss, and do not count.
-func (f *fecState) onSend(steady bool) {
+func (f *fecState) onSend(now time.Duration, steady bool, c *Controller) {
 	f.tickPkts++
+	if f.thin && f.tickPkts >= thinBurstPkts {
+		// More packets since the tick began than a thin flow sends in
+		// that time: a bulk flow started. Its parity would cost
+		// bandwidth, so the thin shape goes at once.
+		el := max(now-f.lastTick, time.Millisecond)
+		if float64(f.tickPkts)/el.Seconds() > f.thinRate(c) {
+			f.thin, f.classified = false, true
+			f.leaveThin(c)
+		}
+	}
 	if !steady {
 		return
 	}
@@ -135,7 +169,8 @@ func (f *fecState) tick(now time.Duration, c *Controller) {
 	}
 	f.lastTick = now
 	sec := dt.Seconds()
-	rate := float64(f.tickPkts) / sec
+	pkts := f.tickPkts
+	rate := float64(pkts) / sec
 	f.tickPkts = 0
 	if f.pktRate == 0 {
 		f.pktRate = rate
@@ -148,10 +183,137 @@ func (f *fecState) tick(now time.Duration, c *Controller) {
 	f.raw.decay(k)
 	f.residual.decay(k)
 	f.estimate(sec)
-	if f.pinned || !f.haveLoss {
+	if f.pinned {
+		f.tickSamples, f.tickAppLim = 0, 0
+		return
+	}
+	f.classify(pkts, c)
+	f.tickSamples, f.tickAppLim = 0, 0
+	if f.prior && (f.haveLoss || !f.thin || now-f.priorSince >= priorHold) {
+		// The precaution ends: measured loss decides from now on, or
+		// the flow is not thin, or nothing measured the path for
+		// priorHold (then the flow's own losses will, with FEC off).
+		f.prior = false
+		f.priorSpent = f.priorSpent || now-f.priorSince >= priorHold
+		if !f.haveLoss {
+			f.set(fecShape{}, false)
+		}
+	}
+	if !f.haveLoss {
 		return
 	}
 	f.decide(now, c)
+}
+
+// onSample counts an RTT sample for the thin-flow test; appLimited says the
+// sampled packet left with nothing queued behind it. Such a sample of a
+// flow not known to be bulk starts the thin flow's precaution again after
+// an idle tick ended it (not after it expired unmeasured: the flow's own
+// losses, measured with FEC off, decide then).
+func (f *fecState) onSample(now time.Duration, appLimited bool, c *Controller) {
+	f.tickSamples++
+	if appLimited {
+		f.tickAppLim++
+	}
+	if f.pinned || !appLimited || (f.classified && !f.thin) {
+		return
+	}
+	f.classified, f.thin = true, true
+	if !f.on() && !f.haveLoss && !f.priorSpent {
+		f.startPrior(now, c)
+	}
+}
+
+// thinRate is the packet rate below which a flow is thin: its packets
+// cannot fill a group of MinDataShards within FECFill of the minimum RTT. A
+// thin flow that also sends without a backlog gets groups of one data
+// shard (see the package documentation).
+func (f *fecState) thinRate(c *Controller) float64 {
+	return float64(f.cfg.MinDataShards) / (f.cfg.FECFill * f.rtt(c).Seconds())
+}
+
+// rtt is the RTT the shape is chosen for.
+func (f *fecState) rtt(c *Controller) time.Duration {
+	if c != nil && c.haveRTT {
+		return max(c.minRTT, time.Millisecond)
+	}
+	return defaultRTT
+}
+
+// classify decides at the end of a tick whether the flow is thin: it sent
+// data in the tick, at most half of its RTT samples were of packets sent
+// with a backlog, and its packet rate cannot fill a minimal group in time.
+// A tick without samples keeps the classification; an idle tick ends the
+// precaution (onSample starts it again when the thin flow sends).
+func (f *fecState) classify(pkts int, c *Controller) {
+	if pkts == 0 {
+		if f.prior {
+			f.prior = false
+			f.set(fecShape{}, false)
+		}
+		return
+	}
+	slow := f.pktRate < f.thinRate(c)
+	thin := f.thin
+	switch {
+	case !slow:
+		thin = false
+	case f.tickSamples > 0:
+		thin = 2*f.tickAppLim >= f.tickSamples
+	}
+	if thin && !f.thin && f.classified {
+		// A flow known to be bulk becomes thin only after thinTicks
+		// ticks in a row (a bulk flow's lull must not flap its shape).
+		if f.thinCount++; f.thinCount < thinTicks {
+			return
+		}
+	}
+	f.thinCount = 0
+	if thin == f.thin && f.classified {
+		return
+	}
+	f.thin, f.classified = thin, true
+	if !thin {
+		f.leaveThin(c)
+	} else if f.haveLoss {
+		// A measured shape for a thin flow applies at once: it only
+		// costs a thin flow's bytes.
+		f.set(f.choose(f.loss, f.rtt(c)), true)
+	}
+}
+
+// leaveThin replaces a shape chosen for a thin flow by the choice for the
+// flow it became, at once: a thin flow's parity is a copy of every packet.
+func (f *fecState) leaveThin(c *Controller) {
+	f.thin = false
+	if !f.thinShape || f.pinned {
+		return
+	}
+	f.prior = false
+	var s fecShape
+	if f.haveLoss {
+		s = f.choose(f.loss, f.rtt(c))
+	}
+	f.set(s, false)
+}
+
+// startPrior turns on the thin flow's precaution: the shape for
+// ThinPriorLoss, until loss is measured.
+func (f *fecState) startPrior(now time.Duration, c *Controller) {
+	f.set(f.choose(f.cfg.ThinPriorLoss, f.rtt(c)), true)
+	f.prior, f.priorSince = f.on(), now
+}
+
+// set switches to shape s now, counting a change.
+func (f *fecState) set(s fecShape, thin bool) {
+	if s.parity == 0 {
+		s = fecShape{}
+	}
+	if s.data != f.data || s.parity != f.parity {
+		f.changes++
+	}
+	f.data, f.parity, f.thinShape = s.data, s.parity, thin && s.parity > 0
+	f.pending = changeNone
 }
 
 // estimate updates the raw loss estimate; see the package documentation
@@ -175,11 +337,15 @@ func (f *fecState) estimate(sec float64) {
 // decide moves the shape towards the one the loss calls for, after the
 // evidence held long enough.
 func (f *fecState) decide(now time.Duration, c *Controller) {
-	rtt := defaultRTT
-	if c.haveRTT {
-		rtt = c.minRTT
-	}
+	rtt := f.rtt(c)
 	want := f.choose(f.loss, rtt)
+	if f.thin && f.on() {
+		// A thin flow's estimate rests on few packets: more parity only
+		// when the loss is well above what the current shape covers.
+		if up := f.choose(f.loss/thinUpMargin, rtt); up.parity <= f.parity {
+			want = fecShape{f.data, min(want.parity, f.parity)}
+		}
+	}
 	wd, wp := want.data, want.parity
 	kind := changeNone
 	var target fecShape
@@ -208,18 +374,22 @@ func (f *fecState) decide(now time.Duration, c *Controller) {
 		f.pending, f.pendingSince = kind, now
 		return
 	}
-	if now-f.pendingSince < holdOf(kind) {
+	if now-f.pendingSince < f.holdOf(kind) {
 		return
 	}
-	if target.data != f.data || target.parity != f.parity {
-		f.changes++
-	}
-	f.data, f.parity = target.data, target.parity
-	f.pending = changeNone
+	f.set(target, f.thin)
 }
 
-// holdOf is how long the evidence for a change of kind must hold.
-func holdOf(kind int) time.Duration {
+// holdOf is how long the evidence for a change of kind must hold. A thin
+// flow turns FEC on and adds parity quickly: its parity costs little, and
+// every loss it does not recover stalls the messages behind it.
+func (f *fecState) holdOf(kind int) time.Duration {
+	switch kind {
+	case changeOn, changeUp:
+		if f.thin {
+			return thinHold
+		}
+	}
 	switch kind {
 	case changeOn:
 		return onHold
@@ -235,16 +405,23 @@ func holdOf(kind int) time.Duration {
 type fecShape struct{ data, parity int }
 
 // choose returns the shape for loss p at the current packet rate and a
-// minimum RTT of rtt.
+// minimum RTT of rtt: for a thin flow one data shard and the parity that
+// brings the residual loss under ThinResidualLoss, otherwise a group that
+// fills within FECFill of the RTT and parity for ResidualLoss.
 func (f *fecState) choose(p float64, rtt time.Duration) fecShape {
 	cfg := f.cfg
-	if p <= cfg.ResidualLoss {
+	target, d := cfg.ResidualLoss, 1
+	if f.thin {
+		target = cfg.ThinResidualLoss
+	} else {
+		d = int(f.pktRate * cfg.FECFill * rtt.Seconds())
+		d = min(max(d, cfg.MinDataShards), cfg.MaxDataShards)
+	}
+	if p <= target {
 		return fecShape{}
 	}
-	d := int(f.pktRate * cfg.FECFill * rtt.Seconds())
-	d = min(max(d, cfg.MinDataShards), cfg.MaxDataShards)
 	for m := 1; m <= cfg.MaxParityShards; m++ {
-		if residualLoss(p, d, m) <= cfg.ResidualLoss {
+		if residualLoss(p, d, m) <= target {
 			return fecShape{d, m}
 		}
 	}

@@ -136,7 +136,7 @@ func TestFECWithoutPeerStats(t *testing.T) {
 		pps    float64
 		minOn  float64 // share of the lossy time with FEC on
 		maxChg uint64
-	}{{50, 0.8, 8}, {3000, 0.95, 4}} {
+	}{{50, 0.8, 9}, {3000, 0.95, 5}} { // one change ends the start-up precaution
 		c := New(Config{Seed: 6})
 		on, offAt := 0, 0
 		fecRun(c, tc.pps, 270, false, func(s int) float64 {
@@ -220,5 +220,277 @@ func TestFECPinned(t *testing.T) {
 	fecRun(c, 50, 30, true, func(int) float64 { return 0.1 }, func(int) {})
 	if d, p := c.FEC(); d != 0 || p != 0 {
 		t.Errorf("FEC %d+%d while pinned off", d, p)
+	}
+}
+
+// gameFlow drives a controller with a game's traffic: one small packet
+// every interval, sent with nothing queued behind it, acknowledged an RTT
+// later (app-limited RTT samples) unless lost; a packet is lost with
+// probability loss(t) and, under a shape of d data and m parity shards,
+// recovered when no more than m of its group's d+m packets were lost. When
+// peerFEC is set the peer sends the same traffic FEC-framed, and the
+// controller learns its raw loss (OnFECStats) as the packet layer's
+// decoder reports it. With bulk set the flow sends pps100 full packets
+// with a backlog instead.
+type gameFlow struct {
+	c        *Controller
+	interval time.Duration
+	rtt      time.Duration
+	loss     func(t time.Duration) float64
+	peerFEC  bool
+	bulk     bool
+	idle     func(t time.Duration) bool // no packet is sent while true
+	r        rng
+
+	t                time.Duration
+	acks             []gameAck
+	inSeen, inMissed int
+	unrecovered      int // packets lost and not recovered by FEC
+	sent             int
+}
+
+type gameAck struct {
+	at, sent time.Duration
+	lost     bool
+}
+
+func newGameFlow(c *Controller, loss float64, peerFEC bool, seed uint64) *gameFlow {
+	return &gameFlow{c: c, interval: 20 * time.Millisecond, rtt: rtt40, peerFEC: peerFEC, r: rng(seed | 1),
+		loss: func(time.Duration) float64 { return loss }}
+}
+
+// lose reports whether a packet sent now is lost after recovery by shape
+// d+m.
+func (g *gameFlow) lose(now time.Duration, d, m int) bool {
+	p := g.loss(now)
+	if g.r.float() >= p {
+		return false
+	}
+	if d == 0 {
+		return true
+	}
+	lost := 1
+	for range d + m - 1 {
+		if g.r.float() < p {
+			lost++
+		}
+	}
+	return lost > m
+}
+
+// run feeds events until end.
+func (g *gameFlow) run(end time.Duration) {
+	for g.t < end {
+		now := g.t
+		for len(g.acks) > 0 && g.acks[0].at <= now {
+			a := g.acks[0]
+			g.acks = g.acks[1:]
+			if a.lost {
+				g.c.OnLoss(a.at, 1)
+			} else {
+				g.c.OnAck(a.at, 100, a.at-a.sent, !g.bulk)
+			}
+		}
+		gap, size := g.interval, 100
+		if g.bulk {
+			gap, size = time.Duration(float64(time.Second)/pps100), DefaultMSS
+		}
+		g.t += gap
+		if g.idle != nil && g.idle(now) {
+			continue
+		}
+		d, m := g.c.FEC()
+		lost := g.lose(now, d, m)
+		if lost {
+			g.unrecovered++
+		}
+		g.sent++
+		g.c.OnSend(now, size, size)
+		// A lost packet shows when the next ones are acknowledged.
+		at := now + g.rtt
+		if lost {
+			at += 2 * g.interval
+		}
+		g.acks = append(g.acks, gameAck{at: at, sent: now, lost: lost})
+		if g.peerFEC {
+			if g.r.float() < g.loss(now) {
+				g.inMissed++
+			} else {
+				g.inSeen++
+			}
+			if g.inSeen+g.inMissed >= 5 {
+				g.c.OnFECStats(now, g.inSeen, g.inMissed)
+				g.inSeen, g.inMissed = 0, 0
+			}
+		}
+	}
+}
+
+// TestChooseThinShape checks the shapes for a thin flow: one data shard and
+// the fewest parity shards that bring the residual loss under
+// ThinResidualLoss, and none at a loss already below it.
+func TestChooseThinShape(t *testing.T) {
+	cfg := Config{}
+	cfg.fill()
+	f := fecState{cfg: &cfg, thin: true, pktRate: 50}
+	for _, tc := range []struct {
+		p     float64
+		wantM int
+	}{{0.00005, 0}, {0.002, 1}, {0.01, 2}, {0.03, 2}, {0.05, 3}, {0.12, 4}, {0.2, 5}} {
+		s := f.choose(tc.p, rtt40)
+		if s.parity != tc.wantM || (s.parity > 0 && s.data != 1) {
+			t.Errorf("thin, p %g: shape %d+%d, want 1+%d", tc.p, s.data, s.parity, tc.wantM)
+		}
+		if s.parity > 0 && residualLoss(tc.p, 1, s.parity) > cfg.ThinResidualLoss {
+			t.Errorf("thin, p %g: 1+%d leaves %g", tc.p, s.parity, residualLoss(tc.p, 1, s.parity))
+		}
+	}
+	// The precaution: DefaultThinPriorLoss asks for 1+3.
+	if s := f.choose(DefaultThinPriorLoss, rtt40); s.data != 1 || s.parity != 3 {
+		t.Errorf("prior shape %d+%d, want 1+3", s.data, s.parity)
+	}
+}
+
+// TestThinFlowProtectedFromStart checks that a game's flow at 5 % loss has
+// FEC from its first packet, one data shard per group, and loses almost
+// nothing, while the peer's FEC statistics confirm the loss.
+func TestThinFlowProtectedFromStart(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		c := New(Config{Seed: seed})
+		if d, p := c.FEC(); d != 1 || p != 3 {
+			t.Fatalf("new controller: FEC %d+%d, want the thin precaution 1+3", d, p)
+		}
+		g := newGameFlow(c, 0.05, true, seed)
+		for s := 1; s <= 60; s++ {
+			g.run(time.Duration(s) * time.Second)
+			d, p := c.FEC()
+			if d != 1 || p < 3 {
+				t.Fatalf("seed %d, %d s at 5 %% loss: FEC %d+%d, want 1+3 or more", seed, s, d, p)
+			}
+		}
+		st := c.State()
+		t.Logf("seed %d: %d of %d packets unrecovered; %+v", seed, g.unrecovered, g.sent, st)
+		if g.unrecovered > 2 {
+			t.Errorf("seed %d: %d packets of %d lost after FEC", seed, g.unrecovered, g.sent)
+		}
+		if st.FECChanges > 2 {
+			t.Errorf("seed %d: %d FEC changes in 60 s at a steady 5 %% loss", seed, st.FECChanges)
+		}
+	}
+}
+
+// TestThinFlowCleanPath checks that a game's FEC turns off on a clean path,
+// measured through the peer's FEC statistics, or, when the peer sends no
+// FEC to measure, when the precaution expires; and that it comes back when
+// loss starts.
+func TestThinFlowCleanPath(t *testing.T) {
+	for _, peerFEC := range []bool{true, false} {
+		c := New(Config{Seed: 7})
+		loss := 0.0
+		g := newGameFlow(c, 0, peerFEC, 7)
+		g.loss = func(time.Duration) float64 { return loss }
+		offAt := 0
+		for s := 1; s <= 30 && offAt == 0; s++ {
+			g.run(time.Duration(s) * time.Second)
+			if _, p := c.FEC(); p == 0 {
+				offAt = s
+			}
+		}
+		if offAt == 0 || offAt > 15 {
+			t.Fatalf("peer FEC %v: a clean thin flow's FEC off at %d s (0: not in 30 s), want within 15 s", peerFEC, offAt)
+		}
+		loss = 0.05
+		onAt := 0
+		for s := 31; s <= 60 && onAt == 0; s++ {
+			g.run(time.Duration(s) * time.Second)
+			if d, p := c.FEC(); p > 0 {
+				onAt = s
+				if d != 1 {
+					t.Errorf("peer FEC %v: FEC %d+%d for a thin flow, want one data shard", peerFEC, d, p)
+				}
+			}
+		}
+		t.Logf("peer FEC %v: off at %d s, on again at %d s; %+v", peerFEC, offAt, onAt, c.State())
+		if onAt == 0 || onAt > 36 {
+			t.Errorf("peer FEC %v: FEC on at %d s after loss started at 30 s (0: never), want within 6 s", peerFEC, onAt)
+		}
+	}
+}
+
+// TestBulkDropsThePrecaution checks that a bulk flow leaves the thin
+// precaution within its first packets, and one that was thin (a game on a
+// lossy path) regroups at once when it turns into bulk.
+func TestBulkDropsThePrecaution(t *testing.T) {
+	c := New(Config{Seed: 8})
+	g := newGameFlow(c, 0, false, 8)
+	g.bulk = true
+	g.run(20 * time.Millisecond)
+	if d, p := c.FEC(); d != 0 || p != 0 || c.State().FECChanges != 1 {
+		t.Fatalf("bulk after 20 ms: FEC %d+%d (%d changes), want off after one change", d, p, c.State().FECChanges)
+	}
+
+	c = New(Config{Seed: 9})
+	g = newGameFlow(c, 0.05, true, 9)
+	g.run(10 * time.Second)
+	if d, p := c.FEC(); d != 1 || p < 3 {
+		t.Fatalf("game at 5 %%: FEC %d+%d, want 1+3", d, p)
+	}
+	g.bulk = true
+	g.run(10*time.Second + 20*time.Millisecond)
+	d, p := c.FEC()
+	if d < DefaultMinDataShards || p == 0 {
+		t.Fatalf("20 ms after the game turned into bulk: FEC %d+%d, want a bulk group", d, p)
+	}
+	if r := residualLoss(0.05, d, p); r > DefaultResidualLoss || float64(p)/float64(d) > 0.5 {
+		t.Errorf("bulk at 5 %%: FEC %d+%d", d, p)
+	}
+}
+
+// TestThinFlowIdle checks that a tick in which a session only received
+// (it sent no data: the receiving end of a bulk transfer) ends the
+// precaution, and that its next app-limited RTT sample (a message of its
+// own) starts it again.
+func TestThinFlowIdle(t *testing.T) {
+	c := New(Config{Seed: 10})
+	g := newGameFlow(c, 0, false, 10)
+	g.run(time.Second)
+	if _, p := c.FEC(); p == 0 {
+		t.Fatal("FEC off while the game is active and its path unmeasured")
+	}
+	for now := time.Second + 50*time.Millisecond; now < 2*time.Second; now += time.Millisecond {
+		c.OnReceive(now, DefaultMSS)
+	}
+	if _, p := c.FEC(); p != 0 {
+		t.Fatal("FEC on after a second of receiving only")
+	}
+	g.t = 2 * time.Second
+	g.run(2*time.Second + 100*time.Millisecond)
+	if d, p := c.FEC(); d != 1 || p != 3 {
+		t.Fatalf("FEC %d+%d after the game resumed, want the precaution 1+3", d, p)
+	}
+}
+
+// TestBulkLullKeepsShape checks that a bulk flow's lull (app-limited and
+// slow for less than thinTicks ticks) keeps its bulk shape, while a flow
+// that turns into a game for good gets groups of one data shard.
+func TestBulkLullKeepsShape(t *testing.T) {
+	c := New(Config{Seed: 11})
+	g := newGameFlow(c, 0.05, false, 11)
+	g.bulk = true
+	g.run(15 * time.Second)
+	d, p := c.FEC()
+	if d < DefaultMinDataShards || p == 0 {
+		t.Fatalf("bulk at 5 %% for 15 s: FEC %d+%d, want a bulk group", d, p)
+	}
+	g.bulk = false
+	g.run(15*time.Second + 600*time.Millisecond)
+	if d2, p2 := c.FEC(); d2 != d || p2 != p {
+		t.Fatalf("a 0.6 s lull changed the bulk shape %d+%d to %d+%d", d, p, d2, p2)
+	}
+	// The packet rate is a one-second average: it takes a few seconds
+	// to fall below a thin flow's.
+	g.run(22 * time.Second)
+	if d, p := c.FEC(); d != 1 || p < 2 {
+		t.Fatalf("7 s after bulk turned into a game at 5 %% loss: FEC %d+%d, want one data shard", d, p)
 	}
 }

@@ -348,10 +348,14 @@ func (p *Peer) adaptIn(b []byte) {
 	if received > 0 {
 		a.ctl.OnReceive(now, received)
 	}
-	// The peer's FEC sequence-number gaps (OnFECStats) are not fed: the
-	// decoder's counts run high while it re-detects a shape that changed,
-	// which fed back into ever more parity. The controller measures loss
-	// from our own confirmed losses instead.
+	// The peer's data shards missing before recovery: the loss measure
+	// that our own FEC does not hide, for a thin flow (WantsPeerLoss). The
+	// decoder counts only groups of a shape that held for a while, so a
+	// shape being re-detected counts nothing. (The reader, which feeds
+	// the decoder, is the caller.)
+	if seen, missed := p.dec.takeLoss(); seen+missed > 0 && a.ctl.WantsPeerLoss() {
+		a.ctl.OnFECStats(now, seen, missed)
+	}
 	rate := a.wireRate()
 	setRate := rate != a.rate && (rate > a.rate+a.rate/32 || rate < a.rate-a.rate/32)
 	if setRate {

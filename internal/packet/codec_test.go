@@ -3,7 +3,10 @@ package packet
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
+
+	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 	"github.com/seed-fc8f924e/kcptun/internal/wire"
@@ -274,5 +277,195 @@ func TestEncoderShapeChange(t *testing.T) {
 	}
 	if e.on() {
 		t.Fatal("FEC still on after SetFEC(0, 0) at a boundary")
+	}
+}
+
+// kcpSegment returns one KCP segment of command cmd carrying data.
+func kcpSegment(cmd byte, sn uint32, data []byte) []byte {
+	b := make([]byte, kcpOverhead, kcpOverhead+len(data))
+	binary.LittleEndian.PutUint32(b, 0x01020304)
+	b[4] = cmd
+	binary.LittleEndian.PutUint32(b[12:], sn)
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(data)))
+	return append(b, data...)
+}
+
+// TestOneDataShardGroups checks the shapes the adaptive controller picks for
+// thin flows (one data shard and m parity): every group gets its parity,
+// however long since the previous one (a group of one is always timely),
+// each parity shard is a copy of the data shard, a decoder expecting
+// another shape learns the shape and rebuilds a lost data shard from any
+// one parity shard, and its loss measure counts what was lost before
+// recovery.
+func TestOneDataShardGroups(t *testing.T) {
+	for _, m := range []int{1, 2, 3, 4} {
+		var e encoder
+		e.setShape(1, m)
+		e.on()
+		var st Stats
+		var pool bufPool
+		d := newDecoder(10, 3, &pool, &st)
+		now := int64(1 << 40)
+		recovered, lost, lostClosed := 0, 0, 0
+		const groups = 40
+		for grp := range groups {
+			now += 1000 // longer than parityLatencyMs between messages
+			p := append(make([]byte, fecHeaderSize), kcpSegment(cmdPush, uint32(grp), bytes.Repeat([]byte{byte(grp)}, 10+grp))...)
+			if !e.encodeData(p, now) {
+				t.Fatalf("1+%d: group %d without parity", m, grp)
+			}
+			drop := grp >= 20 && grp%3 == 0 // lose the data shard
+			if drop {
+				lost++
+				if grp < groups-groupSlots {
+					lostClosed++
+				}
+			} else {
+				for _, r := range d.feed(binary.LittleEndian.Uint32(p), false, p[fecShardStart:], nil) {
+					t.Fatalf("1+%d: a data shard recovered %x", m, r)
+				}
+			}
+			for j := range m {
+				ps := e.parityShard(j, 0)
+				if !bytes.Equal(ps[fecShardStart:], p[fecShardStart:]) {
+					t.Fatalf("1+%d: parity shard %d is not a copy of the data shard", m, j)
+				}
+				if drop && j != m-1 {
+					continue // on a lost group, only the last parity shard arrives
+				}
+				out := d.feed(binary.LittleEndian.Uint32(ps), true, ps[fecShardStart:], nil)
+				if !drop {
+					// Before the shape is known a copy may come up
+					// again: harmless, KCP drops duplicates.
+					if len(out) != 0 && grp >= 4 {
+						t.Fatalf("1+%d: group %d: parity rebuilt a shard that arrived", m, grp)
+					}
+					continue
+				}
+				if len(out) != 1 || !bytes.Equal(out[0], p[fecShardStart:]) {
+					t.Fatalf("1+%d: group %d: recovered %d shards, want the lost one (decoder %d+%d, %+v)", m, grp, len(out), d.k, d.m, st.Snapshot())
+				}
+				recovered++
+			}
+		}
+		if recovered != lost || d.k != 1 || d.m != m {
+			t.Fatalf("1+%d: recovered %d of %d, decoder shape %d+%d", m, recovered, lost, d.k, d.m)
+		}
+		// The loss measure: groups after the shape held, closed by
+		// newer ones (the last groupSlots are still open).
+		seen, missed := d.takeLoss()
+		if missed != lostClosed || seen+missed == 0 || seen+missed > groups-groupSlots {
+			t.Errorf("1+%d: loss measure %d missed of %d, want %d missed", m, missed, seen+missed, lostClosed)
+		}
+		if s2, m2 := d.takeLoss(); s2 != 0 || m2 != 0 {
+			t.Errorf("1+%d: takeLoss did not reset", m)
+		}
+	}
+}
+
+// TestDecoderLossMeasureSkipsRedetection changes the sender's shape and
+// checks that the groups around the change count nothing lost: a decoder
+// re-detecting a shape must not report loss that is not there.
+func TestDecoderLossMeasureSkipsRedetection(t *testing.T) {
+	var e encoder
+	var st Stats
+	var pool bufPool
+	d := newDecoder(10, 3, &pool, &st)
+	now := int64(1 << 40)
+	seen, missed := 0, 0
+	for _, shape := range [][2]int{{1, 3}, {1, 2}, {4, 2}, {1, 4}, {10, 3}} {
+		e.setShape(shape[0], shape[1])
+		for i := range 200 {
+			if !e.on() {
+				t.Fatal("encoder off")
+			}
+			p := append(make([]byte, fecHeaderSize), kcpSegment(cmdPush, uint32(i), []byte("data"))...)
+			parity := e.encodeData(p, now)
+			now += 5
+			d.feed(binary.LittleEndian.Uint32(p), false, p[fecShardStart:], nil)
+			if parity {
+				for j := range e.m {
+					ps := e.parityShard(j, 0)
+					d.feed(binary.LittleEndian.Uint32(ps), true, ps[fecShardStart:], nil)
+				}
+			}
+		}
+		s, m := d.takeLoss()
+		seen, missed = seen+s, missed+m
+	}
+	if missed != 0 || seen < 500 {
+		t.Fatalf("no loss, %d shape changes: the measure says %d missed of %d", st.FECShapeChanges.Load(), missed, seen+missed)
+	}
+}
+
+// TestBareDatagrams checks which datagrams leave without an FEC header:
+// those without data, and only under a shape of one data shard.
+func TestBareDatagrams(t *testing.T) {
+	ack := kcpSegment(cmdAck, 7, nil)
+	push := kcpSegment(cmdPush, 8, []byte("x"))
+	ackPush := append(append([]byte(nil), ack...), push...)
+	for _, tc := range []struct {
+		k, m int
+		b    []byte
+		want bool
+	}{
+		{1, 3, ack, true},
+		{1, 3, append(append([]byte(nil), ack...), ack...), true},
+		{1, 3, push, false},
+		{1, 3, ackPush, false},
+		{2, 1, ack, false},
+		{10, 3, ack, false},
+	} {
+		var e encoder
+		e.setShape(tc.k, tc.m)
+		e.on()
+		if got := e.bare(tc.b); got != tc.want {
+			t.Errorf("%d+%d, %d bytes: bare %v, want %v", tc.k, tc.m, len(tc.b), got, tc.want)
+		}
+	}
+}
+
+// TestInteropOneDataShard runs our layer sending groups of one data shard
+// (and bare ACK datagrams) against kcp-go's decoder, which expects 10+3 and
+// must detect the shape by itself, and kcp-go sending 1+2 to ours, with
+// loss both ways: the bytes arrive and each side rebuilt lost packets from
+// the other's parity.
+func TestInteropOneDataShard(t *testing.T) {
+	for _, m := range []int{1, 3} {
+		for _, oursIsClient := range []bool{true, false} {
+			t.Run(fmt.Sprintf("1+%d/ourclient=%v", m, oursIsClient), func(t *testing.T) {
+				ours := side{ours: true, cipher: "aes", ds: 1, ps: m, drop: 7}
+				theirs := side{cipher: "aes", ds: 10, ps: 3, drop: 7}
+				if m == 3 {
+					theirs.ds, theirs.ps = 1, 2
+				}
+				cs, ss := ours, theirs
+				if !oursIsClient {
+					cs, ss = theirs, ours
+				}
+				before := kcp.DefaultSnmp.Copy().FECRecovered
+				e := makePair(t, cs, ss)
+				exchange(t, e, 64<<10)
+				p := e.cliPeer
+				if p == nil {
+					p = e.srvPeer
+				}
+				st := p.Stats().Snapshot()
+				// kcp-go's counter also counts what our decoder hands up
+				// (as rebuilt) and, with one data shard, the copies of
+				// shards that arrived: it must exceed ours.
+				theirsRecovered := kcp.DefaultSnmp.Copy().FECRecovered - before - st.FECRecovered
+				t.Logf("ours recovered %d; kcp-go's counter grew %d beyond", st.FECRecovered, theirsRecovered)
+				if st.FECGroupsOut == 0 || st.FECParityOut != uint64(m)*st.FECGroupsOut {
+					t.Fatalf("%d groups with %d parity sent, want 1+%d groups", st.FECGroupsOut, st.FECParityOut, m)
+				}
+				if theirs.ds > 0 && st.FECRecovered == 0 {
+					t.Errorf("nothing recovered from kcp-go's %d+%d parity", theirs.ds, theirs.ps)
+				}
+				if theirsRecovered == 0 {
+					t.Errorf("kcp-go recovered nothing from our 1+%d parity", m)
+				}
+			})
+		}
 	}
 }

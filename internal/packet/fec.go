@@ -65,6 +65,14 @@ func (e *encoder) on() bool {
 	return e.k > 0
 }
 
+// bare reports whether the KCP datagram b leaves without an FEC header
+// although FEC is on: with groups of one data shard, whose parity shards
+// are copies of it, a datagram without data (ACKs, window probes and
+// updates) is not worth its copies, since losing it delays nothing (the
+// next datagram carries the same cumulative una). Receivers, kcp-go's
+// included, take bare KCP datagrams between FEC-framed ones.
+func (e *encoder) bare(b []byte) bool { return e.k == 1 && !scanSegments(b).push }
+
 func (e *encoder) apply() {
 	e.pending = false
 	k, m := e.pendK, e.pendM
@@ -120,7 +128,8 @@ func (e *encoder) releaseParity() {
 // encodeData fills the FEC header of p (p[0:8] reserved, then the KCP bytes)
 // and keeps the shard. It reports whether the group is complete and its
 // parity shards are ready (parityShard), which happens when the group's last
-// two data shards were sent within parityLatencyMs, as kcp-go does.
+// two data shards were sent within parityLatencyMs, as kcp-go does, and
+// always for a group of one data shard.
 func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 	binary.LittleEndian.PutUint32(p, e.next)
 	binary.LittleEndian.PutUint16(p[fecTypeOffset:], typeData)
@@ -138,7 +147,9 @@ func (e *encoder) encodeData(p []byte, nowMs int64) bool {
 	e.count++
 	ready := false
 	if e.count == e.k {
-		if nowMs-e.lastMs < parityLatencyMs {
+		// A group of one data shard is always timely: its parity leaves
+		// with it. (kcp-go compares with the previous group's shard.)
+		if e.k == 1 || nowMs-e.lastMs < parityLatencyMs {
 			ready = e.encodeParity()
 		}
 		if !ready {

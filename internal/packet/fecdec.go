@@ -30,6 +30,25 @@ type decoder struct {
 	runStart   uint32 // seqid where a parity run started
 	runGCD     uint32 // gcd of the distances of later run starts to it
 	haveRun    bool
+
+	// The sender's loss before recovery, for the adaptive controller (see
+	// takeLoss): data shards of closed groups, and of those the ones that
+	// never arrived, counted only once the shape has held for stableGroups
+	// groups, so that a shape being re-detected counts nothing.
+	opened               int // groups opened since the shape was set
+	lossSeen, lossMissed int
+}
+
+// stableGroups is how many groups a shape must have held before its groups
+// count towards the loss measure.
+const stableGroups = 2 * groupSlots
+
+// takeLoss returns the data shards of closed groups that arrived and that
+// were missing (before recovery) since the last call.
+func (d *decoder) takeLoss() (seen, missed int) {
+	seen, missed = d.lossSeen, d.lossMissed
+	d.lossSeen, d.lossMissed = 0, 0
+	return seen, missed
 }
 
 // group is one FEC group being collected.
@@ -55,7 +74,7 @@ func (d *decoder) setShape(k, m int) {
 	for i := range d.groups {
 		d.finish(&d.groups[i])
 	}
-	d.k, d.m, d.n = 0, 0, 0
+	d.k, d.m, d.n, d.opened = 0, 0, 0, 0
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
 	}
@@ -90,10 +109,15 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 		if int32(gid-g.id) < 0 && int32(gid-g.id) > -1<<20 {
 			return out // from a group already closed
 		}
+		if d.opened > stableGroups {
+			d.lossSeen += g.data
+			d.lossMissed += d.k - g.data
+		}
 		d.finish(g)
 	}
 	if !g.used {
 		g.used, g.id = true, gid
+		d.opened++
 	}
 	pos := int(seq % uint32(d.n))
 	if g.done || g.got[pos/64]&(1<<(pos%64)) != 0 {

@@ -171,7 +171,7 @@ func (p *Peer) write(b []byte) (int, error) {
 	meta, adaptive := p.adaptOut(b)
 	head := c.cip.head
 	buf := p.sbuf[:head]
-	fec := p.enc.on()
+	fec := p.enc.on() && !p.enc.bare(b)
 	if fec {
 		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
 	}
