@@ -26,11 +26,14 @@
 // been seen for ten seconds.
 //
 // The delivery rate of an ACK is the number of bytes acknowledged since the
-// acknowledged packet was sent divided by the time since then, which the
+// acknowledged packet was sent divided by the time since then, or by the
+// time between the sends of that packet and of the newest one acknowledged
+// when it left, whichever is longer (so that ACKs a peer held back and
+// released together do not read as a burst of delivery), which the
 // controller derives from the ACK's RTT sample and a ring of (time,
-// delivered) checkpoints: the packet layer keeps no per-packet state for
-// it. A round trip ends when a packet sent after the round began is
-// acknowledged (again from the RTT sample).
+// delivered, latest send) checkpoints: the packet layer keeps no
+// per-packet state for it. A round trip ends when a packet sent after the
+// round began is acknowledged (again from the RTT sample).
 //
 // Random loss does not lower the rate: the estimate is a maximum of
 // delivery rates, not a reaction to losses. The controller treats the path
@@ -229,10 +232,12 @@ const (
 // probeCycle is ProbeBW's pacing gain per phase.
 var probeCycle = [8]float64{probeGain, 0.75, 1, 1, 1, 1, 1, 1}
 
-// checkpoint is the cumulative delivered byte count at a time.
+// checkpoint is the cumulative delivered byte count at a time, with the
+// send time of the newest packet acknowledged by then.
 type checkpoint struct {
 	at        time.Duration
 	delivered int64
+	lastSent  time.Duration // -1: no packet with a send time acknowledged yet
 }
 
 // Controller is the adaptive controller of one session; see the package
@@ -251,6 +256,7 @@ type Controller struct {
 
 	// Delivery rate.
 	delivered int64
+	lastSent  time.Duration // send time of the newest packet acknowledged; -1: none
 	cps       [cpRing]checkpoint
 	cpHead    int // index of the newest checkpoint
 	cpLen     int
@@ -316,7 +322,7 @@ type Controller struct {
 // their defaults).
 func New(cfg Config) *Controller {
 	cfg.fill()
-	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS)}
+	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS), lastSent: -1}
 	c.fec.init(&c.cfg)
 	c.updatePacing()
 	return c
@@ -336,7 +342,7 @@ func (c *Controller) start(now time.Duration) time.Duration {
 	c.roundStart = now
 	c.modeStart = now
 	c.rcvStart = now
-	c.cps[0] = checkpoint{at: now}
+	c.cps[0] = checkpoint{at: now, lastSent: -1}
 	c.cpHead, c.cpLen = 0, 1
 	c.fec.start(now)
 	return now
@@ -373,6 +379,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	if rtt > 0 {
 		c.updateRTT(now, rtt)
 		sample := c.rateSample(now, rtt)
+		c.lastSent = max(c.lastSent, now-rtt)
 		if now-rtt >= c.roundStart {
 			c.endRound(now)
 		}
@@ -502,7 +509,7 @@ func (c *Controller) addCheckpoint(now time.Duration) {
 		c.cpHead = (c.cpHead + 1) % cpRing
 		c.cpLen = min(c.cpLen+1, cpRing)
 	}
-	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered}
+	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered, lastSent: c.lastSent}
 }
 
 // cp returns the i-th oldest checkpoint.
@@ -511,9 +518,18 @@ func (c *Controller) cp(i int) checkpoint {
 }
 
 // rateSample returns the delivery rate of the packet acknowledged now,
-// sent at now-rtt: the bytes delivered since then over the time since
-// then, from the newest checkpoint at or before the send time.
-// (Called before the ACK's own checkpoint is added.)
+// sent at now-rtt: the bytes delivered since the newest checkpoint at or
+// before the send time, over the longer of two intervals (as in BBR's
+// delivery rate estimation): the time since that checkpoint (the ACK
+// interval), and the time between the send of the newest packet the
+// checkpoint had seen acknowledged and the send of this one (the send
+// interval). The ACK interval alone overestimates whenever ACKs bunch up:
+// a peer that holds its ACKs for up to a flush interval (KCP's default),
+// or ACKs lost and made up for by a later cumulative one, deliver in one
+// instant bytes that the path carried over a longer time. The bytes
+// delivered between the two sends left no faster than the send interval
+// allows, so the longer interval bounds the sample by what both the path
+// and the sender did. (Called before the ACK's own checkpoint is added.)
 func (c *Controller) rateSample(now, rtt time.Duration) float64 {
 	sent := now - rtt
 	lo, hi := 0, c.cpLen-1 // binary search for the last checkpoint at or before sent
@@ -528,11 +544,11 @@ func (c *Controller) rateSample(now, rtt time.Duration) float64 {
 			hi = mid - 1
 		}
 	}
-	// Every checkpoint is exact, so this is the average delivery rate
-	// since a time at or before the packet left: never more than the
-	// path delivered.
 	p := c.cp(lo)
 	elapsed := now - p.at
+	if p.lastSent >= 0 {
+		elapsed = max(elapsed, sent-p.lastSent)
+	}
 	if elapsed <= 0 {
 		return 0
 	}
