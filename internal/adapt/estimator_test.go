@@ -58,7 +58,7 @@ func TestAckBunchingDoesNotInflateBandwidth(t *testing.T) {
 	for _, tc := range []struct {
 		gap, jitter time.Duration
 	}{
-		{108 * time.Microsecond, 30 * time.Millisecond}, // 100 Mbit/s, a 30 ms flush interval
+		{108 * time.Microsecond, 30 * time.Millisecond},  // 100 Mbit/s, a 30 ms flush interval
 		{1080 * time.Microsecond, 30 * time.Millisecond}, // 10 Mbit/s
 		{108 * time.Microsecond, 10 * time.Millisecond},
 	} {
