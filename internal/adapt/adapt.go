@@ -209,24 +209,30 @@ func (c *Config) fill() {
 
 // Tuning constants of the rate model.
 const (
-	startupGain     = 2.885 // 2/ln 2: doubles the delivery rate per round
-	drainGain       = 1 / startupGain
-	probeGain       = 1.25
-	cwndGain        = 2.0
-	bwRounds        = 10                     // rounds of the bandwidth max filter
-	minRTTWindow    = 10 * time.Second       // age of the minimum RTT before ProbeRTT
-	probeRTTTime    = 200 * time.Millisecond // time ProbeRTT holds the small window
-	fullBwGrowth    = 1.25                   // growth per round that keeps Startup going
-	fullBwRounds    = 3                      // rounds without it that end Startup
-	drainMaxRounds  = 3                      // Drain ends after this many rounds at most
-	congestionBeta  = 0.85                   // the cut of the bandwidth estimate on congestion
-	queueRounds     = 3                      // rounds with a standing queue that mean congestion
-	lossWindowPkts  = 200                    // packets a loss measurement window needs
-	lossSpikeWins   = 2                      // consecutive windows of a loss spike that mean congestion
-	baselineWindows = 5                      // windows whose median starts the loss baseline
-	defaultRTT      = 100 * time.Millisecond // assumed before any RTT sample
-	cpRing          = 256                    // delivered checkpoints kept
-	minCPGap        = 250 * time.Microsecond // finest checkpoint spacing
+	startupGain = 2.885 // 2/ln 2: doubles the delivery rate per round
+	drainGain   = 1 / startupGain
+	probeGain   = 1.25
+	cwndGain    = 2.0
+	// startupInflightGain and probeInflightGain bound what is in flight
+	// (InflightLimit) in Startup and ProbeBW, in minimum RTTs of the
+	// bandwidth: enough to probe for more bandwidth, not so much that a
+	// bandwidth estimate a few percent high builds a standing queue.
+	startupInflightGain = 1.5
+	probeInflightGain   = 1.25
+	bwRounds            = 10                     // rounds of the bandwidth max filter
+	minRTTWindow        = 10 * time.Second       // age of the minimum RTT before ProbeRTT
+	probeRTTTime        = 200 * time.Millisecond // time ProbeRTT holds the small window
+	fullBwGrowth        = 1.25                   // growth per round that keeps Startup going
+	fullBwRounds        = 3                      // rounds without it that end Startup
+	drainMaxRounds      = 3                      // Drain ends after this many rounds at most
+	congestionBeta      = 0.85                   // the cut of the bandwidth estimate on congestion
+	queueRounds         = 3                      // rounds with a standing queue that mean congestion
+	lossWindowPkts      = 200                    // packets a loss measurement window needs
+	lossSpikeWins       = 2                      // consecutive windows of a loss spike that mean congestion
+	baselineWindows     = 5                      // windows whose median starts the loss baseline
+	defaultRTT          = 100 * time.Millisecond // assumed before any RTT sample
+	cpRing              = 256                    // delivered checkpoints kept
+	minCPGap            = 250 * time.Microsecond // finest checkpoint spacing
 )
 
 // probeCycle is ProbeBW's pacing gain per phase.
@@ -316,6 +322,7 @@ type Controller struct {
 	// Pins.
 	pinSnd, pinRcv int
 	rng            uint64
+	pacedWnd       int // PacedSendWindow's latest result; 0: never called
 }
 
 // New returns a controller with the parameters of cfg (zero fields take
@@ -381,7 +388,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		sample := c.rateSample(now, rtt)
 		c.lastSent = max(c.lastSent, now-rtt)
 		if now-rtt >= c.roundStart {
-			c.endRound(now)
+			c.endRound(now, appLimited)
 		}
 		if appLimited {
 			c.roundAppLimited = true
@@ -555,8 +562,11 @@ func (c *Controller) rateSample(now, rtt time.Duration) float64 {
 	return float64(c.delivered-p.delivered) / elapsed.Seconds()
 }
 
-// endRound closes the current round trip at now.
-func (c *Controller) endRound(now time.Duration) {
+// endRound closes the current round trip at now. endAppLimited says the
+// ACK that closes it is of an app-limited packet: as in BBR, the check for
+// a full pipe looks at that sample only, since a window-limited sender
+// leaves some packets without a backlog in every round.
+func (c *Controller) endRound(now time.Duration, endAppLimited bool) {
 	c.rounds++
 	prevBw := c.btlbw
 	completedMax, appLimited, minRTT := c.roundMax, c.roundAppLimited, c.roundMinRTT
@@ -573,7 +583,7 @@ func (c *Controller) endRound(now time.Duration) {
 	c.roundMax, c.roundAppLimited, c.roundMinRTT = 0, false, 0
 	c.roundStart = now
 
-	if !c.filled && !appLimited {
+	if !c.filled && !endAppLimited {
 		if prevBw >= c.fullBw*fullBwGrowth {
 			c.fullBw, c.fullBwCnt = prevBw, 0
 		} else if c.fullBwCnt++; c.fullBwCnt >= fullBwRounds {
@@ -883,11 +893,21 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeProbeRTT:
 		b = c.probeRTTWindowBytes()
 	case ModeStartup, ModeDrain:
-		b = startupGain * c.bdp()
+		b = c.inflightFor(startupInflightGain)
 	default:
-		b = cwndGain * c.bdp()
+		b = c.inflightFor(probeInflightGain)
 	}
 	return int64(max(b, 4*mss) + 2*mss)
+}
+
+// inflightFor is g times the bandwidth times the minimum RTT, plus the
+// bandwidth times the peer's ACK delay: the bytes that arrived but wait for
+// their ACK need cover once, not g times.
+func (c *Controller) inflightFor(g float64) float64 {
+	if !c.haveRTT {
+		return 0
+	}
+	return c.btlbw * (g*c.minRTT.Seconds() + c.cfg.AckDelay.Seconds())
 }
 
 // SendWindow returns KCP's send window in packets of mss bytes: the pinned
@@ -912,6 +932,33 @@ func (c *Controller) SendWindow(mss int) int {
 	}
 	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*c.retransTime()).Seconds()
 	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
+}
+
+// PacedSendWindow returns KCP's send window in packets of mss bytes for a
+// sender whose window now spans span packets (from the oldest packet the
+// peer has not acknowledged cumulatively to the next new one) of which
+// outstanding bytes are queued for sending or in flight (neither
+// acknowledged nor declared lost): the span plus the packets InflightLimit
+// still allows, at most SendWindow. KCP counts its window from the oldest
+// unacknowledged packet, so this lets new data out only as far as BBR's
+// congestion window allows while a hole waits for its retransmission,
+// instead of letting the whole of SendWindow out at once: what KCP sends
+// then waits neither in the pacing queue (where KCP's retransmission
+// timers would run out) nor in the bottleneck's queue (which would
+// overflow). A pinned window is returned as it is. The result is what
+// State reports as SendWindow until the next call.
+func (c *Controller) PacedSendWindow(mss, span int, outstanding int64) int {
+	cover := c.SendWindow(mss)
+	if c.pinSnd > 0 {
+		return cover
+	}
+	if mss <= 0 {
+		mss = DefaultMSS
+	}
+	room := max(c.InflightLimit()-max(outstanding, 0), 0)
+	w := max(span, 0) + int((room+int64(mss)-1)/int64(mss))
+	c.pacedWnd = min(max(w, 1), cover)
+	return c.pacedWnd
 }
 
 // ReceiveWindow returns the receive window to advertise, in packets of mss
@@ -980,6 +1027,15 @@ type State struct {
 	WindowPinned, FECPinned bool
 }
 
+// stateSendWindow is the send window State reports: PacedSendWindow's
+// latest result, or SendWindow when it was never called or is pinned.
+func (c *Controller) stateSendWindow() int {
+	if c.pacedWnd > 0 && c.pinSnd == 0 {
+		return c.pacedWnd
+	}
+	return c.SendWindow(c.cfg.MSS)
+}
+
 // State returns a snapshot of the controller.
 func (c *Controller) State() State {
 	d, p := c.fec.shape()
@@ -995,7 +1051,7 @@ func (c *Controller) State() State {
 		PacingRate:       c.PacingRate(),
 		WirePacingRate:   c.WirePacingRate(),
 		PacingGain:       c.gain(),
-		SendWindow:       c.SendWindow(c.cfg.MSS),
+		SendWindow:       c.stateSendWindow(),
 		ReceiveWindow:    c.ReceiveWindow(c.cfg.MSS),
 		InflightLimit:    c.InflightLimit(),
 		ReceiveRate:      int64(c.rcvRate),

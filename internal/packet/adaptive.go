@@ -66,6 +66,7 @@ type adaptive struct {
 	base, next uint32
 	have       bool
 	inflight   int64 // bytes transmitted, neither acknowledged nor lost
+	queued     int64 // bytes handed to the pacing queue, not yet left
 	minRTT     time.Duration
 
 	// Outputs as last applied.
@@ -230,12 +231,16 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 						*a.rec(s) = snRec{st: recAcked}
 					}
 					*r = snRec{ts: ts, size: uint16(min(size, 0xffff)), st: recQueued}
+					a.queued += int64(r.size)
 					a.next = sn + 1
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				m.resend = true
 				if r.st&recSent != 0 {
 					a.inflight -= int64(r.size)
+				}
+				if r.st&recQueued == 0 {
+					a.queued += int64(r.size)
 				}
 				r.st, r.ts = recQueued|recResent, ts
 			}
@@ -247,8 +252,11 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 }
 
 // transmitted records that a datagram with KCP data left; backlog says more
-// datagrams were queued behind it (otherwise its delivery rate measures the
-// application, not the path). Called by the pacing queue under its lock.
+// datagrams were queued behind it. With no backlog and room under the
+// controller's inflight limit, the sender was idle: the datagram's delivery
+// rate measures the application, not the path. (An empty queue while the
+// inflight limit holds KCP's window shut is the path's pace.) Called by the
+// pacing queue under its lock.
 func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a := p.ad.Load()
 	if a == nil {
@@ -257,8 +265,15 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a.mu.Lock()
 	now := a.now()
 	us := uint32(now / time.Microsecond)
+	if !backlog {
+		// Outstanding once this datagram left, against the limit less a
+		// datagram: a window-limited sender never quite reaches it.
+		out := a.inflight + a.queued
+		backlog = out+2*int64(a.cfg.MTU) >= a.ctl.InflightLimit()
+	}
 	for i := range uint32(m.npush) {
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
+			a.queued -= int64(r.size)
 			r.txUs = us
 			r.st = r.st&^(recQueued|recAppLim) | recSent
 			if !backlog {
@@ -306,6 +321,9 @@ func (p *Peer) adaptIn(b []byte) {
 				if echoes && r.st&recResent != 0 {
 					lost++
 				}
+				if r.st&recQueued != 0 {
+					a.queued -= int64(r.size) // acknowledged before it left again
+				}
 				if r.st&recSent != 0 {
 					a.inflight -= int64(r.size)
 					if echoes {
@@ -314,7 +332,7 @@ func (p *Peer) adaptIn(b []byte) {
 						}
 					}
 				}
-				r.st |= recAcked
+				r.st = r.st&^recQueued | recAcked
 			}
 		case cmdPush:
 			received += kcpOverhead + int(n)
@@ -327,15 +345,16 @@ func (p *Peer) adaptIn(b []byte) {
 					if r.st&recSent != 0 {
 						a.inflight -= int64(r.size)
 					}
+					if r.st&recQueued != 0 {
+						a.queued -= int64(r.size)
+					}
 				}
 				*r = snRec{}
 			}
 		}
 		b = b[kcpOverhead+int(n):]
 	}
-	if a.inflight < 0 {
-		a.inflight = 0
-	}
+	a.inflight, a.queued = max(a.inflight, 0), max(a.queued, 0)
 	if lost > 0 {
 		a.ctl.OnLoss(now, lost)
 	}
@@ -360,8 +379,15 @@ func (p *Peer) adaptIn(b []byte) {
 	d, m := a.ctl.FEC()
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
-	snd, rcv := a.ctl.SendWindow(a.cfg.MTU), a.ctl.ReceiveWindow(a.cfg.MTU)
-	setWnd := windowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
+	// KCP's send window follows every ACK: the span it has out plus what
+	// the controller's inflight limit still allows (PacedSendWindow).
+	span := 0
+	if a.have {
+		span = int(a.next - a.base)
+	}
+	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight+a.queued)
+	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
+	setWnd := snd != a.sndWnd || windowMoved(rcv, a.rcvWnd)
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
