@@ -37,27 +37,32 @@
 //
 // Random loss does not lower the rate: the estimate is a maximum of
 // delivery rates, not a reaction to losses. The controller treats the path
-// as congested, and cuts its bandwidth estimate to 85 % of the recent
-// delivery rate, only when, for three consecutive round trips, even the
+// as congested only when, for three consecutive round trips, even the
 // smallest RTT of the round stayed well above the minimum (a standing
-// queue) while the delivery rate did not grow, or when the loss rate of two
-// consecutive measurement windows jumped well above its own baseline
-// (twice the baseline plus two points).
+// queue) while the delivery rate did not grow, and then cuts its bandwidth
+// estimate to 85 % of the recent delivery rate; or when the loss rate of
+// two consecutive measurement windows jumped well above its own baseline
+// (twice the baseline plus two points), and then cuts it to 85 % of
+// itself.
 //
-// InflightLimit is BBR's congestion window: the mode's gain times the
-// bandwidth-delay product (2 in ProbeBW), counted in bytes sent and neither
-// acknowledged nor known lost, so that a hole does not stall it. The packet
-// layer holds datagrams back while inflight is at the limit; without it
-// several flows overfill the bottleneck's queue.
+// InflightLimit is BBR's congestion window, counted in bytes queued or
+// sent and neither acknowledged nor known lost, so that a hole does not
+// stall it: the bandwidth times the minimum RTT times a gain (1.25 in
+// ProbeBW, 1.5 in Startup and Drain), plus the bandwidth times the peer's
+// ACK delay. The packet layer sets KCP's send window after every ACK to
+// the packets KCP has out plus what the limit still allows
+// (PacedSendWindow), so that KCP lets out no more than that: what it
+// sends waits neither in the pacing queue, where KCP's retransmission
+// timers would run out, nor in the bottleneck's queue, which would
+// overflow.
 //
-// KCP's send window (SendWindow) covers the bandwidth times the minimum
-// RTT plus the time a retransmission takes (a smoothed RTT and four RTT
-// deviations; two or three retransmissions when 0.5 % or 10 % of our
-// packets are lost, since a retransmission is then lost too every few
-// windows), and at least twice the bandwidth-delay product, so that one
-// lost packet, which holds KCP's window until its retransmission is
-// acknowledged, never stalls the pipe; pacing, not the window, sets the
-// rate. The receive window (ReceiveWindow) is sized the same way from the
+// That window is at most SendWindow, which covers the bandwidth times the
+// minimum RTT plus the time a retransmission takes (a smoothed RTT and
+// four RTT deviations; two, three or four retransmissions when 0.5 %, 2 %
+// or 10 % of our packets are lost, since a retransmission is then lost
+// too every few windows), and at least twice the bandwidth-delay product,
+// so that a lost packet, which holds KCP's window until its
+// retransmission is acknowledged, never stalls the pipe. The receive window (ReceiveWindow) is sized the same way from the
 // rate at which data arrives, times three, so that a sender (ours or an
 // old kcptun peer with a fixed window policy) is never capped by it.
 //
@@ -634,7 +639,10 @@ func (c *Controller) checkLoss(now time.Duration) {
 	if r > 2*c.baseline+0.02 {
 		if c.spikes++; c.spikes >= lossSpikeWins {
 			c.spikes = 0
-			c.congestion(now, c.lastRoundMax)
+			// Cut from the estimate, not from the last round's delivery:
+			// a round that waited for a retransmission delivered little
+			// without saying anything of the path's rate.
+			c.congestion(now, c.btlbw)
 		}
 		return
 	}
@@ -843,6 +851,8 @@ func (c *Controller) retransTime() time.Duration {
 func (c *Controller) retransRounds() int {
 	switch l := c.fec.sendLoss(); {
 	case l >= 0.1:
+		return 4
+	case l >= 0.02:
 		return 3
 	case l >= 0.005:
 		return 2

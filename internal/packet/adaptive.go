@@ -78,6 +78,7 @@ type adaptive struct {
 // snRec is what the controller needs to know of one sent sn.
 type snRec struct {
 	ts   uint32 // KCP timestamp of its latest transmission
+	ts0  uint32 // KCP timestamp of its first transmission
 	txUs uint32 // when that transmission left (µs since start)
 	size uint16 // KCP bytes (header and data)
 	st   uint8
@@ -198,7 +199,7 @@ func (a *adaptive) rec(sn uint32) *snRec {
 // output, before sealing) and returns what its queue entry must carry.
 // A re-sent sn leaves inflight at once (KCP declared it lost), but counts
 // as a loss for the controller only once the ACK that comes echoes the
-// re-send's timestamp: an ACK of the earlier transmission shows that the
+// timestamp of a re-send: an ACK of the first transmission shows that the
 // re-send was spurious (a late ACK, or a packet the peer rebuilt with FEC).
 // Called under p.smu.
 func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
@@ -230,7 +231,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 					for s := a.next; s != sn; s++ { // a gap: never sent by us
 						*a.rec(s) = snRec{st: recAcked}
 					}
-					*r = snRec{ts: ts, size: uint16(min(size, 0xffff)), st: recQueued}
+					*r = snRec{ts: ts, ts0: ts, size: uint16(min(size, 0xffff)), st: recQueued}
 					a.queued += int64(r.size)
 					a.next = sn + 1
 				}
@@ -317,8 +318,13 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 			if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				delivered += int(r.size)
-				echoes := r.ts == binary.LittleEndian.Uint32(b[8:])
-				if echoes && r.st&recResent != 0 {
+				ackTs := binary.LittleEndian.Uint32(b[8:])
+				echoes := r.ts == ackTs
+				if r.st&recResent != 0 && ackTs != r.ts0 {
+					// The ACK is of a re-send, any of them: the first
+					// transmission was lost. (Counting only an echo of
+					// the latest re-send missed every packet KCP had
+					// re-sent more than once by the time an ACK came.)
 					lost++
 				}
 				if r.st&recQueued != 0 {
@@ -338,12 +344,27 @@ func (p *Peer) adaptIn(b []byte) {
 			received += kcpOverhead + int(n)
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
+			hole := false
 			for ; a.base != una; a.base++ {
 				r := &a.ring[a.base&uint32(len(a.ring)-1)]
 				if r.st&recAcked == 0 {
 					delivered += int(r.size)
 					if r.st&recSent != 0 {
 						a.inflight -= int64(r.size)
+						// A re-send that fills a hole is acknowledged by
+						// una only (kcp-go sends no ACK for an sn below
+						// its rcv_nxt): if una passes it a round trip
+						// after the re-send left, the re-send is what
+						// arrived, and the first transmission was lost;
+						// sooner, the first transmission arrived. Only
+						// one loss counts per advance of una: the others
+						// it passes without an ACK are mostly packets
+						// whose ACK was lost, which KCP re-sent on its
+						// timer (random losses rarely come in a row).
+						if !hole && r.st&recResent != 0 && time.Duration(us-r.txUs)*time.Microsecond >= a.minRTT*3/4 {
+							lost++
+							hole = true
+						}
 					}
 					if r.st&recQueued != 0 {
 						a.queued -= int64(r.size)
