@@ -65,8 +65,10 @@ type adaptive struct {
 	ring       []snRec
 	base, next uint32
 	have       bool
-	inflight   int64 // bytes transmitted, neither acknowledged nor lost
-	queued     int64 // bytes handed to the pacing queue, not yet left
+	inflight   int64  // bytes transmitted, neither acknowledged nor lost
+	queued     int64  // bytes handed to the pacing queue, not yet left
+	rcvMax     uint32 // highest sn of the peer's data seen
+	rcvHave    bool
 	minRTT     time.Duration
 
 	// Outputs as last applied.
@@ -98,6 +100,10 @@ type qmeta struct {
 	sn     uint32 // first PUSH sn
 	npush  uint16 // PUSH segments
 	resend bool   // some PUSH segment was sent before
+	// left says adaptOut already recorded the PUSH segments as sent: their
+	// sns are not consecutive (re-sends among them), so that sn and npush
+	// do not name them.
+	left bool
 }
 
 // EnableAdaptive gives the peer an adaptive controller that sets its
@@ -208,6 +214,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 		return qmeta{}, false
 	}
 	var m qmeta
+	whole := b
+	scattered := false
 	a.mu.Lock()
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -220,6 +228,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 			size := kcpOverhead + int(n)
 			if m.npush == 0 {
 				m.sn = sn
+			} else if sn != m.sn+uint32(m.npush) {
+				scattered = true
 			}
 			m.npush++
 			m.data += int32(size)
@@ -248,8 +258,39 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 		}
 		b = b[kcpOverhead+int(n):]
 	}
+	if scattered && m.resend {
+		// A datagram with re-sends leaves at once (Peer.write): record
+		// its segments as sent now, one by one.
+		us := uint32(a.now() / time.Microsecond)
+		for b := whole; len(b) >= kcpOverhead; {
+			n := binary.LittleEndian.Uint32(b[20:])
+			if uint64(n) > uint64(len(b)-kcpOverhead) {
+				break
+			}
+			if b[4] == cmdPush {
+				if r := a.rec(binary.LittleEndian.Uint32(b[12:])); r != nil && r.st&recQueued != 0 {
+					a.left(r, us, true)
+				}
+			}
+			b = b[kcpOverhead+int(n):]
+		}
+		m.left = true
+	}
 	a.mu.Unlock()
 	return m, true
+}
+
+// left records that the queued transmission of r left at us (a.mu held).
+func (a *adaptive) left(r *snRec, us uint32, backlog bool) {
+	a.queued -= int64(r.size)
+	r.txUs = us
+	r.st = r.st&^(recQueued|recAppLim) | recSent
+	if !backlog {
+		r.st |= recAppLim
+	}
+	if r.st&recAcked == 0 {
+		a.inflight += int64(r.size)
+	}
 }
 
 // transmitted records that a datagram with KCP data left; backlog says more
@@ -273,16 +314,11 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 		backlog = out+2*int64(a.cfg.MTU) >= a.ctl.InflightLimit()
 	}
 	for i := range uint32(m.npush) {
+		if m.left {
+			break
+		}
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
-			a.queued -= int64(r.size)
-			r.txUs = us
-			r.st = r.st&^(recQueued|recAppLim) | recSent
-			if !backlog {
-				r.st |= recAppLim
-			}
-			if r.st&recAcked == 0 {
-				a.inflight += int64(r.size)
-			}
+			a.left(r, us, backlog)
 		}
 	}
 	a.ctl.OnSend(now, int(m.data), int(a.inflight))
@@ -303,6 +339,7 @@ func (p *Peer) adaptIn(b []byte) {
 	now := a.now()
 	us := uint32(now / time.Microsecond)
 	delivered, received, lost := 0, 0, 0
+	inSeen, inLost := 0, 0
 	var rtt time.Duration
 	appLimited := false
 	for len(b) >= kcpOverhead {
@@ -342,6 +379,17 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 		case cmdPush:
 			received += kcpOverhead + int(n)
+			// Loss of the peer's first transmissions: the sns skipped
+			// by the highest seen so far (re-sends and rebuilt packets
+			// come below it and count for nothing).
+			if !a.rcvHave || int32(sn-a.rcvMax) > 0 {
+				if a.rcvHave {
+					gap := int(sn - a.rcvMax - 1)
+					inLost += min(gap, 1024)
+				}
+				inSeen++
+				a.rcvMax, a.rcvHave = sn, true
+			}
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
 			hole := false
@@ -388,10 +436,16 @@ func (p *Peer) adaptIn(b []byte) {
 	if received > 0 {
 		a.ctl.OnReceive(now, received)
 	}
-	// The peer's FEC sequence-number gaps (OnFECStats) are not fed: the
-	// decoder's counts run high while it re-detects a shape that changed,
-	// which fed back into ever more parity. The controller measures loss
-	// from our own confirmed losses instead.
+	// The peer's FEC sequence-number gaps are not fed: the decoder's
+	// counts run high while it re-detects a shape that changed, which fed
+	// back into ever more parity. The gaps in the sns of the peer's data
+	// are fed instead: they tell a receiver, which sends only ACKs and so
+	// loses none of its own data, how lossy the path is, so that its FEC
+	// protects the ACKs (a lost ACK makes KCP re-send every packet it
+	// acknowledged once the timer runs out).
+	if inSeen > 0 || inLost > 0 {
+		a.ctl.OnFECStats(now, inSeen, inLost)
+	}
 	rate := a.wireRate()
 	setRate := rate != a.rate && (rate > a.rate+a.rate/32 || rate < a.rate-a.rate/32)
 	if setRate {

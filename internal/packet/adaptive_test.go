@@ -147,3 +147,29 @@ func TestAdaptiveLossCounting(t *testing.T) {
 		t.Errorf("queued %d bytes after una passed the queued re-send, want 0", a.queued)
 	}
 }
+
+// TestAdaptiveScatteredDatagram checks that a datagram whose PUSH segments
+// are not consecutive (re-sends of two holes and new data, as one KCP
+// flush packs them) records every one of them as sent, so that nothing
+// stays counted as queued.
+func TestAdaptiveScatteredDatagram(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	for sn := range uint32(10) {
+		send(p, sn, 100+sn)
+	}
+	var d []byte
+	d = segment(d, cmdPush, 2, 200, 0, testData)
+	d = segment(d, cmdPush, 6, 200, 0, testData)
+	d = segment(d, cmdPush, 10, 200, 0, testData)
+	d = segment(d, cmdPush, 11, 200, 0, testData)
+	m, ok := p.adaptOut(d)
+	if !ok || !m.resend || m.npush != 4 {
+		t.Fatalf("adaptOut = %+v, %v; want a re-send of 4 segments", m, ok)
+	}
+	p.transmitted(m, true)
+	const size = kcpOverhead + testData
+	if a.queued != 0 || a.inflight != 12*size {
+		t.Errorf("queued %d, inflight %d after the datagram left; want 0 and %d", a.queued, a.inflight, 12*size)
+	}
+}
