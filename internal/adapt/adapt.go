@@ -47,9 +47,10 @@
 //
 // InflightLimit is BBR's congestion window, counted in bytes queued or
 // sent and neither acknowledged nor known lost, so that a hole does not
-// stall it: the bandwidth times the minimum RTT times a gain (1.25 in
-// ProbeBW, 1.5 in Startup and Drain), plus the bandwidth times the peer's
-// ACK delay. The packet layer sets KCP's send window after every ACK to
+// stall it: the bandwidth times the minimum RTT times a gain (in ProbeBW
+// the phase's pacing gain, at least 1, so that only the probing phase
+// builds a queue; 1.5 in Startup and Drain), plus the bandwidth times the
+// peer's ACK delay. The packet layer sets KCP's send window after every ACK to
 // the packets KCP has out plus what the limit still allows
 // (PacedSendWindow), so that KCP lets out no more than that: what it
 // sends waits neither in the pacing queue, where KCP's retransmission
@@ -218,12 +219,11 @@ const (
 	drainGain   = 1 / startupGain
 	probeGain   = 1.25
 	cwndGain    = 2.0
-	// startupInflightGain and probeInflightGain bound what is in flight
-	// (InflightLimit) in Startup and ProbeBW, in minimum RTTs of the
-	// bandwidth: enough to probe for more bandwidth, not so much that a
-	// bandwidth estimate a few percent high builds a standing queue.
+	// startupInflightGain bounds what is in flight (InflightLimit) in
+	// Startup and Drain, in minimum RTTs of the bandwidth: enough for the
+	// delivery rate to grow by half each round, not so much that a
+	// bottleneck queue of one bandwidth-delay product overflows.
 	startupInflightGain = 1.5
-	probeInflightGain   = 1.25
 	bwRounds            = 10                     // rounds of the bandwidth max filter
 	minRTTWindow        = 10 * time.Second       // age of the minimum RTT before ProbeRTT
 	probeRTTTime        = 200 * time.Millisecond // time ProbeRTT holds the small window
@@ -887,12 +887,15 @@ func packets(bytes float64, mss, lo, hi int) int {
 }
 
 // InflightLimit returns the most bytes (the unit of OnSend) that should be
-// in flight, sent and neither acknowledged nor known lost: the mode's gain
-// times the bandwidth-delay product (2 in ProbeBW, 2/ln 2 in Startup and
-// Drain, half in ProbeRTT), at least four packets, or InitialWindow packets
+// queued or in flight, neither acknowledged nor known lost: the bandwidth
+// times the minimum RTT times the mode's gain (in ProbeBW the phase's
+// pacing gain, at least 1; 1.5 in Startup and Drain), plus the bandwidth
+// times the peer's ACK delay (half the bandwidth-delay product in
+// ProbeRTT), and two packets, at least six; or InitialWindow packets
 // before the first estimate. It is BBR's congestion window; unlike KCP's
 // send window it does not count lost packets, so a hole never stalls it.
-// The packet layer holds datagrams back while inflight is at the limit.
+// The packet layer applies it through KCP's send window
+// (PacedSendWindow).
 func (c *Controller) InflightLimit() int64 {
 	mss := float64(c.cfg.MSS)
 	if c.btlbw == 0 || !c.haveRTT {
@@ -905,7 +908,7 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeStartup, ModeDrain:
 		b = c.inflightFor(startupInflightGain)
 	default:
-		b = c.inflightFor(probeInflightGain)
+		b = c.inflightFor(max(probeCycle[c.cycleIdx], 1)) // a queue only while probing
 	}
 	return int64(max(b, 4*mss) + 2*mss)
 }
