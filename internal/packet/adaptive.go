@@ -308,14 +308,14 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 	now := a.now()
 	us := uint32(now / time.Microsecond)
 	if !backlog {
-		// Outstanding once this datagram left, against the limit less a
-		// datagram: a window-limited sender never quite reaches it.
+		// What is out (this datagram included) against the limit less two
+		// datagrams: a window-limited sender never quite reaches it.
 		out := a.inflight + a.queued
 		backlog = out+2*int64(a.cfg.MTU) >= a.ctl.InflightLimit()
 	}
 	for i := range uint32(m.npush) {
 		if m.left {
-			break
+			break // adaptOut recorded them
 		}
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
 			a.left(r, us, backlog)
