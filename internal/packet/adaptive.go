@@ -65,10 +65,8 @@ type adaptive struct {
 	ring       []snRec
 	base, next uint32
 	have       bool
-	inflight   int64  // bytes transmitted, neither acknowledged nor lost
-	queued     int64  // bytes handed to the pacing queue, not yet left
-	rcvMax     uint32 // highest sn of the peer's data seen
-	rcvHave    bool
+	inflight   int64 // bytes transmitted, neither acknowledged nor lost
+	queued     int64 // bytes handed to the pacing queue, not yet left
 	minRTT     time.Duration
 
 	// Outputs as last applied.
@@ -339,7 +337,6 @@ func (p *Peer) adaptIn(b []byte) {
 	now := a.now()
 	us := uint32(now / time.Microsecond)
 	delivered, received, lost := 0, 0, 0
-	inSeen, inLost := 0, 0
 	var rtt time.Duration
 	appLimited := false
 	for len(b) >= kcpOverhead {
@@ -379,17 +376,6 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 		case cmdPush:
 			received += kcpOverhead + int(n)
-			// Loss of the peer's first transmissions: the sns skipped
-			// by the highest seen so far (re-sends and rebuilt packets
-			// come below it and count for nothing).
-			if !a.rcvHave || int32(sn-a.rcvMax) > 0 {
-				if a.rcvHave {
-					gap := int(sn - a.rcvMax - 1)
-					inLost += min(gap, 1024)
-				}
-				inSeen++
-				a.rcvMax, a.rcvHave = sn, true
-			}
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
 			hole := false
@@ -436,16 +422,13 @@ func (p *Peer) adaptIn(b []byte) {
 	if received > 0 {
 		a.ctl.OnReceive(now, received)
 	}
-	// The peer's FEC sequence-number gaps are not fed: the decoder's
-	// counts run high while it re-detects a shape that changed, which fed
-	// back into ever more parity. The gaps in the sns of the peer's data
-	// are fed instead: they tell a receiver, which sends only ACKs and so
-	// loses none of its own data, how lossy the path is, so that its FEC
-	// protects the ACKs (a lost ACK makes KCP re-send every packet it
-	// acknowledged once the timer runs out).
-	if inSeen > 0 || inLost > 0 {
-		a.ctl.OnFECStats(now, inSeen, inLost)
-	}
+	// The peer's FEC sequence-number gaps (OnFECStats) are not fed: the
+	// decoder's counts run high while it re-detects a shape that changed,
+	// which fed back into ever more parity. The controller measures loss
+	// from our own confirmed losses instead. (Gaps in the sns of the
+	// peer's data were tried too: a thin reverse flow, such as smux's
+	// window updates, gave a noisy estimate that the FEC choice prefers
+	// to our own, and chose 2+3 for a bulk sender.)
 	rate := a.wireRate()
 	setRate := rate != a.rate && (rate > a.rate+a.rate/32 || rate < a.rate-a.rate/32)
 	if setRate {
