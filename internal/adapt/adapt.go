@@ -224,20 +224,24 @@ const (
 	// delivery rate to grow by half each round, not so much that a
 	// bottleneck queue of one bandwidth-delay product overflows.
 	startupInflightGain = 1.5
-	bwRounds            = 10                     // rounds of the bandwidth max filter
-	minRTTWindow        = 10 * time.Second       // age of the minimum RTT before ProbeRTT
-	probeRTTTime        = 200 * time.Millisecond // time ProbeRTT holds the small window
-	fullBwGrowth        = 1.25                   // growth per round that keeps Startup going
-	fullBwRounds        = 3                      // rounds without it that end Startup
-	drainMaxRounds      = 3                      // Drain ends after this many rounds at most
-	congestionBeta      = 0.85                   // the cut of the bandwidth estimate on congestion
-	queueRounds         = 3                      // rounds with a standing queue that mean congestion
-	lossWindowPkts      = 200                    // packets a loss measurement window needs
-	lossSpikeWins       = 2                      // consecutive windows of a loss spike that mean congestion
-	baselineWindows     = 5                      // windows whose median starts the loss baseline
-	defaultRTT          = 100 * time.Millisecond // assumed before any RTT sample
-	cpRing              = 256                    // delivered checkpoints kept
-	minCPGap            = 250 * time.Microsecond // finest checkpoint spacing
+	// cruiseInflightGain is the least gain of InflightLimit in ProbeBW:
+	// room for the delivery rate to show a little more than the estimate
+	// when ACKs come late (a busy host), without a standing queue.
+	cruiseInflightGain = 1.1
+	bwRounds           = 10                     // rounds of the bandwidth max filter
+	minRTTWindow       = 10 * time.Second       // age of the minimum RTT before ProbeRTT
+	probeRTTTime       = 200 * time.Millisecond // time ProbeRTT holds the small window
+	fullBwGrowth       = 1.25                   // growth per round that keeps Startup going
+	fullBwRounds       = 3                      // rounds without it that end Startup
+	drainMaxRounds     = 3                      // Drain ends after this many rounds at most
+	congestionBeta     = 0.85                   // the cut of the bandwidth estimate on congestion
+	queueRounds        = 3                      // rounds with a standing queue that mean congestion
+	lossWindowPkts     = 200                    // packets a loss measurement window needs
+	lossSpikeWins      = 2                      // consecutive windows of a loss spike that mean congestion
+	baselineWindows    = 5                      // windows whose median starts the loss baseline
+	defaultRTT         = 100 * time.Millisecond // assumed before any RTT sample
+	cpRing             = 256                    // delivered checkpoints kept
+	minCPGap           = 250 * time.Microsecond // finest checkpoint spacing
 )
 
 // probeCycle is ProbeBW's pacing gain per phase.
@@ -908,7 +912,7 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeStartup, ModeDrain:
 		b = c.inflightFor(startupInflightGain)
 	default:
-		b = c.inflightFor(max(probeCycle[c.cycleIdx], 1)) // a queue only while probing
+		b = c.inflightFor(max(probeCycle[c.cycleIdx], cruiseInflightGain)) // a queue mostly while probing
 	}
 	return int64(max(b, 4*mss) + 2*mss)
 }

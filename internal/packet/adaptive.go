@@ -445,7 +445,7 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight+a.queued)
 	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
-	setWnd := snd != a.sndWnd || windowMoved(rcv, a.rcvWnd)
+	setWnd := sendWindowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
@@ -460,6 +460,16 @@ func (p *Peer) adaptIn(b []byte) {
 	if setWnd && a.cfg.SetWindows != nil {
 		a.cfg.SetWindows(snd, rcv)
 	}
+}
+
+// sendWindowMoved reports whether the send window changed enough to apply
+// (each call locks kcp-go's session): by a sixteenth, or two packets.
+func sendWindowMoved(now, was int) bool {
+	d := now - was
+	if d < 0 {
+		d = -d
+	}
+	return d > 0 && (d >= 2 || was < 16) && d >= was/16
 }
 
 // windowMoved reports whether a window changed enough to apply: by an
