@@ -640,7 +640,13 @@ func (c *Controller) checkLoss(now time.Duration) {
 		}
 		return
 	}
-	if r > 2*c.baseline+0.02 {
+	spike := 2*c.baseline + 0.02
+	// The baseline follows every window, a spike's only up to the spike
+	// threshold: following only the windows below it, it settled in the
+	// lower tail of a steady loss rate (2 % on a 5 % path), where the
+	// windows above it read as spikes.
+	c.baseline += (min(r, spike) - c.baseline) / 8
+	if r > spike {
 		if c.spikes++; c.spikes >= lossSpikeWins {
 			c.spikes = 0
 			// Cut from the estimate, not from the last round's delivery:
@@ -651,7 +657,6 @@ func (c *Controller) checkLoss(now time.Duration) {
 		return
 	}
 	c.spikes = 0
-	c.baseline += (r - c.baseline) / 8
 }
 
 // median5 returns the median of five values.

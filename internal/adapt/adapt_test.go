@@ -332,3 +332,27 @@ func TestArbitraryEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestUnevenLossKeepsRate checks that a steady loss rate whose
+// measurement comes unevenly (windows of 2 % and 9 % in turn, as confirmed
+// losses arrive in bunches when holes fill) is a baseline, not a series of
+// spikes: the baseline must follow the windows above it too.
+func TestUnevenLossKeepsRate(t *testing.T) {
+	c := New(Config{Seed: 13})
+	c.PinFEC(0, 0) // every loss reaches the controller
+	o := newOpenLoop(c, pps100, rtt40, 0, 14)
+	o.loss = func(at time.Duration) float64 {
+		if at/(150*time.Millisecond)%2 == 0 {
+			return 0.09
+		}
+		return 0.02
+	}
+	o.run(30 * time.Second)
+	st := c.State()
+	if st.CongestionEvents != 0 {
+		t.Errorf("%d congestion events at a loss rate alternating between 2 and 9 %% (baseline %.3f)", st.CongestionEvents, st.LossBaseline)
+	}
+	if st.LossBaseline < 0.03 {
+		t.Errorf("loss baseline %.3f at an average loss of 5.5 %%, want at least 0.03", st.LossBaseline)
+	}
+}
