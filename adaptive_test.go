@@ -66,8 +66,11 @@ func TestAdaptiveLossyGoodput(t *testing.T) {
 		total    = 5 << 20
 		warm     = 1 << 20
 		// minShare is what must be reached under -race on a busy 2-core
-		// machine; the target is 0.8; 0.35-0.63 was measured here under -race (see the log).
-		minShare = 0.25
+		// machine; the target is 0.8. Measured here under -race
+		// (see the log): 0.62-0.81 with the machine otherwise in use,
+		// 0.43-0.53 with three busy loops besides (0.29-0.48 before the
+		// send window followed the inflight limit).
+		minShare = 0.3
 	)
 	link := kcptuntest.Link{Loss: loss, Delay: 20 * time.Millisecond, Bandwidth: capacity}
 	_, relay, _ := sinkBehindRelay(t, kcptuntest.Config{Up: link, Down: link, Seed: 7})

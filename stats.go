@@ -107,9 +107,10 @@ type ControlState struct {
 	PacingRate, WirePacingRate int64
 	// SendWindow and ReceiveWindow are KCP's windows, in packets.
 	SendWindow, ReceiveWindow int
-	// InflightLimit is the controller's bound on bytes of KCP data in
-	// flight (BBR's congestion window). It is reported, not enforced: the
-	// send window and the pacing rate bound what is in flight.
+	// InflightLimit is the controller's bound on bytes of KCP data queued
+	// or in flight (BBR's congestion window). It is applied through
+	// SendWindow, which the packet layer sets after every ACK to the
+	// packets KCP has out plus what the limit still allows.
 	InflightLimit int64
 	// ReceiveRate is the largest rate at which data arrived recently, in
 	// bytes per second; it sizes ReceiveWindow.

@@ -26,35 +26,44 @@
 // been seen for ten seconds.
 //
 // The delivery rate of an ACK is the number of bytes acknowledged since the
-// acknowledged packet was sent divided by the time since then, which the
+// acknowledged packet was sent divided by the time since then, or by the
+// time between the sends of that packet and of the newest one acknowledged
+// when it left, whichever is longer (so that ACKs a peer held back and
+// released together do not read as a burst of delivery), which the
 // controller derives from the ACK's RTT sample and a ring of (time,
-// delivered) checkpoints: the packet layer keeps no per-packet state for
-// it. A round trip ends when a packet sent after the round began is
-// acknowledged (again from the RTT sample).
+// delivered, latest send) checkpoints: the packet layer keeps no
+// per-packet state for it. A round trip ends when a packet sent after the
+// round began is acknowledged (again from the RTT sample).
 //
 // Random loss does not lower the rate: the estimate is a maximum of
 // delivery rates, not a reaction to losses. The controller treats the path
-// as congested, and cuts its bandwidth estimate to 85 % of the recent
-// delivery rate, only when, for three consecutive round trips, even the
+// as congested only when, for three consecutive round trips, even the
 // smallest RTT of the round stayed well above the minimum (a standing
-// queue) while the delivery rate did not grow, or when the loss rate of two
-// consecutive measurement windows jumped well above its own baseline
-// (twice the baseline plus two points).
+// queue) while the delivery rate did not grow, and then cuts its bandwidth
+// estimate to 85 % of the recent delivery rate; or when the loss rate of
+// two consecutive measurement windows jumped well above its own baseline
+// (twice the baseline plus two points), and then cuts it to 85 % of
+// itself.
 //
-// InflightLimit is BBR's congestion window: the mode's gain times the
-// bandwidth-delay product (2 in ProbeBW), counted in bytes sent and neither
-// acknowledged nor known lost, so that a hole does not stall it. The packet
-// layer holds datagrams back while inflight is at the limit; without it
-// several flows overfill the bottleneck's queue.
+// InflightLimit is BBR's congestion window, counted in bytes queued or
+// sent and neither acknowledged nor known lost, so that a hole does not
+// stall it: the bandwidth times the minimum RTT times a gain (in ProbeBW
+// the phase's pacing gain, at least 1, so that only the probing phase
+// builds a queue; 1.5 in Startup and Drain), plus the bandwidth times the
+// peer's ACK delay. The packet layer sets KCP's send window after every ACK to
+// the packets KCP has out plus what the limit still allows
+// (PacedSendWindow), so that KCP lets out no more than that: what it
+// sends waits neither in the pacing queue, where KCP's retransmission
+// timers would run out, nor in the bottleneck's queue, which would
+// overflow.
 //
-// KCP's send window (SendWindow) covers the bandwidth times the minimum
-// RTT plus the time a retransmission takes (a smoothed RTT and four RTT
-// deviations; two or three retransmissions when 0.5 % or 10 % of our
-// packets are lost, since a retransmission is then lost too every few
-// windows), and at least twice the bandwidth-delay product, so that one
-// lost packet, which holds KCP's window until its retransmission is
-// acknowledged, never stalls the pipe; pacing, not the window, sets the
-// rate. The receive window (ReceiveWindow) is sized the same way from the
+// That window is at most SendWindow, which covers the bandwidth times the
+// minimum RTT plus the time a retransmission takes (a smoothed RTT and
+// four RTT deviations; two, three or four retransmissions when 0.5 %, 2 %
+// or 10 % of our packets are lost, since a retransmission is then lost
+// too every few windows), and at least twice the bandwidth-delay product,
+// so that a lost packet, which holds KCP's window until its
+// retransmission is acknowledged, never stalls the pipe. The receive window (ReceiveWindow) is sized the same way from the
 // rate at which data arrives, times three, so that a sender (ours or an
 // old kcptun peer with a fixed window policy) is never capped by it.
 //
@@ -251,33 +260,44 @@ func (c *Config) fill() {
 
 // Tuning constants of the rate model.
 const (
-	startupGain     = 2.885 // 2/ln 2: doubles the delivery rate per round
-	drainGain       = 1 / startupGain
-	probeGain       = 1.25
-	cwndGain        = 2.0
-	bwRounds        = 10                     // rounds of the bandwidth max filter
-	minRTTWindow    = 10 * time.Second       // age of the minimum RTT before ProbeRTT
-	probeRTTTime    = 200 * time.Millisecond // time ProbeRTT holds the small window
-	fullBwGrowth    = 1.25                   // growth per round that keeps Startup going
-	fullBwRounds    = 3                      // rounds without it that end Startup
-	drainMaxRounds  = 3                      // Drain ends after this many rounds at most
-	congestionBeta  = 0.85                   // the cut of the bandwidth estimate on congestion
-	queueRounds     = 3                      // rounds with a standing queue that mean congestion
-	lossWindowPkts  = 200                    // packets a loss measurement window needs
-	lossSpikeWins   = 2                      // consecutive windows of a loss spike that mean congestion
-	baselineWindows = 5                      // windows whose median starts the loss baseline
-	defaultRTT      = 100 * time.Millisecond // assumed before any RTT sample
-	cpRing          = 256                    // delivered checkpoints kept
-	minCPGap        = 250 * time.Microsecond // finest checkpoint spacing
+	startupGain = 2.885 // 2/ln 2: doubles the delivery rate per round
+	drainGain   = 1 / startupGain
+	probeGain   = 1.25
+	cwndGain    = 2.0
+	// startupInflightGain bounds what is in flight (InflightLimit) in
+	// Startup and Drain, in minimum RTTs of the bandwidth: enough for the
+	// delivery rate to grow by half each round, not so much that a
+	// bottleneck queue of one bandwidth-delay product overflows.
+	startupInflightGain = 1.5
+	// cruiseInflightGain is the least gain of InflightLimit in ProbeBW:
+	// room for the delivery rate to show a little more than the estimate
+	// when ACKs come late (a busy host), without a standing queue.
+	cruiseInflightGain = 1.1
+	bwRounds           = 10                     // rounds of the bandwidth max filter
+	minRTTWindow       = 10 * time.Second       // age of the minimum RTT before ProbeRTT
+	probeRTTTime       = 200 * time.Millisecond // time ProbeRTT holds the small window
+	fullBwGrowth       = 1.25                   // growth per round that keeps Startup going
+	fullBwRounds       = 3                      // rounds without it that end Startup
+	drainMaxRounds     = 3                      // Drain ends after this many rounds at most
+	congestionBeta     = 0.85                   // the cut of the bandwidth estimate on congestion
+	queueRounds        = 3                      // rounds with a standing queue that mean congestion
+	lossWindowPkts     = 200                    // packets a loss measurement window needs
+	lossSpikeWins      = 2                      // consecutive windows of a loss spike that mean congestion
+	baselineWindows    = 5                      // windows whose median starts the loss baseline
+	defaultRTT         = 100 * time.Millisecond // assumed before any RTT sample
+	cpRing             = 256                    // delivered checkpoints kept
+	minCPGap           = 250 * time.Microsecond // finest checkpoint spacing
 )
 
 // probeCycle is ProbeBW's pacing gain per phase.
 var probeCycle = [8]float64{probeGain, 0.75, 1, 1, 1, 1, 1, 1}
 
-// checkpoint is the cumulative delivered byte count at a time.
+// checkpoint is the cumulative delivered byte count at a time, with the
+// send time of the newest packet acknowledged by then.
 type checkpoint struct {
 	at        time.Duration
 	delivered int64
+	lastSent  time.Duration // -1: no packet with a send time acknowledged yet
 }
 
 // Controller is the adaptive controller of one session; see the package
@@ -296,6 +316,7 @@ type Controller struct {
 
 	// Delivery rate.
 	delivered int64
+	lastSent  time.Duration // send time of the newest packet acknowledged; -1: none
 	cps       [cpRing]checkpoint
 	cpHead    int // index of the newest checkpoint
 	cpLen     int
@@ -355,13 +376,14 @@ type Controller struct {
 	// Pins.
 	pinSnd, pinRcv int
 	rng            uint64
+	pacedWnd       int // PacedSendWindow's latest result; 0: never called
 }
 
 // New returns a controller with the parameters of cfg (zero fields take
 // their defaults).
 func New(cfg Config) *Controller {
 	cfg.fill()
-	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS)}
+	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS), lastSent: -1}
 	c.fec.init(&c.cfg)
 	c.updatePacing()
 	return c
@@ -381,7 +403,7 @@ func (c *Controller) start(now time.Duration) time.Duration {
 	c.roundStart = now
 	c.modeStart = now
 	c.rcvStart = now
-	c.cps[0] = checkpoint{at: now}
+	c.cps[0] = checkpoint{at: now, lastSent: -1}
 	c.cpHead, c.cpLen = 0, 1
 	c.fec.start(now)
 	return now
@@ -418,8 +440,9 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	if rtt > 0 {
 		c.updateRTT(now, rtt)
 		sample := c.rateSample(now, rtt)
+		c.lastSent = max(c.lastSent, now-rtt)
 		if now-rtt >= c.roundStart {
-			c.endRound(now)
+			c.endRound(now, appLimited)
 		}
 		if appLimited {
 			c.roundAppLimited = true
@@ -555,7 +578,7 @@ func (c *Controller) addCheckpoint(now time.Duration) {
 		c.cpHead = (c.cpHead + 1) % cpRing
 		c.cpLen = min(c.cpLen+1, cpRing)
 	}
-	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered}
+	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered, lastSent: c.lastSent}
 }
 
 // cp returns the i-th oldest checkpoint.
@@ -564,9 +587,18 @@ func (c *Controller) cp(i int) checkpoint {
 }
 
 // rateSample returns the delivery rate of the packet acknowledged now,
-// sent at now-rtt: the bytes delivered since then over the time since
-// then, from the newest checkpoint at or before the send time.
-// (Called before the ACK's own checkpoint is added.)
+// sent at now-rtt: the bytes delivered since the newest checkpoint at or
+// before the send time, over the longer of two intervals (as in BBR's
+// delivery rate estimation): the time since that checkpoint (the ACK
+// interval), and the time between the send of the newest packet the
+// checkpoint had seen acknowledged and the send of this one (the send
+// interval). The ACK interval alone overestimates whenever ACKs bunch up:
+// a peer that holds its ACKs for up to a flush interval (KCP's default),
+// or ACKs lost and made up for by a later cumulative one, deliver in one
+// instant bytes that the path carried over a longer time. The bytes
+// delivered between the two sends left no faster than the send interval
+// allows, so the longer interval bounds the sample by what both the path
+// and the sender did. (Called before the ACK's own checkpoint is added.)
 func (c *Controller) rateSample(now, rtt time.Duration) float64 {
 	sent := now - rtt
 	lo, hi := 0, c.cpLen-1 // binary search for the last checkpoint at or before sent
@@ -581,19 +613,22 @@ func (c *Controller) rateSample(now, rtt time.Duration) float64 {
 			hi = mid - 1
 		}
 	}
-	// Every checkpoint is exact, so this is the average delivery rate
-	// since a time at or before the packet left: never more than the
-	// path delivered.
 	p := c.cp(lo)
 	elapsed := now - p.at
+	if p.lastSent >= 0 {
+		elapsed = max(elapsed, sent-p.lastSent)
+	}
 	if elapsed <= 0 {
 		return 0
 	}
 	return float64(c.delivered-p.delivered) / elapsed.Seconds()
 }
 
-// endRound closes the current round trip at now.
-func (c *Controller) endRound(now time.Duration) {
+// endRound closes the current round trip at now. endAppLimited says the
+// ACK that closes it is of an app-limited packet: as in BBR, the check for
+// a full pipe looks at that sample only, since a window-limited sender
+// leaves some packets without a backlog in every round.
+func (c *Controller) endRound(now time.Duration, endAppLimited bool) {
 	c.rounds++
 	prevBw := c.btlbw
 	completedMax, appLimited, minRTT := c.roundMax, c.roundAppLimited, c.roundMinRTT
@@ -610,7 +645,7 @@ func (c *Controller) endRound(now time.Duration) {
 	c.roundMax, c.roundAppLimited, c.roundMinRTT = 0, false, 0
 	c.roundStart = now
 
-	if !c.filled && !appLimited {
+	if !c.filled && !endAppLimited {
 		if prevBw >= c.fullBw*fullBwGrowth {
 			c.fullBw, c.fullBwCnt = prevBw, 0
 		} else if c.fullBwCnt++; c.fullBwCnt >= fullBwRounds {
@@ -658,15 +693,23 @@ func (c *Controller) checkLoss(now time.Duration) {
 		}
 		return
 	}
-	if r > 2*c.baseline+0.02 {
+	spike := 2*c.baseline + 0.02
+	// The baseline follows every window, a spike's only up to the spike
+	// threshold: following only the windows below it, it settled in the
+	// lower tail of a steady loss rate (2 % on a 5 % path), where the
+	// windows above it read as spikes.
+	c.baseline += (min(r, spike) - c.baseline) / 8
+	if r > spike {
 		if c.spikes++; c.spikes >= lossSpikeWins {
 			c.spikes = 0
-			c.congestion(now, c.lastRoundMax)
+			// Cut from the estimate, not from the last round's delivery:
+			// a round that waited for a retransmission delivered little
+			// without saying anything of the path's rate.
+			c.congestion(now, c.btlbw)
 		}
 		return
 	}
 	c.spikes = 0
-	c.baseline += (r - c.baseline) / 8
 }
 
 // median5 returns the median of five values.
@@ -870,6 +913,8 @@ func (c *Controller) retransTime() time.Duration {
 func (c *Controller) retransRounds() int {
 	switch l := c.fec.sendLoss(); {
 	case l >= 0.1:
+		return 4
+	case l >= 0.02:
 		return 3
 	case l >= 0.005:
 		return 2
@@ -904,12 +949,15 @@ func packets(bytes float64, mss, lo, hi int) int {
 }
 
 // InflightLimit returns the most bytes (the unit of OnSend) that should be
-// in flight, sent and neither acknowledged nor known lost: the mode's gain
-// times the bandwidth-delay product (2 in ProbeBW, 2/ln 2 in Startup and
-// Drain, half in ProbeRTT), at least four packets, or InitialWindow packets
+// queued or in flight, neither acknowledged nor known lost: the bandwidth
+// times the minimum RTT times the mode's gain (in ProbeBW the phase's
+// pacing gain, at least 1; 1.5 in Startup and Drain), plus the bandwidth
+// times the peer's ACK delay (half the bandwidth-delay product in
+// ProbeRTT), and two packets, at least six; or InitialWindow packets
 // before the first estimate. It is BBR's congestion window; unlike KCP's
 // send window it does not count lost packets, so a hole never stalls it.
-// The packet layer holds datagrams back while inflight is at the limit.
+// The packet layer applies it through KCP's send window
+// (PacedSendWindow).
 func (c *Controller) InflightLimit() int64 {
 	mss := float64(c.cfg.MSS)
 	if c.btlbw == 0 || !c.haveRTT {
@@ -920,11 +968,21 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeProbeRTT:
 		b = c.probeRTTWindowBytes()
 	case ModeStartup, ModeDrain:
-		b = startupGain * c.bdp()
+		b = c.inflightFor(startupInflightGain)
 	default:
-		b = cwndGain * c.bdp()
+		b = c.inflightFor(max(probeCycle[c.cycleIdx], cruiseInflightGain)) // a queue mostly while probing
 	}
 	return int64(max(b, 4*mss) + 2*mss)
+}
+
+// inflightFor is g times the bandwidth times the minimum RTT, plus the
+// bandwidth times the peer's ACK delay: the bytes that arrived but wait for
+// their ACK need cover once, not g times.
+func (c *Controller) inflightFor(g float64) float64 {
+	if !c.haveRTT {
+		return 0
+	}
+	return c.btlbw * (g*c.minRTT.Seconds() + c.cfg.AckDelay.Seconds())
 }
 
 // SendWindow returns KCP's send window in packets of mss bytes: the pinned
@@ -949,6 +1007,33 @@ func (c *Controller) SendWindow(mss int) int {
 	}
 	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*c.retransTime()).Seconds()
 	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
+}
+
+// PacedSendWindow returns KCP's send window in packets of mss bytes for a
+// sender whose window now spans span packets (from the oldest packet the
+// peer has not acknowledged cumulatively to the next new one) of which
+// outstanding bytes are queued for sending or in flight (neither
+// acknowledged nor declared lost): the span plus the packets InflightLimit
+// still allows, at most SendWindow. KCP counts its window from the oldest
+// unacknowledged packet, so this lets new data out only as far as BBR's
+// congestion window allows while a hole waits for its retransmission,
+// instead of letting the whole of SendWindow out at once: what KCP sends
+// then waits neither in the pacing queue (where KCP's retransmission
+// timers would run out) nor in the bottleneck's queue (which would
+// overflow). A pinned window is returned as it is. The result is what
+// State reports as SendWindow until the next call.
+func (c *Controller) PacedSendWindow(mss, span int, outstanding int64) int {
+	cover := c.SendWindow(mss)
+	if c.pinSnd > 0 {
+		return cover
+	}
+	if mss <= 0 {
+		mss = DefaultMSS
+	}
+	room := max(c.InflightLimit()-max(outstanding, 0), 0)
+	w := max(span, 0) + int((room+int64(mss)-1)/int64(mss))
+	c.pacedWnd = min(max(w, 1), cover)
+	return c.pacedWnd
 }
 
 // ReceiveWindow returns the receive window to advertise, in packets of mss
@@ -1017,6 +1102,15 @@ type State struct {
 	WindowPinned, FECPinned bool
 }
 
+// stateSendWindow is the send window State reports: PacedSendWindow's
+// latest result, or SendWindow when it was never called or is pinned.
+func (c *Controller) stateSendWindow() int {
+	if c.pacedWnd > 0 && c.pinSnd == 0 {
+		return c.pacedWnd
+	}
+	return c.SendWindow(c.cfg.MSS)
+}
+
 // State returns a snapshot of the controller.
 func (c *Controller) State() State {
 	d, p := c.fec.shape()
@@ -1032,7 +1126,7 @@ func (c *Controller) State() State {
 		PacingRate:       c.PacingRate(),
 		WirePacingRate:   c.WirePacingRate(),
 		PacingGain:       c.gain(),
-		SendWindow:       c.SendWindow(c.cfg.MSS),
+		SendWindow:       c.stateSendWindow(),
 		ReceiveWindow:    c.ReceiveWindow(c.cfg.MSS),
 		InflightLimit:    c.InflightLimit(),
 		ReceiveRate:      int64(c.rcvRate),

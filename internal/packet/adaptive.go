@@ -66,6 +66,7 @@ type adaptive struct {
 	base, next uint32
 	have       bool
 	inflight   int64 // bytes transmitted, neither acknowledged nor lost
+	queued     int64 // bytes handed to the pacing queue, not yet left
 	minRTT     time.Duration
 
 	// Outputs as last applied.
@@ -77,6 +78,7 @@ type adaptive struct {
 // snRec is what the controller needs to know of one sent sn.
 type snRec struct {
 	ts   uint32 // KCP timestamp of its latest transmission
+	ts0  uint32 // KCP timestamp of its first transmission
 	txUs uint32 // when that transmission left (µs since start)
 	size uint16 // KCP bytes (header and data)
 	st   uint8
@@ -96,6 +98,10 @@ type qmeta struct {
 	sn     uint32 // first PUSH sn
 	npush  uint16 // PUSH segments
 	resend bool   // some PUSH segment was sent before
+	// left says adaptOut already recorded the PUSH segments as sent: their
+	// sns are not consecutive (re-sends among them), so that sn and npush
+	// do not name them.
+	left bool
 }
 
 // EnableAdaptive gives the peer an adaptive controller that sets its
@@ -197,7 +203,7 @@ func (a *adaptive) rec(sn uint32) *snRec {
 // output, before sealing) and returns what its queue entry must carry.
 // A re-sent sn leaves inflight at once (KCP declared it lost), but counts
 // as a loss for the controller only once the ACK that comes echoes the
-// re-send's timestamp: an ACK of the earlier transmission shows that the
+// timestamp of a re-send: an ACK of the first transmission shows that the
 // re-send was spurious (a late ACK, or a packet the peer rebuilt with FEC).
 // Called under p.smu.
 func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
@@ -206,6 +212,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 		return qmeta{}, false
 	}
 	var m qmeta
+	whole := b
+	scattered := false
 	a.mu.Lock()
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -218,6 +226,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 			size := kcpOverhead + int(n)
 			if m.npush == 0 {
 				m.sn = sn
+			} else if sn != m.sn+uint32(m.npush) {
+				scattered = true
 			}
 			m.npush++
 			m.data += int32(size)
@@ -229,7 +239,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 					for s := a.next; s != sn; s++ { // a gap: never sent by us
 						*a.rec(s) = snRec{st: recAcked}
 					}
-					*r = snRec{ts: ts, size: uint16(min(size, 0xffff)), st: recQueued}
+					*r = snRec{ts: ts, ts0: ts, size: uint16(min(size, 0xffff)), st: recQueued}
+					a.queued += int64(r.size)
 					a.next = sn + 1
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
@@ -237,18 +248,55 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 				if r.st&recSent != 0 {
 					a.inflight -= int64(r.size)
 				}
+				if r.st&recQueued == 0 {
+					a.queued += int64(r.size)
+				}
 				r.st, r.ts = recQueued|recResent, ts
 			}
 		}
 		b = b[kcpOverhead+int(n):]
 	}
+	if scattered && m.resend {
+		// A datagram with re-sends leaves at once (Peer.write): record
+		// its segments as sent now, one by one.
+		us := uint32(a.now() / time.Microsecond)
+		for b := whole; len(b) >= kcpOverhead; {
+			n := binary.LittleEndian.Uint32(b[20:])
+			if uint64(n) > uint64(len(b)-kcpOverhead) {
+				break
+			}
+			if b[4] == cmdPush {
+				if r := a.rec(binary.LittleEndian.Uint32(b[12:])); r != nil && r.st&recQueued != 0 {
+					a.left(r, us, true)
+				}
+			}
+			b = b[kcpOverhead+int(n):]
+		}
+		m.left = true
+	}
 	a.mu.Unlock()
 	return m, true
 }
 
+// left records that the queued transmission of r left at us (a.mu held).
+func (a *adaptive) left(r *snRec, us uint32, backlog bool) {
+	a.queued -= int64(r.size)
+	r.txUs = us
+	r.st = r.st&^(recQueued|recAppLim) | recSent
+	if !backlog {
+		r.st |= recAppLim
+	}
+	if r.st&recAcked == 0 {
+		a.inflight += int64(r.size)
+	}
+}
+
 // transmitted records that a datagram with KCP data left; backlog says more
-// datagrams were queued behind it (otherwise its delivery rate measures the
-// application, not the path). Called by the pacing queue under its lock.
+// datagrams were queued behind it. With no backlog and room under the
+// controller's inflight limit, the sender was idle: the datagram's delivery
+// rate measures the application, not the path. (An empty queue while the
+// inflight limit holds KCP's window shut is the path's pace.) Called by the
+// pacing queue under its lock.
 func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a := p.ad.Load()
 	if a == nil {
@@ -257,16 +305,18 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a.mu.Lock()
 	now := a.now()
 	us := uint32(now / time.Microsecond)
+	if !backlog {
+		// What is out (this datagram included) against the limit less two
+		// datagrams: a window-limited sender never quite reaches it.
+		out := a.inflight + a.queued
+		backlog = out+2*int64(a.cfg.MTU) >= a.ctl.InflightLimit()
+	}
 	for i := range uint32(m.npush) {
+		if m.left {
+			break // adaptOut recorded them
+		}
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
-			r.txUs = us
-			r.st = r.st&^(recQueued|recAppLim) | recSent
-			if !backlog {
-				r.st |= recAppLim
-			}
-			if r.st&recAcked == 0 {
-				a.inflight += int64(r.size)
-			}
+			a.left(r, us, backlog)
 		}
 	}
 	a.ctl.OnSend(now, int(m.data), int(a.inflight))
@@ -302,9 +352,17 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 			if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				delivered += int(r.size)
-				echoes := r.ts == binary.LittleEndian.Uint32(b[8:])
-				if echoes && r.st&recResent != 0 {
+				ackTs := binary.LittleEndian.Uint32(b[8:])
+				echoes := r.ts == ackTs
+				if r.st&recResent != 0 && ackTs != r.ts0 {
+					// The ACK is of a re-send, any of them: the first
+					// transmission was lost. (Counting only an echo of
+					// the latest re-send missed every packet KCP had
+					// re-sent more than once by the time an ACK came.)
 					lost++
+				}
+				if r.st&recQueued != 0 {
+					a.queued -= int64(r.size) // acknowledged before it left again
 				}
 				if r.st&recSent != 0 {
 					a.inflight -= int64(r.size)
@@ -314,18 +372,36 @@ func (p *Peer) adaptIn(b []byte) {
 						}
 					}
 				}
-				r.st |= recAcked
+				r.st = r.st&^recQueued | recAcked
 			}
 		case cmdPush:
 			received += kcpOverhead + int(n)
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
+			hole := false
 			for ; a.base != una; a.base++ {
 				r := &a.ring[a.base&uint32(len(a.ring)-1)]
 				if r.st&recAcked == 0 {
 					delivered += int(r.size)
 					if r.st&recSent != 0 {
 						a.inflight -= int64(r.size)
+						// A re-send that fills a hole is acknowledged by
+						// una only (kcp-go sends no ACK for an sn below
+						// its rcv_nxt): if una passes it a round trip
+						// after the re-send left, the re-send is what
+						// arrived, and the first transmission was lost;
+						// sooner, the first transmission arrived. Only
+						// one loss counts per advance of una: the others
+						// it passes without an ACK are mostly packets
+						// whose ACK was lost, which KCP re-sent on its
+						// timer (random losses rarely come in a row).
+						if !hole && r.st&recResent != 0 && time.Duration(us-r.txUs)*time.Microsecond >= a.minRTT*3/4 {
+							lost++
+							hole = true
+						}
+					}
+					if r.st&recQueued != 0 {
+						a.queued -= int64(r.size)
 					}
 				}
 				*r = snRec{}
@@ -333,9 +409,7 @@ func (p *Peer) adaptIn(b []byte) {
 		}
 		b = b[kcpOverhead+int(n):]
 	}
-	if a.inflight < 0 {
-		a.inflight = 0
-	}
+	a.inflight, a.queued = max(a.inflight, 0), max(a.queued, 0)
 	if lost > 0 {
 		a.ctl.OnLoss(now, lost)
 	}
@@ -352,7 +426,10 @@ func (p *Peer) adaptIn(b []byte) {
 	// that our own FEC does not hide, for a thin flow (WantsPeerLoss). The
 	// decoder counts only groups of a shape that held for a while, so a
 	// shape being re-detected counts nothing. (The reader, which feeds
-	// the decoder, is the caller.)
+	// the decoder, is the caller.) Bulk flows measure loss from our own
+	// confirmed losses: gaps in the sns of the peer's data were tried as
+	// well, and a thin reverse flow, such as smux's window updates, gave a
+	// noisy estimate that chose 2+3 for a bulk sender.
 	if seen, missed := p.dec.takeLoss(); seen+missed > 0 && a.ctl.WantsPeerLoss() {
 		a.ctl.OnFECStats(now, seen, missed)
 	}
@@ -364,8 +441,15 @@ func (p *Peer) adaptIn(b []byte) {
 	d, m := a.ctl.FEC()
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
-	snd, rcv := a.ctl.SendWindow(a.cfg.MTU), a.ctl.ReceiveWindow(a.cfg.MTU)
-	setWnd := windowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
+	// KCP's send window follows every ACK: the span it has out plus what
+	// the controller's inflight limit still allows (PacedSendWindow).
+	span := 0
+	if a.have {
+		span = int(a.next - a.base)
+	}
+	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight+a.queued)
+	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
+	setWnd := sendWindowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
@@ -380,6 +464,16 @@ func (p *Peer) adaptIn(b []byte) {
 	if setWnd && a.cfg.SetWindows != nil {
 		a.cfg.SetWindows(snd, rcv)
 	}
+}
+
+// sendWindowMoved reports whether the send window changed enough to apply
+// (each call locks kcp-go's session): by a sixteenth, or two packets.
+func sendWindowMoved(now, was int) bool {
+	d := now - was
+	if d < 0 {
+		d = -d
+	}
+	return d > 0 && (d >= 2 || was < 16) && d >= was/16
 }
 
 // windowMoved reports whether a window changed enough to apply: by an

@@ -1,0 +1,73 @@
+package adapt
+
+import (
+	"testing"
+	"time"
+)
+
+// ackJitterRun feeds a controller a flow paced at exactly the bottleneck
+// rate (one packet of DefaultMSS bytes every gap), with a one-way delay of
+// 20 ms each way and per-packet ACKs, whose return path holds ACKs back by
+// up to jitter and releases them in order (so that some arrive in bunches,
+// as when the peer flushes its ACKs once per interval, or the reader falls
+// behind and catches up). It returns the largest bandwidth estimate seen
+// after the first second, and the path's rate in bytes per second.
+func ackJitterRun(t *testing.T, gap, jitter time.Duration, seed uint64) (maxBw, rate float64) {
+	t.Helper()
+	c := New(Config{Seed: seed})
+	r := rng(seed*0x9E3779B97F4A7C15 + 7)
+	const owd = 20 * time.Millisecond
+	n := int(10 * time.Second / gap)
+	type ack struct{ sent, at time.Duration }
+	acks := make([]ack, 0, n)
+	var last, hold time.Duration
+	for i := range n {
+		sent := time.Duration(i) * gap
+		if i%8 == 0 { // the return path's delay changes every few packets
+			hold = time.Duration(r.float() * float64(jitter))
+		}
+		at := max(sent+2*owd+hold, last)
+		last = at
+		acks = append(acks, ack{sent, at})
+	}
+	inflight, next := 0, 0
+	for i := range n {
+		sent := acks[i].sent
+		for next < i && acks[next].at <= sent {
+			a := acks[next]
+			inflight -= DefaultMSS
+			c.OnAck(a.at, DefaultMSS, a.at-a.sent, false)
+			if a.at > time.Second {
+				maxBw = max(maxBw, float64(c.State().Bandwidth))
+			}
+			next++
+		}
+		inflight += DefaultMSS
+		c.OnSend(sent, DefaultMSS, inflight)
+	}
+	return maxBw, float64(DefaultMSS) / gap.Seconds()
+}
+
+// TestAckBunchingDoesNotInflateBandwidth checks the delivery rate estimate
+// on synthetic ACK sequences whose ACKs bunch up on the way back: the flow
+// never delivers more than the bottleneck's rate, so the estimate (a
+// maximum of samples) must not exceed it by more than a few percent. Taken
+// over the ACK interval alone, a sample counts a bunch of ACKs as delivered
+// in an instant and reads up to (RTT + jitter) / RTT times the rate.
+func TestAckBunchingDoesNotInflateBandwidth(t *testing.T) {
+	for _, tc := range []struct {
+		gap, jitter time.Duration
+	}{
+		{108 * time.Microsecond, 30 * time.Millisecond},  // 100 Mbit/s, a 30 ms flush interval
+		{1080 * time.Microsecond, 30 * time.Millisecond}, // 10 Mbit/s
+		{108 * time.Microsecond, 10 * time.Millisecond},
+	} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			maxBw, rate := ackJitterRun(t, tc.gap, tc.jitter, seed)
+			if maxBw > 1.05*rate || maxBw < 0.9*rate {
+				t.Errorf("gap %v, jitter %v, seed %d: largest bandwidth estimate %.0f B/s, %.2f times the path's %.0f; want within [0.9, 1.05]",
+					tc.gap, tc.jitter, seed, maxBw, maxBw/rate, rate)
+			}
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+)
+
+// adaptPeer returns a client peer with an adaptive controller whose window
+// changes go to the returned function's results, over a socket that sends to
+// a UDP socket nobody reads. The test drives the controller's glue directly
+// (adaptOut, transmitted, adaptIn) with synthetic KCP segments, so that
+// nothing depends on timing.
+func adaptPeer(t *testing.T) (*Peer, func() (snd int, calls int)) {
+	t.Helper()
+	sink := listenUDP(t)
+	pc := listenUDP(t)
+	c := NewClientConn(pc, sink.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
+	t.Cleanup(func() {
+		_ = c.Close()
+		_ = sink.Close()
+	})
+	var mu sync.Mutex
+	snd, calls := 0, 0
+	p := c.Peer()
+	p.EnableAdaptive(AdaptiveConfig{
+		MTU: 1350,
+		SetWindows: func(s, _ int) {
+			mu.Lock()
+			snd, calls = s, calls+1
+			mu.Unlock()
+		},
+	})
+	return p, func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return snd, calls
+	}
+}
+
+// segment appends a KCP segment of cmd with sn, ts, una and n data bytes.
+func segment(b []byte, cmd byte, sn, ts, una uint32, n int) []byte {
+	var h [kcpOverhead]byte
+	binary.LittleEndian.PutUint32(h[0:], 1) // conv
+	h[4] = cmd
+	binary.LittleEndian.PutUint16(h[6:], 128) // wnd
+	binary.LittleEndian.PutUint32(h[8:], ts)
+	binary.LittleEndian.PutUint32(h[12:], sn)
+	binary.LittleEndian.PutUint32(h[16:], una)
+	binary.LittleEndian.PutUint32(h[20:], uint32(n))
+	b = append(b, h[:]...)
+	return append(b, make([]byte, n)...)
+}
+
+// testData is the data bytes of a test segment: larger than the MTU, so
+// that the controller's initial inflight limit (InitialWindow full packets)
+// is used up by fewer segments than its initial window.
+const testData = 1976
+
+// send has the peer send PUSH sn with timestamp ts and testData bytes, and
+// the datagram leave at once.
+func send(p *Peer, sn, ts uint32) {
+	m, ok := p.adaptOut(segment(nil, cmdPush, sn, ts, 0, testData))
+	if ok && m.data > 0 {
+		p.transmitted(m, true)
+	}
+}
+
+// TestAdaptiveWindowFollowsInflight checks that KCP's send window is the
+// span of packets out plus what the controller's inflight limit still
+// allows: with nothing acknowledged and the limit used up, KCP may send
+// nothing new; each ACK opens room for what it acknowledged.
+func TestAdaptiveWindowFollowsInflight(t *testing.T) {
+	p, wnd := adaptPeer(t)
+	a := p.ad.Load()
+	limit := a.ctl.InflightLimit()
+	const size = kcpOverhead + testData
+	n := uint32((limit + size - 1) / size) // up to the limit
+	if cover := a.ctl.SendWindow(1350); int(n) >= cover {
+		t.Fatalf("%d packets use up the limit, too close to the largest window %d for the test", n, cover)
+	}
+	for sn := range n {
+		send(p, sn, 1000+sn)
+	}
+	// An ACK-only datagram that acknowledges nothing new (una 0) makes the
+	// glue apply the window.
+	p.adaptIn(segment(nil, cmdAck, n+100, 0, 0, 0))
+	if snd, _ := wnd(); snd != int(n) {
+		t.Fatalf("window %d with %d packets out and the limit of %d bytes used up, want %d", snd, n, limit, n)
+	}
+	// una 10 acknowledges ten packets (with timestamps that match no
+	// transmission, so that no RTT sample changes the limit).
+	p.adaptIn(segment(nil, cmdAck, n+100, 0, 10, 0))
+	snd, _ := wnd()
+	room := int((a.ctl.InflightLimit() - (int64(n)-10)*size + 1349) / 1350)
+	if want := int(n) - 10 + room; snd != want || room <= 10 {
+		t.Errorf("window %d after una moved by 10, want span %d + room %d", snd, int(n)-10, room)
+	}
+	if a.queued != 0 || a.inflight != (int64(n)-10)*size {
+		t.Errorf("queued %d, inflight %d; want 0 and %d", a.queued, a.inflight, (int64(n)-10)*size)
+	}
+}
+
+// TestAdaptiveLossCounting checks which re-sends count as losses: one whose
+// ACK echoes a re-send's timestamp; one a cumulative ACK (una) covers, one
+// per advance of una (the others it covers are mostly packets whose ACK was
+// lost); not one whose ACK echoes the first transmission (spurious).
+func TestAdaptiveLossCounting(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	for sn := range uint32(20) {
+		send(p, sn, 100+sn)
+	}
+	lost := func() int64 { return a.ctl.State().LostPackets }
+	// sn 3 re-sent twice, acknowledged with the first re-send's timestamp.
+	send(p, 3, 200)
+	send(p, 3, 300)
+	p.adaptIn(segment(nil, cmdAck, 3, 200, 0, 0))
+	if got := lost(); got != 1 {
+		t.Fatalf("ACK of a re-send: %d losses, want 1", got)
+	}
+	// sn 5 re-sent, acknowledged with its first timestamp: spurious.
+	send(p, 5, 400)
+	p.adaptIn(segment(nil, cmdAck, 5, 105, 0, 0))
+	if got := lost(); got != 1 {
+		t.Fatalf("ACK of the first transmission of a re-sent packet: %d losses, want still 1", got)
+	}
+	// sn 7, 8 and 9 re-sent, then una passes all of them at once: one hole.
+	send(p, 7, 500)
+	send(p, 8, 501)
+	send(p, 9, 502)
+	p.adaptIn(segment(nil, cmdAck, 19, 119, 12, 0))
+	if got := lost(); got != 2 {
+		t.Fatalf("una over three re-sent packets: %d losses, want 2", got)
+	}
+	// sn 12 re-sent but still queued (not left) when una passes it: its
+	// first transmission arrived.
+	if m, ok := p.adaptOut(segment(nil, cmdPush, 12, 600, 0, testData)); !ok || !m.resend {
+		t.Fatalf("re-send of 12 not seen as one (%+v, %v)", m, ok)
+	}
+	p.adaptIn(segment(nil, cmdAck, 19, 119, 13, 0))
+	if got := lost(); got != 2 {
+		t.Fatalf("una over a queued re-send: %d losses, want still 2", got)
+	}
+	if a.queued != 0 {
+		t.Errorf("queued %d bytes after una passed the queued re-send, want 0", a.queued)
+	}
+}
+
+// TestAdaptiveScatteredDatagram checks that a datagram whose PUSH segments
+// are not consecutive (re-sends of two holes and new data, as one KCP
+// flush packs them) records every one of them as sent, so that nothing
+// stays counted as queued.
+func TestAdaptiveScatteredDatagram(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	for sn := range uint32(10) {
+		send(p, sn, 100+sn)
+	}
+	var d []byte
+	d = segment(d, cmdPush, 2, 200, 0, testData)
+	d = segment(d, cmdPush, 6, 200, 0, testData)
+	d = segment(d, cmdPush, 10, 200, 0, testData)
+	d = segment(d, cmdPush, 11, 200, 0, testData)
+	m, ok := p.adaptOut(d)
+	if !ok || !m.resend || m.npush != 4 {
+		t.Fatalf("adaptOut = %+v, %v; want a re-send of 4 segments", m, ok)
+	}
+	p.transmitted(m, true)
+	const size = kcpOverhead + testData
+	if a.queued != 0 || a.inflight != 12*size {
+		t.Errorf("queued %d, inflight %d after the datagram left; want 0 and %d", a.queued, a.inflight, 12*size)
+	}
+}
