@@ -32,7 +32,9 @@ type AdaptiveConfig struct {
 	// RateLimit caps the pacing rate, in bytes per second on the wire
 	// (0: no cap).
 	RateLimit int64
-	// SendWindow and ReceiveWindow pin KCP's windows when positive.
+	// SendWindow and ReceiveWindow pin KCP's windows when positive. An
+	// unpinned send window follows the controller's inflight limit (see
+	// sendWindow).
 	SendWindow, ReceiveWindow int
 	// FECPinned pins the FEC shape at DataShards+ParityShards (0, 0: off).
 	FECPinned                bool
@@ -42,7 +44,8 @@ type AdaptiveConfig struct {
 	MinReceiveWindow int
 	// SetWindows applies KCP's send and receive windows (kcp-go's
 	// SetWindowSize). The packet layer calls it from its reader, holding
-	// no lock of its own that kcp-go's goroutines may wait on.
+	// no lock of its own that kcp-go's goroutines may wait on, and never
+	// again once HoldWindows returned.
 	SetWindows func(snd, rcv int)
 	// Seed varies the controller's probing phase between sessions.
 	Seed uint64
@@ -59,6 +62,12 @@ type adaptive struct {
 	ctl   *adapt.Controller
 	cfg   AdaptiveConfig
 	start time.Time
+	clock func() time.Duration // tests' clock; nil: time since start
+
+	// wmu orders the calls of cfg.SetWindows and HoldWindows; it is taken
+	// before mu, never while mu is held.
+	wmu  sync.Mutex
+	held bool // HoldWindows was called: the windows are the caller's
 
 	// Per-sequence-number records of the PUSH segments sent, from base
 	// (the peer's una as last seen) to next (1 + the highest sn sent).
@@ -120,7 +129,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
 	a.fecD, a.fecP = a.ctl.FEC()
-	a.sndWnd, a.rcvWnd = a.ctl.SendWindow(cfg.MTU), a.ctl.ReceiveWindow(cfg.MTU)
+	a.sndWnd, a.rcvWnd = a.sendWindow(0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.SetFEC(a.fecD, a.fecP)
 	p.ad.Store(a)
@@ -138,7 +147,51 @@ func (p *Peer) Adaptive() (adapt.State, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.ctl.State(), true
+	st := a.ctl.State()
+	st.SendWindow = a.sndWnd // the window applied, which follows inflight
+	return st, true
+}
+
+// HoldWindows stops the controller from changing KCP's windows: once it
+// returns, the caller owns them (a closing session that lowers its send
+// window to wait for its last acknowledgements).
+func (p *Peer) HoldWindows() {
+	a := p.ad.Load()
+	if a == nil {
+		return
+	}
+	a.wmu.Lock()
+	a.held = true
+	a.wmu.Unlock()
+}
+
+// sendWindow returns KCP's send window (a.mu held, or a not yet shared):
+// the pinned one, or every sequence number from the peer's una to the next
+// new one that holds no data in flight (segments acknowledged out of order,
+// and lost ones waiting for their re-send) plus the room the controller's
+// inflight limit leaves for new data, queued is the KCP data in the
+// pacing queue. So KCP sends new data only while what it sent and has not
+// left the pacing queue, or is in flight, is within the limit (BBR's
+// congestion window), while a lost segment, which holds KCP's window
+// until its re-send is acknowledged, never stalls the pipe.
+//
+// A window that ignored what is in flight let KCP put far more into the
+// pacing queue and the path than the rate delivers: KCP's RTT, measured
+// from when it sent, grew with that queue to seconds, and with it its
+// retransmission timeout, which kcp-go lengthens by half on each timeout
+// of the same segment; a segment lost three times then held the stream
+// for longer than the idle timeout.
+func (a *adaptive) sendWindow(queued int64) int {
+	if a.cfg.SendWindow > 0 {
+		return a.ctl.SendWindow(a.cfg.MTU)
+	}
+	span := 0
+	if a.have {
+		span = int(a.next - a.base)
+	}
+	room := a.ctl.InflightLimit() - a.inflight - max(queued, 0)
+	w := span + int(room/int64(max(a.cfg.MTU, 1)))
+	return min(max(w, 1), adaptMaxWindow)
 }
 
 // kcpRate converts a wire rate to KCP bytes per second.
@@ -167,7 +220,12 @@ func (a *adaptive) wireRate() uint64 {
 	return uint64(max(r, floor, 1))
 }
 
-func (a *adaptive) now() time.Duration { return time.Since(a.start) }
+func (a *adaptive) now() time.Duration {
+	if a.clock != nil {
+		return a.clock()
+	}
+	return time.Since(a.start)
+}
 
 // rec returns the record of sn, growing the ring when needed; nil when sn
 // is outside what can be tracked.
@@ -247,8 +305,12 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 }
 
 // transmitted records that a datagram with KCP data left; backlog says more
-// datagrams were queued behind it (otherwise its delivery rate measures the
-// application, not the path). Called by the pacing queue under its lock.
+// datagrams were queued behind it. A datagram that left with nothing queued
+// behind it while the inflight limit left room is application-limited: its
+// delivery rate measures the application, not the path. (When the limit
+// held KCP's window, the pacing queue runs empty too, but the path is
+// busy.) Called by the pacing queue under its lock, while the datagram's
+// data still counts in pace.data.
 func (p *Peer) transmitted(m qmeta, backlog bool) {
 	a := p.ad.Load()
 	if a == nil {
@@ -259,13 +321,22 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 	us := uint32(now / time.Microsecond)
 	for i := range uint32(m.npush) {
 		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
-			r.txUs = us
-			r.st = r.st&^(recQueued|recAppLim) | recSent
-			if !backlog {
-				r.st |= recAppLim
-			}
 			if r.st&recAcked == 0 {
 				a.inflight += int64(r.size)
+			}
+		}
+	}
+	appLim := !backlog
+	if appLim {
+		out := a.inflight + p.pace.data.Load() - int64(m.data)
+		appLim = out+2*int64(a.cfg.MTU) < a.ctl.InflightLimit()
+	}
+	for i := range uint32(m.npush) {
+		if r := a.rec(m.sn + i); r != nil && r.st&recQueued != 0 {
+			r.txUs = us
+			r.st = r.st&^(recQueued|recAppLim) | recSent
+			if appLim {
+				r.st |= recAppLim
 			}
 		}
 	}
@@ -360,8 +431,10 @@ func (p *Peer) adaptIn(b []byte) {
 	d, m := a.ctl.FEC()
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
-	snd, rcv := a.ctl.SendWindow(a.cfg.MTU), a.ctl.ReceiveWindow(a.cfg.MTU)
-	setWnd := windowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
+	// The send window follows every change of what is in flight; the
+	// receive window moves only by enough to matter.
+	snd, rcv := a.sendWindow(p.pace.data.Load()), a.ctl.ReceiveWindow(a.cfg.MTU)
+	setWnd := snd != a.sndWnd || windowMoved(rcv, a.rcvWnd)
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
@@ -374,7 +447,15 @@ func (p *Peer) adaptIn(b []byte) {
 		p.pace.setRate(rate)
 	}
 	if setWnd && a.cfg.SetWindows != nil {
-		a.cfg.SetWindows(snd, rcv)
+		a.wmu.Lock()
+		if !a.held {
+			// The latest windows: a concurrent call may have moved them.
+			a.mu.Lock()
+			snd, rcv = a.sndWnd, a.rcvWnd
+			a.mu.Unlock()
+			a.cfg.SetWindows(snd, rcv)
+		}
+		a.wmu.Unlock()
 	}
 }
 
