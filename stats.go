@@ -108,8 +108,9 @@ type ControlState struct {
 	// SendWindow and ReceiveWindow are KCP's windows, in packets.
 	SendWindow, ReceiveWindow int
 	// InflightLimit is the controller's bound on bytes of KCP data in
-	// flight (BBR's congestion window). It is reported, not enforced: the
-	// send window and the pacing rate bound what is in flight.
+	// flight (BBR's congestion window). The send window enforces it: KCP
+	// sends new data only while what it sent and nobody acknowledged or
+	// declared lost stays within it.
 	InflightLimit int64
 	// ReceiveRate is the largest rate at which data arrived recently, in
 	// bytes per second; it sizes ReceiveWindow.

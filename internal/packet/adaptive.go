@@ -169,11 +169,11 @@ func (p *Peer) HoldWindows() {
 // the pinned one, or every sequence number from the peer's una to the next
 // new one that holds no data in flight (segments acknowledged out of order,
 // and lost ones waiting for their re-send) plus the room the controller's
-// inflight limit leaves for new data, queued is the KCP data in the
-// pacing queue. So KCP sends new data only while what it sent and has not
-// left the pacing queue, or is in flight, is within the limit (BBR's
-// congestion window), while a lost segment, which holds KCP's window
-// until its re-send is acknowledged, never stalls the pipe.
+// inflight limit leaves for new data beside what is in flight and queued
+// (the KCP data in the pacing queue). So KCP sends new data only while what
+// it sent, in the pacing queue or in flight, is within the limit (BBR's
+// congestion window), while a lost segment, which holds KCP's window until
+// its re-send is acknowledged, never stalls the pipe.
 //
 // A window that ignored what is in flight let KCP put far more into the
 // pacing queue and the path than the rate delivers: KCP's RTT, measured
