@@ -78,8 +78,10 @@ type adaptive struct {
 	minRTT     time.Duration
 
 	// Outputs as last applied.
-	rate           uint64
-	fecD, fecP     int
+	rate       uint64
+	fecD, fecP int
+	// The first FEC shape sent, which every later one repeats (fecShape).
+	keptD, keptP   int
 	sndWnd, rcvWnd int
 }
 
@@ -128,7 +130,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 	if cfg.FECPinned {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
-	a.fecD, a.fecP = a.ctl.FEC()
+	a.fecD, a.fecP = a.fecShape()
 	a.sndWnd, a.rcvWnd = a.sendWindow(0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.SetFEC(a.fecD, a.fecP)
@@ -149,6 +151,7 @@ func (p *Peer) Adaptive() (adapt.State, bool) {
 	defer a.mu.Unlock()
 	st := a.ctl.State()
 	st.SendWindow = a.sndWnd // the window applied, which follows inflight
+	st.DataShards, st.ParityShards = a.fecD, a.fecP
 	return st, true
 }
 
@@ -192,6 +195,30 @@ func (a *adaptive) sendWindow(queued int64) int {
 	room := a.ctl.InflightLimit() - a.inflight - max(queued, 0)
 	w := span + int(room/int64(max(a.cfg.MTU, 1)))
 	return min(max(w, 1), adaptMaxWindow)
+}
+
+// fecShape returns the FEC shape to send with (a.mu held): the controller's
+// choice while it is off or the first one, and after that the first shape
+// again whenever FEC is on. kcp-go's decoder (v5.6.72, as in the kcptun
+// binaries) re-detects a new shape from its last 258 shards sorted by
+// seqid, where the old shape's come first, so it keeps decoding with the
+// old shape for a while and rebuilds garbage that KCP accepts (a garbled sn
+// and data under a valid header): with a new shape every few hundred
+// milliseconds at 10 % loss, most 6 MB transfers to a kcp-go receiver
+// arrived corrupted (none to this package's decoder, which verifies a shape
+// before it rebuilds). Switching FEC off and on again at the same shape is
+// safe, and so is the first shape, before which kcp-go has seen no other
+// and rebuilds nothing until it found this one. A pinned shape is kept as
+// it is.
+func (a *adaptive) fecShape() (data, parity int) {
+	d, m := a.ctl.FEC()
+	if d <= 0 || m <= 0 || a.cfg.FECPinned {
+		return d, m
+	}
+	if a.keptD == 0 {
+		a.keptD, a.keptP = d, m
+	}
+	return a.keptD, a.keptP
 }
 
 // kcpRate converts a wire rate to KCP bytes per second.
@@ -428,7 +455,7 @@ func (p *Peer) adaptIn(b []byte) {
 	if setRate {
 		a.rate = rate
 	}
-	d, m := a.ctl.FEC()
+	d, m := a.fecShape()
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
 	// The send window follows every change of what is in flight; the

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/seed-fc8f924e/kcptun/internal/adapt"
 )
 
 // kcpSeg is one KCP segment: a PUSH of n data bytes, or an ACK (n 0).
@@ -125,5 +127,32 @@ func TestAdaptiveWindowBoundsQueue(t *testing.T) {
 	}
 	if goodput < 0.7*rate {
 		t.Errorf("goodput %.0f B/s, want at least 70 %% of the bottleneck's %d: losses stalled the window", goodput, rate)
+	}
+}
+
+// TestAdaptiveKeepsFirstFECShape checks that a session sends with the first
+// FEC shape its controller chose whenever FEC is on, and only switches it
+// off and on: a kcp-go receiver mis-decodes around a change of shape.
+func TestAdaptiveKeepsFirstFECShape(t *testing.T) {
+	a := &adaptive{ctl: adapt.New(adapt.Config{}), cfg: AdaptiveConfig{MTU: 1400}}
+	for _, step := range []struct{ chosen, sent [2]int }{
+		{[2]int{0, 0}, [2]int{0, 0}},
+		{[2]int{4, 2}, [2]int{4, 2}},
+		{[2]int{10, 3}, [2]int{4, 2}},
+		{[2]int{0, 0}, [2]int{0, 0}},
+		{[2]int{2, 1}, [2]int{4, 2}},
+	} {
+		a.ctl.PinFEC(step.chosen[0], step.chosen[1])
+		if d, p := a.fecShape(); d != step.sent[0] || p != step.sent[1] {
+			t.Errorf("controller chose %d+%d: sent with %d+%d, want %d+%d", step.chosen[0], step.chosen[1], d, p, step.sent[0], step.sent[1])
+		}
+	}
+	// WithFEC pins a shape: it is sent as it is.
+	a = &adaptive{ctl: adapt.New(adapt.Config{}), cfg: AdaptiveConfig{MTU: 1400, FECPinned: true}}
+	a.ctl.PinFEC(4, 2)
+	_, _ = a.fecShape()
+	a.ctl.PinFEC(10, 3)
+	if d, p := a.fecShape(); d != 10 || p != 3 {
+		t.Errorf("pinned 10+3 after 4+2: sent with %d+%d", d, p)
 	}
 }
