@@ -74,7 +74,7 @@ func TestAdaptiveLossyGoodput(t *testing.T) {
 	)
 	link := kcptuntest.Link{Loss: loss, Delay: 20 * time.Millisecond, Bandwidth: capacity}
 	_, relay, _ := sinkBehindRelay(t, kcptuntest.Config{Up: link, Down: link, Seed: 7})
-	c, err := Dial(relay.Addr().String(), WithAdaptive(true))
+	c, err := Dial(relay.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestAdaptiveLossyGoodput(t *testing.T) {
 func TestAdaptiveFECFollowsLoss(t *testing.T) {
 	clean := kcptuntest.Link{Delay: 10 * time.Millisecond}
 	_, relay, _ := sinkBehindRelay(t, kcptuntest.Config{Up: clean, Down: clean, Seed: 3})
-	c, err := Dial(relay.Addr().String(), WithAdaptive(true))
+	c, err := Dial(relay.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +156,11 @@ func TestAdaptiveFECFollowsLoss(t *testing.T) {
 	t.Logf("FEC %d+%d at loss estimate %.3f", st.Control.DataShards, st.Control.ParityShards, st.Control.Loss)
 }
 
-// TestAdaptiveOffIsFixed checks that the default (adaptation off) keeps the
+// TestAdaptiveOffIsFixed checks that WithAdaptive(false) keeps the
 // binaries' behaviour: no controller, no pacing, FEC 10+3 groups sent.
 func TestAdaptiveOffIsFixed(t *testing.T) {
-	ln := listenEcho(t)
-	c, err := Dial(ln.Addr().String())
+	ln := listenEcho(t, WithAdaptive(false))
+	c, err := Dial(ln.Addr().String(), WithAdaptive(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestAdaptiveOffIsFixed(t *testing.T) {
 	echoRoundTrip(t, c, randomBytes(t, 256<<10))
 	st := sessionOf(t, c)
 	if st.Adaptive || st.PacingRate != 0 || st.FECGroupsSent == 0 {
-		t.Fatalf("defaults: adaptive %v, pacing %d, FEC groups %d; want fixed 10+3 unpaced", st.Adaptive, st.PacingRate, st.FECGroupsSent)
+		t.Fatalf("WithAdaptive(false): adaptive %v, pacing %d, FEC groups %d; want fixed 10+3 unpaced", st.Adaptive, st.PacingRate, st.FECGroupsSent)
 	}
 	if got := st.FECParitySent; got != 3*st.FECGroupsSent {
 		t.Errorf("%d parity shards for %d groups, want 3 each", got, st.FECGroupsSent)
@@ -178,7 +178,7 @@ func TestAdaptiveOffIsFixed(t *testing.T) {
 // TestAdaptivePins checks that WithWindow and WithFEC pin their parts.
 func TestAdaptivePins(t *testing.T) {
 	ln := listenEcho(t)
-	c, err := Dial(ln.Addr().String(), WithAdaptive(true), WithWindow(200, 300), WithFEC(4, 2))
+	c, err := Dial(ln.Addr().String(), WithWindow(200, 300), WithFEC(4, 2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,16 @@
 // The layers, outside in: UDP datagram, kcp-go's cipher and FEC header, KCP
 // segments in stream mode, optional snappy framing, smux frames, the user's
 // bytes. The wire format is that of the kcptun client and server binaries,
-// and every default equals theirs, so an SDK end with no options talks to a
-// binary run with no flags. The settings that must match between the two
-// ends are the key and the cipher. The smux version and compression must match
-// too, but they show in the first bytes of a session: a Listener answers each
-// client in kind and a Client follows its server, unless WithSmuxVersion or
-// WithCompression pins them.
+// and so are the defaults that must match, so an SDK end with no options
+// talks to a binary run with no flags. Each session adapts its pacing, KCP's
+// windows and its FEC shape to the path by itself (WithAdaptive);
+// WithAdaptive(false) restores the binaries' fixed behaviour exactly, and
+// WithWindow, WithFEC and WithRateLimit pin or cap single parts. The
+// settings that must match between the two ends are the key and the cipher.
+// The smux version and compression must match too, but they show in the
+// first bytes of a session: a Listener answers each client in kind and a
+// Client follows its server, unless WithSmuxVersion or WithCompression pins
+// them.
 //
 // Every goroutine the package starts ends when the stream, Client or Listener
 // that owns it is closed (a closed Dial stream's session once KCP has

@@ -168,7 +168,7 @@ type config struct {
 	// onServerFormat, when set, is told the format of the first bytes the
 	// server sends on a dialed session (detect_client.go).
 	onServerFormat func(wireFormat, error)
-	// adaptive runs a controller per session (WithAdaptive, default off);
+	// adaptive runs a controller per session (WithAdaptive, default on);
 	// windowSet and fecSet say WithWindow and WithFEC were given, which
 	// pins those parts.
 	adaptive, windowSet, fecSet bool
@@ -196,7 +196,7 @@ func defaultConfig() config {
 		maxSessions:  DefaultMaxSessions,
 		acceptTO:     DefaultAcceptTimeout,
 		idleTimeout:  smuxKeepAliveTimeout,
-		adaptive:     false,
+		adaptive:     true,
 	}
 }
 
@@ -363,11 +363,11 @@ func WithNoDelay(nodelay, interval, resend, nc int) Option {
 	}
 }
 
-// WithWindow sets KCP's send and receive windows in packets. The defaults
-// differ by role as in the binaries: 128/512 for a client, 1024/1024 for a
-// listener; zero keeps the role's default. With WithAdaptive(true) each
-// session sizes its windows from the rate and RTT it measures, and this
-// option pins them instead (zero leaves that window adaptive).
+// WithWindow pins KCP's send and receive windows in packets. Without it
+// each session sizes its windows from the rate and RTT it measures (see
+// WithAdaptive); with WithAdaptive(false) the defaults differ by role as in
+// the binaries: 128/512 for a client, 1024/1024 for a listener. Zero keeps
+// that window adaptive (or the role's default when adaptation is off).
 func WithWindow(snd, rcv int) Option {
 	return func(c *config) { c.sndWnd, c.rcvWnd, c.windowSet = snd, rcv, true }
 }
@@ -375,12 +375,12 @@ func WithWindow(snd, rcv int) Option {
 // WithMTU sets the largest UDP payload in bytes (default 1350, at most 1500).
 func WithMTU(mtu int) Option { return func(c *config) { c.mtu = mtu } }
 
-// WithFEC sets Reed-Solomon forward error correction: after every data
-// shards packets, parity extra packets (default the binaries' 10 and 3).
-// Either value 0 turns FEC off. With WithAdaptive(true) each session sends
-// without FEC on a clean path and picks a shape from the loss it measures,
-// and this option pins the shape instead. The receiver adapts to the
-// sender's pattern, so the ends need not agree.
+// WithFEC pins Reed-Solomon forward error correction: after every data
+// shards packets, parity extra packets. Either value 0 turns FEC off. Without
+// it each session sends without FEC on a clean path and picks a shape from
+// the loss it measures (see WithAdaptive); with WithAdaptive(false) the
+// default is the binaries' 10 and 3. The receiver adapts to the sender's
+// pattern, so the ends need not agree.
 func WithFEC(data, parity int) Option {
 	return func(c *config) { c.dataShards, c.parityShards, c.fecSet = data, parity, true }
 }
@@ -406,15 +406,14 @@ func WithRateLimit(bytesPerSecond int) Option {
 	return func(c *config) { c.rateLimit = bytesPerSecond }
 }
 
-// WithAdaptive turns the per-session adaptive controller on or off (the
-// default, for now: with it on, a stalled session was seen once in a soak
-// test at 10 % loss and is not yet explained). On, each session measures its delivery rate, RTT and loss from the
+// WithAdaptive turns the per-session adaptive controller on (the default)
+// or off. On, each session measures its delivery rate, RTT and loss from the
 // ACKs it sees and sets its pacing rate, KCP's send and receive windows
 // (KCP's own congestion window is off, as nc=1) and its FEC shape (none on a
-// clean path); WithWindow, WithFEC and WithRateLimit pin or cap those parts.
-// Off is the kcptun binaries' fixed behaviour exactly: the role's
-// windows, FEC 10+3, no pacing, and the nc value of the mode. The two ends
-// need not agree.
+// clean path); WithWindow, WithFEC and WithRateLimit pin or cap those parts,
+// and WithMode still chooses KCP's timing. Off restores the kcptun binaries'
+// fixed behaviour exactly: the role's windows, FEC 10+3, no pacing, and the
+// nc value of the mode. The two ends need not agree.
 func WithAdaptive(on bool) Option { return func(c *config) { c.adaptive = on } }
 
 // WithSockBuf sets the UDP socket's read and write buffer size in bytes

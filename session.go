@@ -420,11 +420,14 @@ func noResponseError(addr string, c *config, wait time.Duration) error {
 // write with the send window lowered to keep+1 returns exactly when at most
 // keep are left. The window is lowered by halves, so that what still waits to
 // enter it is never throttled below half its previous pace. Only a session
-// that is about to close may call it: it leaves the send window lowered and
-// the write deadline set.
+// that is about to close may call it: it leaves the send window lowered (and
+// out of the adaptive controller's hands) and the write deadline set.
 func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 	if err := s.kcp.SetWriteDeadline(deadline); err != nil {
 		return false
+	}
+	if s.peer != nil {
+		s.peer.HoldWindows() // the adaptive controller must not raise it again
 	}
 	w, _ := s.cfg.windows(s.server)
 	for {

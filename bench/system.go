@@ -36,9 +36,8 @@ const (
 	// instead of CUBIC. It also needs the tcp_bbr module (see
 	// SystemAvailable).
 	TCPLinuxBBR = "tcp-linux-bbr"
-	// SDKAuto is the kcptun SDK with its adaptive controller on
-	// (WithAdaptive(true)) and no other option but the key: no hand tuning
-	// for any path.
+	// SDKAuto is the kcptun SDK with no option but the key: what a user who
+	// tunes nothing gets. It stays on the SDK's defaults on every path.
 	SDKAuto = "sdk-auto"
 )
 
@@ -162,7 +161,7 @@ func (t *testbed) Close() error {
 // sdkOptions are the SDK options of a system on path p.
 func sdkOptions(system string, p Path) []kcptun.Option {
 	if system == SDKAuto {
-		return []kcptun.Option{kcptun.WithKey(kcptun.DefaultKey), kcptun.WithAdaptive(true)}
+		return []kcptun.Option{kcptun.WithKey(kcptun.DefaultKey)}
 	}
 	mode := kcptun.ModeFast2
 	if system == SDKFast3 || system == RawFast3 {

@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // TestDemoSmoke runs the demo for a short while and checks that the table
-// shows adaptive kcptun and kernel TCP with CUBIC and BBR (or a note
+// shows kcptun with no options and kernel TCP with CUBIC and BBR (or a note
 // for each congestion control this kernel lacks), or kcptun alone with the
 // reason when TCP cannot run here (not root, no ip command, no TUN device).
 func TestDemoSmoke(t *testing.T) {
@@ -37,7 +37,7 @@ func TestDemoSmoke(t *testing.T) {
 	}
 	t.Logf("demo took %v:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	text := out.String()
-	for _, want := range []string{"kcptun (adaptive)", "[adapted]", "rate est.", "bulk throughput", "bulk, second half", "small messages p99", "Verdict:"} {
+	for _, want := range []string{"kcptun (no options)", "[adapted]", "rate est.", "bulk throughput", "bulk, second half", "small messages p99", "Verdict:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -131,7 +131,7 @@ func TestVerdict(t *testing.T) {
 		{"kcptun wins", []*side{fakeSide("kcptun", 15, d, 100*ms), fakeSide("TCP CUBIC", 0.5, d, 300*ms), fakeSide("TCP BBR", 10, d, 200*ms)},
 			[]string{"1.5x faster than the better TCP, TCP BBR (15.00 vs 10.00 Mbit/s)", "2.0x lower than the best TCP, TCP BBR (100 vs 200 ms)"}},
 		{"TCP wins", []*side{fakeSide("kcptun", 5, d, 300*ms), fakeSide("TCP CUBIC", 1, d, 100*ms), fakeSide("TCP BBR", 15, d, 250*ms)},
-			[]string{"TCP BBR moved data 3.0x faster than adaptive kcptun (15.00 vs 5.00 Mbit/s): TCP wins", "3.0x higher than the best TCP, TCP CUBIC (300 vs 100 ms)"}},
+			[]string{"TCP BBR moved data 3.0x faster than kcptun with no options (15.00 vs 5.00 Mbit/s): TCP wins", "3.0x higher than the best TCP, TCP CUBIC (300 vs 100 ms)"}},
 		{"even", []*side{fakeSide("kcptun", 10, d, 100*ms), fakeSide("TCP BBR", 10.5, d, 105*ms)},
 			[]string{"about as fast as TCP BBR (10.00 vs 10.50 Mbit/s)", "about the same as TCP BBR (100 vs 105 ms)"}},
 		{"TCP stalls", []*side{fakeSide("kcptun", 10, d, 100*ms), fakeSide("TCP CUBIC", 0, d, 100*ms)},

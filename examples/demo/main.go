@@ -3,9 +3,8 @@
 //
 //	go run ./examples/demo
 //
-// It starts a kcptun listener and client on loopback, with adaptation on
-// (WithAdaptive(true): the SDK sets its pacing, windows and FEC from what it
-// measures on the path) and no other option but the key,
+// It starts a kcptun listener and client on loopback, with no option but the
+// key (the SDK adapts its pacing, windows and FEC to the path by itself),
 // with the link emulator (kcptuntest) between them, set to a bad mobile
 // link: 5 % loss each way, 80 ms round trip, 20 Mbit/s. Then, over an
 // identical emulated link, it runs the kernel's own TCP, once with CUBIC

@@ -64,10 +64,10 @@ func (c config) relayConfig() kcptuntest.Config {
 	return kcptuntest.Config{Up: l, Down: l, Seed: 1}
 }
 
-// newKCPSide starts a kcptun listener and client with adaptation on and no
-// other option but the key: windows, pacing and FEC adapt per session.
+// newKCPSide starts a kcptun listener and client with no option but the
+// key: windows, pacing and FEC are the SDK's own, adapted per session.
 func newKCPSide(c config) (*side, error) {
-	ln, err := kcptun.Listen("127.0.0.1:0", kcptun.WithKey(demoKey), kcptun.WithAdaptive(true))
+	ln, err := kcptun.Listen("127.0.0.1:0", kcptun.WithKey(demoKey))
 	if err != nil {
 		return nil, fmt.Errorf("kcptun listen: %w", err)
 	}
@@ -76,13 +76,13 @@ func newKCPSide(c config) (*side, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun side: %w", err)
 	}
-	cl, err := kcptun.NewClient(relay.Addr().String(), kcptun.WithKey(demoKey), kcptun.WithAdaptive(true))
+	cl, err := kcptun.NewClient(relay.Addr().String(), kcptun.WithKey(demoKey))
 	if err != nil {
 		_ = relay.Close()
 		_ = ln.Close()
 		return nil, fmt.Errorf("kcptun client: %w", err)
 	}
-	s := &side{name: "kcptun (adaptive)", short: "kcptun", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln),
+	s := &side{name: "kcptun (no options)", short: "kcptun", relay: relay, dial: cl.DialContext, srv: loadserver.Start(ln),
 		state: func() string { return controlSummary(cl.Stats()) }}
 	s.close = func() {
 		s.srv.Close()
@@ -530,7 +530,7 @@ func verdict(c config, sides []*side) string {
 	kt := mbps(k.bulkBytes, c.duration)
 	kp := k.msgs.quantile(0.99)
 	if len(sides) < 2 {
-		return fmt.Sprintf("Verdict: adaptive kcptun moved %.2f Mbit/s of the link's %g with %g%% loss and answered small messages in %.0f ms at p99 (no TCP figures to compare with here).",
+		return fmt.Sprintf("Verdict: kcptun with no options moved %.2f Mbit/s of the link's %g with %g%% loss and answered small messages in %.0f ms at p99 (no TCP figures to compare with here).",
 			kt, float64(c.bw)/1e6, c.loss*100, kp)
 	}
 	fast, quick := sides[1], (*side)(nil)
@@ -552,13 +552,13 @@ func verdict(c config, sides []*side) string {
 	case tt <= 0 && kt <= 0:
 		speed = "neither kcptun nor TCP moved bulk data"
 	case tt <= 0:
-		speed = fmt.Sprintf("adaptive kcptun moved %.2f Mbit/s while TCP moved nothing", kt)
+		speed = fmt.Sprintf("kcptun with no options moved %.2f Mbit/s while TCP moved nothing", kt)
 	case kt >= 1.1*tt:
-		speed = fmt.Sprintf("adaptive kcptun moved data %.1fx faster than %s%s (%.2f vs %.2f Mbit/s)", kt/tt, which, fast.short, kt, tt)
+		speed = fmt.Sprintf("kcptun with no options moved data %.1fx faster than %s%s (%.2f vs %.2f Mbit/s)", kt/tt, which, fast.short, kt, tt)
 	case tt >= 1.1*kt:
-		speed = fmt.Sprintf("%s moved data %s than adaptive kcptun (%.2f vs %.2f Mbit/s): TCP wins here", fast.short, times(tt, kt, "faster"), tt, kt)
+		speed = fmt.Sprintf("%s moved data %s than kcptun with no options (%.2f vs %.2f Mbit/s): TCP wins here", fast.short, times(tt, kt, "faster"), tt, kt)
 	default:
-		speed = fmt.Sprintf("adaptive kcptun moved data about as fast as %s%s (%.2f vs %.2f Mbit/s)", which, fast.short, kt, tt)
+		speed = fmt.Sprintf("kcptun with no options moved data about as fast as %s%s (%.2f vs %.2f Mbit/s)", which, fast.short, kt, tt)
 	}
 	var lat string
 	switch {

@@ -32,7 +32,9 @@ type AdaptiveConfig struct {
 	// RateLimit caps the pacing rate, in bytes per second on the wire
 	// (0: no cap).
 	RateLimit int64
-	// SendWindow and ReceiveWindow pin KCP's windows when positive.
+	// SendWindow and ReceiveWindow pin KCP's windows when positive. An
+	// unpinned send window follows the controller's inflight limit (see
+	// sendWindow).
 	SendWindow, ReceiveWindow int
 	// FECPinned pins the FEC shape at DataShards+ParityShards (0, 0: off).
 	FECPinned                bool
@@ -42,7 +44,8 @@ type AdaptiveConfig struct {
 	MinReceiveWindow int
 	// SetWindows applies KCP's send and receive windows (kcp-go's
 	// SetWindowSize). The packet layer calls it from its reader, holding
-	// no lock of its own that kcp-go's goroutines may wait on.
+	// no lock of its own that kcp-go's goroutines may wait on, and never
+	// again once HoldWindows returned.
 	SetWindows func(snd, rcv int)
 	// Seed varies the controller's probing phase between sessions.
 	Seed uint64
@@ -59,6 +62,12 @@ type adaptive struct {
 	ctl   *adapt.Controller
 	cfg   AdaptiveConfig
 	start time.Time
+	clock func() time.Duration // tests' clock; nil: time since start
+
+	// wmu orders the calls of cfg.SetWindows and HoldWindows; it is taken
+	// before mu, never while mu is held.
+	wmu  sync.Mutex
+	held bool // HoldWindows was called: the windows are the caller's
 
 	// Per-sequence-number records of the PUSH segments sent, from base
 	// (the peer's una as last seen) to next (1 + the highest sn sent).
@@ -70,8 +79,10 @@ type adaptive struct {
 	minRTT     time.Duration
 
 	// Outputs as last applied.
-	rate           uint64
-	fecD, fecP     int
+	rate       uint64
+	fecD, fecP int
+	// The first FEC shape sent, which every later one repeats (fecShape).
+	keptD, keptP   int
 	sndWnd, rcvWnd int
 }
 
@@ -125,8 +136,8 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 	if cfg.FECPinned {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
-	a.fecD, a.fecP = a.ctl.FEC()
-	a.sndWnd, a.rcvWnd = a.ctl.SendWindow(cfg.MTU), a.ctl.ReceiveWindow(cfg.MTU)
+	a.fecD, a.fecP = a.fecShape()
+	a.sndWnd, a.rcvWnd = a.sendWindow(0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.SetFEC(a.fecD, a.fecP)
 	p.ad.Store(a)
@@ -144,7 +155,76 @@ func (p *Peer) Adaptive() (adapt.State, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.ctl.State(), true
+	st := a.ctl.State()
+	st.SendWindow = a.sndWnd // the window applied, which follows inflight
+	st.DataShards, st.ParityShards = a.fecD, a.fecP
+	return st, true
+}
+
+// HoldWindows stops the controller from changing KCP's windows: once it
+// returns, the caller owns them (a closing session that lowers its send
+// window to wait for its last acknowledgements).
+func (p *Peer) HoldWindows() {
+	a := p.ad.Load()
+	if a == nil {
+		return
+	}
+	a.wmu.Lock()
+	a.held = true
+	a.wmu.Unlock()
+}
+
+// sendWindow returns KCP's send window (a.mu held, or a not yet shared):
+// the pinned one, or every sequence number from the peer's una to the next
+// new one that holds no data in flight (segments acknowledged out of order,
+// and lost ones waiting for their re-send) plus the room the controller's
+// inflight limit leaves for new data beside what is in flight and queued
+// (the KCP data in the pacing queue). So KCP sends new data only while what
+// it sent, in the pacing queue or in flight, is within the limit (BBR's
+// congestion window), while a lost segment, which holds KCP's window until
+// its re-send is acknowledged, never stalls the pipe.
+//
+// A window that ignored what is in flight let KCP put far more into the
+// pacing queue and the path than the rate delivers: KCP's RTT, measured
+// from when it sent, grew with that queue to seconds, and with it its
+// retransmission timeout, which kcp-go lengthens by half on each timeout
+// of the same segment; a segment lost three times then held the stream
+// for longer than the idle timeout.
+func (a *adaptive) sendWindow(queued int64) int {
+	if a.cfg.SendWindow > 0 {
+		return a.ctl.SendWindow(a.cfg.MTU)
+	}
+	span := 0
+	if a.have {
+		span = int(a.next - a.base)
+	}
+	room := a.ctl.InflightLimit() - a.inflight - max(queued, 0)
+	w := span + int(room/int64(max(a.cfg.MTU, 1)))
+	return min(max(w, 1), adaptMaxWindow)
+}
+
+// fecShape returns the FEC shape to send with (a.mu held): the controller's
+// choice while it is off or the first one, and after that the first shape
+// again whenever FEC is on. kcp-go's decoder (v5.6.72, as in the kcptun
+// binaries) re-detects a new shape from its last 258 shards sorted by
+// seqid, where the old shape's come first, so it keeps decoding with the
+// old shape for a while and rebuilds garbage that KCP accepts (a garbled sn
+// and data under a valid header): with a new shape every few hundred
+// milliseconds at 10 % loss, most 6 MB transfers to a kcp-go receiver
+// arrived corrupted (none to this package's decoder, which verifies a shape
+// before it rebuilds). Switching FEC off and on again at the same shape is
+// safe, and so is the first shape, before which kcp-go has seen no other
+// and rebuilds nothing until it found this one. A pinned shape is kept as
+// it is.
+func (a *adaptive) fecShape() (data, parity int) {
+	d, m := a.ctl.FEC()
+	if d <= 0 || m <= 0 || a.cfg.FECPinned {
+		return d, m
+	}
+	if a.keptD == 0 {
+		a.keptD, a.keptP = d, m
+	}
+	return a.keptD, a.keptP
 }
 
 // kcpRate converts a wire rate to KCP bytes per second.
@@ -173,7 +253,12 @@ func (a *adaptive) wireRate() uint64 {
 	return uint64(max(r, floor, 1))
 }
 
-func (a *adaptive) now() time.Duration { return time.Since(a.start) }
+func (a *adaptive) now() time.Duration {
+	if a.clock != nil {
+		return a.clock()
+	}
+	return time.Since(a.start)
+}
 
 // rec returns the record of sn, growing the ring when needed; nil when sn
 // is outside what can be tracked.
@@ -438,7 +523,7 @@ func (p *Peer) adaptIn(b []byte) {
 	if setRate {
 		a.rate = rate
 	}
-	d, m := a.ctl.FEC()
+	d, m := a.fecShape()
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
 	// KCP's send window follows every ACK: the span it has out plus what
@@ -462,7 +547,15 @@ func (p *Peer) adaptIn(b []byte) {
 		p.pace.setRate(rate)
 	}
 	if setWnd && a.cfg.SetWindows != nil {
-		a.cfg.SetWindows(snd, rcv)
+		a.wmu.Lock()
+		if !a.held {
+			// The latest windows: a concurrent call may have moved them.
+			a.mu.Lock()
+			snd, rcv = a.sndWnd, a.rcvWnd
+			a.mu.Unlock()
+			a.cfg.SetWindows(snd, rcv)
+		}
+		a.wmu.Unlock()
 	}
 }
 

@@ -13,15 +13,27 @@ import (
 // While it has no shape it recovers nothing; data shards still reach KCP,
 // which the caller does before feeding the decoder.
 //
+// A shape, guessed or detected, rebuilds nothing until a group proved it:
+// one shard more than the code needs arrived and agreed with the others
+// (see confirm). A wrong shape rebuilds a shard with the wrong code, and
+// such a shard keeps every byte that is equal in the group's shards (the
+// KCP conversation, command and length, as Reed-Solomon's rows here sum to
+// one) and garbles the rest: a valid-looking KCP segment with a wrong
+// sequence number and wrong data, which KCP would hand to the application.
+// Detection gets the shape wrong for a while whenever lost parity hides a
+// parity run (the distances it measures are then a multiple of the group
+// size), and the guess is wrong whenever the peer sends another shape.
+//
 // A decoder is used by one goroutine at a time.
 type decoder struct {
-	k, m, n int // current shape; n == 0: unknown
-	wrap    uint32
-	rs      reedsolomon.Encoder
-	groups  [groupSlots]group
-	scratch [][]byte
-	pool    *bufPool
-	st      *Stats
+	k, m, n   int  // current shape; n == 0: unknown
+	confirmed bool // a group agreed with the shape (confirm)
+	wrap      uint32
+	rs        reedsolomon.Encoder
+	groups    [groupSlots]group
+	scratch   [][]byte
+	pool      *bufPool
+	st        *Stats
 
 	// shape detection
 	prevSeq    uint32
@@ -74,7 +86,7 @@ func (d *decoder) setShape(k, m int) {
 	for i := range d.groups {
 		d.finish(&d.groups[i])
 	}
-	d.k, d.m, d.n, d.opened = 0, 0, 0, 0
+	d.k, d.m, d.n, d.opened, d.confirmed = 0, 0, 0, 0, false
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
 	}
@@ -130,6 +142,10 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 		g.data++
 	}
 	switch {
+	case !d.confirmed:
+		if g.count > d.k {
+			out = d.confirm(g, out)
+		}
 	case g.data == d.k:
 		totals.fullGroups.Add(1)
 		d.release(g)
@@ -139,6 +155,63 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 		d.release(g)
 		g.done = true
 	}
+	return out
+}
+
+// confirm checks a group that holds one shard more than the shape needs:
+// rebuilt from the others, every shard must agree with those received. If
+// they do, the shape is confirmed and the group's lost data shards are
+// rebuilt; if not, the shape is wrong and dropped (detection finds another).
+func (d *decoder) confirm(g *group, out [][]byte) [][]byte {
+	maxLen := 0
+	for _, s := range g.shards {
+		maxLen = max(maxLen, len(s))
+	}
+	for i, s := range g.shards {
+		if s != nil {
+			n := len(s)
+			s = s[:maxLen]
+			clear(s[n:])
+			d.scratch[i] = s
+		} else {
+			d.scratch[i] = d.pool.get() // empty, with room: the codec fills it
+		}
+	}
+	ok := d.rs.Reconstruct(d.scratch) == nil
+	if ok {
+		ok, _ = d.rs.Verify(d.scratch)
+	}
+	recovered := 0
+	for i := range d.n {
+		if g.shards[i] != nil {
+			continue
+		}
+		r := d.scratch[i]
+		if ok && i < d.k && len(r) >= 2 {
+			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
+				out = append(out, r[:sz])
+				recovered++
+				continue
+			}
+		}
+		d.pool.put(r)
+	}
+	if !ok {
+		d.st.FECShapeChanges.Add(1)
+		d.setShape(0, 0) // releases g with the other groups
+		d.haveRun = false
+		return out
+	}
+	d.confirmed = true
+	if recovered > 0 {
+		d.st.FECRecovered.Add(uint64(recovered))
+		totals.recovered.Add(uint64(recovered))
+		d.st.FECGroupsRecovered.Add(1)
+	} else if g.data == d.k {
+		totals.fullGroups.Add(1)
+	}
+	d.release(g)
+	g.done = true
 	return out
 }
 
@@ -234,6 +307,9 @@ func (d *decoder) detect(seq uint32, parity bool) {
 		d.setShape(0, 0)
 		d.haveRun = false
 	}
+	// The distances below may be a multiple of the group size for a while:
+	// a detected shape only replaces one that is unknown or not confirmed,
+	// and confirm proves it before it rebuilds anything.
 	if parity && d.havePrev && !d.prevParity && d.prevSeq+1 == seq {
 		dist := seq - d.runStart
 		switch {
@@ -244,7 +320,7 @@ func (d *decoder) detect(seq uint32, parity bool) {
 			if g != d.runGCD {
 				d.runGCD = g
 				k := seq % g
-				if g <= maxShards && k > 0 && (int(g) != d.n || int(k) != d.k) {
+				if g <= maxShards && k > 0 && !d.confirmed && (int(g) != d.n || int(k) != d.k) {
 					d.setShape(int(k), int(g-k))
 				}
 			}

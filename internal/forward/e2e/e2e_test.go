@@ -78,9 +78,9 @@ func TestConnAutoExpire(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n <= 3 {
 		t.Errorf("client opened %d sessions in %v with -conn 3 -autoexpire 1; want more than 3", n, time.Since(start))
 	}
-	// Each open session gets a line of its own, and the expired ones were
-	// summarised as they closed.
-	client.waitLog(`msg=session session.remote=\S+ .*session.bytes_out=[1-9]`, 5*time.Second)
+	// Each open session gets a line of its own, with the controller's state,
+	// and the expired ones were summarised as they closed.
+	client.waitLog(`msg=session session.remote=\S+ .*session.mode=\S+ .*session.fec=\d+\+\d+`, 5*time.Second)
 	client.waitLog(`msg="kcptun: session closed" .*session.remote=\S+ .*session.bytes_in=[1-9]`, 5*time.Second)
 	server.signal(syscall.SIGUSR1)
 	m = server.waitLog(`msg=snmp .*PassiveOpens=(\d+)`, 5*time.Second)
