@@ -9,7 +9,6 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
-	"github.com/seed-fc8f924e/kcptun/internal/adapt"
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
 	"github.com/seed-fc8f924e/kcptun/internal/packet"
 )
@@ -20,14 +19,11 @@ func (c *config) packetConfig(ownSocket bool) (packet.Config, error) {
 	if err != nil {
 		return packet.Config{}, err
 	}
+	// The decoder's first guess at the peer's shape is the configured
+	// one (10+3 by default, as the kcptun binaries send); it learns the
+	// peer's actual shape, and an adaptive session's encoder takes its
+	// controller's shape (EnableAdaptive).
 	ds, ps := c.dataShards, c.parityShards
-	if c.adaptive && !c.fecSet {
-		// An adaptive session starts with its controller's shape (the
-		// thin-flow precaution), and its decoder expects the same shape
-		// from an adaptive peer until it learns the peer's, so that the
-		// first messages are recovered too.
-		ds, ps = adapt.New(adapt.Config{}).FEC()
-	}
 	return packet.Config{
 		Block:        block,
 		DataShards:   ds,

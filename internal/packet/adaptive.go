@@ -129,6 +129,10 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		MaxParityShards:  adaptMaxParity,
 		Seed:             cfg.Seed,
 		AckDelay:         cfg.AckDelay,
+		// No start-up precaution: its shape (1+3) would be the session's
+		// first and so its only one (fecShape), whatever the flow turns
+		// out to be.
+		ThinPriorLoss: -1,
 	})
 	if cfg.SendWindow > 0 || cfg.ReceiveWindow > 0 {
 		a.ctl.PinWindow(cfg.SendWindow, cfg.ReceiveWindow)
@@ -216,6 +220,11 @@ func (a *adaptive) sendWindow(queued int64) int {
 // safe, and so is the first shape, before which kcp-go has seen no other
 // and rebuilds nothing until it found this one. A pinned shape is kept as
 // it is.
+//
+// A kept shape of one data shard (a thin flow's copies) is not used for a
+// flow that the controller now gives larger groups (it became a bulk flow):
+// copies would multiply its datagrams, so its FEC stays off and KCP
+// retransmits what is lost.
 func (a *adaptive) fecShape() (data, parity int) {
 	d, m := a.ctl.FEC()
 	if d <= 0 || m <= 0 || a.cfg.FECPinned {
@@ -223,6 +232,9 @@ func (a *adaptive) fecShape() (data, parity int) {
 	}
 	if a.keptD == 0 {
 		a.keptD, a.keptP = d, m
+	}
+	if a.keptD == 1 && d > 1 {
+		return 0, 0
 	}
 	return a.keptD, a.keptP
 }
