@@ -92,9 +92,11 @@ func run() int {
 	status := 0
 	select {
 	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String(), "open", client.Stats().Streams)
+		// Stop accepting before saying so: the log line promises that new
+		// connections are refused.
 		_ = ln.Close()
 		<-accepted
+		log.Info("shutting down", "signal", sig.String(), "open", client.Stats().Streams)
 	case err := <-accepted:
 		log.Error("accept failed", "err", err)
 		status = 1
