@@ -141,7 +141,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
 	a.fecD, a.fecP = a.fecShape()
-	a.sndWnd, a.rcvWnd = a.sendWindow(0), a.ctl.ReceiveWindow(cfg.MTU)
+	a.sndWnd, a.rcvWnd = a.ctl.PacedSendWindow(cfg.MTU, 0, 0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.SetFEC(a.fecD, a.fecP)
 	p.ad.Store(a)
@@ -176,35 +176,6 @@ func (p *Peer) HoldWindows() {
 	a.wmu.Lock()
 	a.held = true
 	a.wmu.Unlock()
-}
-
-// sendWindow returns KCP's send window (a.mu held, or a not yet shared):
-// the pinned one, or every sequence number from the peer's una to the next
-// new one that holds no data in flight (segments acknowledged out of order,
-// and lost ones waiting for their re-send) plus the room the controller's
-// inflight limit leaves for new data beside what is in flight and queued
-// (the KCP data in the pacing queue). So KCP sends new data only while what
-// it sent, in the pacing queue or in flight, is within the limit (BBR's
-// congestion window), while a lost segment, which holds KCP's window until
-// its re-send is acknowledged, never stalls the pipe.
-//
-// A window that ignored what is in flight let KCP put far more into the
-// pacing queue and the path than the rate delivers: KCP's RTT, measured
-// from when it sent, grew with that queue to seconds, and with it its
-// retransmission timeout, which kcp-go lengthens by half on each timeout
-// of the same segment; a segment lost three times then held the stream
-// for longer than the idle timeout.
-func (a *adaptive) sendWindow(queued int64) int {
-	if a.cfg.SendWindow > 0 {
-		return a.ctl.SendWindow(a.cfg.MTU)
-	}
-	span := 0
-	if a.have {
-		span = int(a.next - a.base)
-	}
-	room := a.ctl.InflightLimit() - a.inflight - max(queued, 0)
-	w := span + int(room/int64(max(a.cfg.MTU, 1)))
-	return min(max(w, 1), adaptMaxWindow)
 }
 
 // fecShape returns the FEC shape to send with (a.mu held): the controller's
@@ -539,7 +510,16 @@ func (p *Peer) adaptIn(b []byte) {
 	setFEC := d != a.fecD || m != a.fecP
 	a.fecD, a.fecP = d, m
 	// KCP's send window follows every ACK: the span it has out plus what
-	// the controller's inflight limit still allows (PacedSendWindow).
+	// the controller's inflight limit still allows (PacedSendWindow). So
+	// KCP sends new data only while what it sent, queued or in flight, is
+	// within the limit (BBR's congestion window), and a lost segment,
+	// which holds KCP's window until its re-send is acknowledged, never
+	// stalls the pipe. A window that ignored what is in flight let KCP put
+	// far more into the pacing queue and the path than the rate delivers:
+	// KCP's RTT, measured from when it sent, grew with that queue to
+	// seconds, and with it its retransmission timeout, which kcp-go
+	// lengthens on each timeout of the same segment; a segment lost three
+	// times then held the stream for longer than the idle timeout.
 	span := 0
 	if a.have {
 		span = int(a.next - a.base)

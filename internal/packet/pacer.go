@@ -22,9 +22,6 @@ const pacingBurst = 2 * time.Millisecond
 type pacer struct {
 	p    *Peer
 	rate atomic.Uint64 // bytes per second; 0: unpaced
-	// data is the KCP data (qmeta.data) of the datagrams queued: sent by
-	// KCP, not yet left. The adaptive controller counts it as in flight.
-	data atomic.Int64
 
 	mu      sync.Mutex
 	q       []qent // ring of pool buffers; grows up to maxQueue
@@ -73,7 +70,6 @@ func (pc *pacer) sendMeta(d []byte, m qmeta) error {
 	}
 	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
 	pc.n++
-	pc.data.Add(int64(m.data))
 	pc.drainLocked()
 	return nil
 }
@@ -108,7 +104,6 @@ func (pc *pacer) drainLocked() {
 		if pc.p.transmit(d) == nil && e.m.data > 0 {
 			pc.p.transmitted(e.m, pc.n > 0)
 		}
-		pc.data.Add(-int64(e.m.data)) // after transmitted counted it in flight
 		if rate != 0 {
 			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
 		}
@@ -147,7 +142,6 @@ func (pc *pacer) stop() {
 	}
 	for pc.n > 0 {
 		pc.p.c.pool.put(pc.q[pc.head].d)
-		pc.data.Add(-int64(pc.q[pc.head].m.data))
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
