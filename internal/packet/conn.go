@@ -253,7 +253,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if p.upSeq >= paws(2) {
 				p.upSeq = 1
 			}
-			p.adaptIn(r)
+			p.adaptIn(r[2:]) // r is the shard from its size field on
 			n := fecShardStart + copy(b[fecShardStart:], r)
 			c.pool.put(r)
 			return n, p.addr, nil
