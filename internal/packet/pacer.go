@@ -29,6 +29,7 @@ type pacer struct {
 	mu      sync.Mutex
 	q       []qent // ring of pool buffers; grows up to maxQueue
 	head, n int
+	dups    int       // queued copies (qmeta.dup)
 	next    time.Time // when the next datagram may leave
 	timer   *time.Timer
 	armed   bool
@@ -73,6 +74,9 @@ func (pc *pacer) sendMeta(d []byte, m qmeta) error {
 	}
 	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
 	pc.n++
+	if m.dup {
+		pc.dups++
+	}
 	pc.data.Add(int64(m.data))
 	pc.drainLocked()
 	return nil
@@ -105,8 +109,13 @@ func (pc *pacer) drainLocked() {
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
+		if e.m.dup {
+			pc.dups--
+		}
 		if pc.p.transmit(d) == nil && e.m.data > 0 {
-			pc.p.transmitted(e.m, pc.n > 0)
+			// Copies queued behind a datagram are no backlog: a thin
+			// flow's datagrams stay application-limited.
+			pc.p.transmitted(e.m, pc.n > pc.dups)
 		}
 		pc.data.Add(-int64(e.m.data)) // after transmitted counted it in flight
 		if rate != 0 {
@@ -153,4 +162,5 @@ func (pc *pacer) stop() {
 		pc.n--
 		pc.p.st.QueueDrops.Add(1)
 	}
+	pc.dups = 0
 }

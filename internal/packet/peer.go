@@ -31,6 +31,7 @@ type Peer struct {
 	// send side
 	smu  sync.Mutex
 	enc  encoder
+	dups int // extra bare copies of each datagram with data (setShape)
 	rnd  *rand.ChaCha8
 	sbuf []byte
 	pace pacer
@@ -75,9 +76,15 @@ func (p *Peer) RemoteAddr() *net.UDPAddr { return p.dst.Load().ua }
 
 // SetFEC changes the FEC shape this end sends with, from the next group on;
 // data or parity 0 switches FEC off.
-func (p *Peer) SetFEC(data, parity int) {
+func (p *Peer) SetFEC(data, parity int) { p.setShape(data, parity, 0) }
+
+// setShape is SetFEC that also sets the extra bare copies sent of each
+// datagram with new or re-sent data, while FEC is off (the adaptive
+// controller's one-data-shard groups, see fecShape).
+func (p *Peer) setShape(data, parity, copies int) {
 	p.smu.Lock()
 	p.enc.setShape(data, parity)
+	p.dups = max(copies, 0)
 	p.smu.Unlock()
 }
 
@@ -180,8 +187,15 @@ func (p *Peer) write(b []byte) (int, error) {
 	if fec {
 		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
 	}
+	// The copies of a datagram with data: bare, since FEC is off (a
+	// datagram of a group being finished gets none).
+	dups := 0
+	if !p.enc.on() && meta.data > 0 {
+		dups = p.dups
+	}
+	now := adaptive && (meta.data == 0 || meta.resend)
 	var err error
-	if adaptive && (meta.data == 0 || meta.resend) {
+	if now {
 		// Only new data is paced: ACKs and window probes leave at once, or
 		// an idle sender's low rate would hold back the peer's transfer,
 		// and so do re-sends, which the peer's cumulative ACK waits for
@@ -196,6 +210,21 @@ func (p *Peer) write(b []byte) (int, error) {
 	}
 	if err != nil {
 		return 0, err
+	}
+	for range dups {
+		// Sealed afresh: sealing ciphers buf in place. The copies carry
+		// no meta, so the controller counts the segments once; the queue
+		// tells them from a backlog of new data (qmeta.dup).
+		buf = append(p.sbuf[:head], b...)
+		d := c.cip.seal(buf, p.rnd)
+		if now {
+			err = p.transmit(d)
+		} else {
+			err = p.pace.sendMeta(d, qmeta{dup: true})
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
 	if parity {
 		p.st.FECGroupsOut.Add(1)
