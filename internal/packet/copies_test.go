@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"testing"
@@ -13,10 +14,13 @@ import (
 // forceCopies gives p's controller a shape of one data shard and m parity
 // shards (not pinned through the configuration, so it is the thin rule's
 // kind of shape), which the packet layer sends as m bare copies.
-func forceCopies(p *Peer, m int) {
+func forceCopies(p *Peer, m int) { forceShape(p, 1, m) }
+
+// forceShape has p's controller choose the FEC shape k+m and applies it.
+func forceShape(p *Peer, k, m int) {
 	a := p.ad.Load()
 	a.mu.Lock()
-	a.ctl.PinFEC(1, m)
+	a.ctl.PinFEC(k, m)
 	d, par, c := a.fecShape()
 	a.fecD, a.fecP, a.copies = d, par, c
 	a.mu.Unlock()
@@ -188,5 +192,61 @@ func TestCopyCountMeasuresLoss(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { c.add(7, 7); c.add(8, 8) }); n != 0 {
 		t.Errorf("add allocates %.0f times", n)
+	}
+}
+
+// TestCopiesAfterFECGroup checks a change from a real FEC shape to copies:
+// the group under way is finished with FEC framing and its parity, without
+// copies, and the datagrams after it leave bare with their copies.
+func TestCopiesAfterFECGroup(t *testing.T) {
+	rx := listenUDP(t)
+	t.Cleanup(func() { _ = rx.Close() })
+	_ = rx.SetReadBuffer(1 << 20)
+	c := NewClientConn(listenUDP(t), rx.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
+	t.Cleanup(func() { _ = c.Close() })
+	p := c.Peer()
+	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	forceShape(p, 4, 2)
+	write := func(sn uint32) []byte {
+		b := segment(nil, cmdPush, sn, 100+sn, 0, 64)
+		if _, err := p.write(b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write(0)
+	write(1)
+	forceCopies(p, 2) // the group has two of its four data shards
+	write(2)
+	write(3)
+	last := write(4)
+	forceShape(p, 0, 0)
+	marker := write(5)
+
+	_ = rx.SetReadDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 2048)
+	data, parity, bare, copies := 0, 0, 0, 0
+	for n := 0; n < 20; n++ {
+		k, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", n, err)
+		}
+		d := buf[:k]
+		if bytes.Equal(d, marker) {
+			break
+		}
+		switch {
+		case bytes.Equal(d, last):
+			copies++
+		case k > fecHeaderSize && binary.LittleEndian.Uint16(d[fecTypeOffset:]) == typeData:
+			data++
+		case k > fecHeaderSize && binary.LittleEndian.Uint16(d[fecTypeOffset:]) == typeParity:
+			parity++
+		default:
+			bare++
+		}
+	}
+	if data != 4 || parity != 2 || copies != 3 || bare != 0 {
+		t.Errorf("%d FEC data shards, %d parity, %d copies of the datagram after the group, %d other bare datagrams: want 4, 2, 3, 0", data, parity, copies, bare)
 	}
 }

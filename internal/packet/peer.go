@@ -178,7 +178,8 @@ func (p *Peer) write(b []byte) (int, error) {
 	meta, adaptive := p.adaptOut(b)
 	head := c.cip.head
 	buf := p.sbuf[:head]
-	fec := p.enc.on() && !p.enc.bare(b)
+	encOn := p.enc.on() // once: a later call may apply a pending shape
+	fec := encOn && !p.enc.bare(b)
 	if fec {
 		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
 	}
@@ -187,15 +188,15 @@ func (p *Peer) write(b []byte) (int, error) {
 	if fec {
 		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
 	}
-	// The copies of a datagram with data: bare, since FEC is off (a
+	// The copies of a datagram with data: bare, only while FEC is off (a
 	// datagram of a group being finished gets none).
 	dups := 0
-	if !p.enc.on() && meta.data > 0 {
+	if !encOn && meta.data > 0 {
 		dups = p.dups
 	}
-	now := adaptive && (meta.data == 0 || meta.resend)
+	direct := adaptive && (meta.data == 0 || meta.resend)
 	var err error
-	if now {
+	if direct {
 		// Only new data is paced: ACKs and window probes leave at once, or
 		// an idle sender's low rate would hold back the peer's transfer,
 		// and so do re-sends, which the peer's cumulative ACK waits for
@@ -217,7 +218,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		// tells them from a backlog of new data (qmeta.dup).
 		buf = append(p.sbuf[:head], b...)
 		d := c.cip.seal(buf, p.rnd)
-		if now {
+		if direct {
 			err = p.transmit(d)
 		} else {
 			err = p.pace.sendMeta(d, qmeta{dup: true})
