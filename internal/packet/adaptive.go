@@ -78,12 +78,17 @@ type adaptive struct {
 	queued     int64 // bytes handed to the pacing queue, not yet left
 	minRTT     time.Duration
 
-	// Outputs as last applied.
+	// Outputs as last applied: the FEC encoder's shape, and the extra
+	// bare copies of each datagram with data (fecShape).
 	rate       uint64
 	fecD, fecP int
+	copies     int
 	// The first FEC shape sent, which every later one repeats (fecShape).
 	keptD, keptP   int
 	sndWnd, rcvWnd int
+
+	// The peer's recent PUSH datagrams, counted per copy (countCopy).
+	rx copyCount
 }
 
 // snRec is what the controller needs to know of one sent sn.
@@ -113,6 +118,9 @@ type qmeta struct {
 	// sns are not consecutive (re-sends among them), so that sn and npush
 	// do not name them.
 	left bool
+	// dup marks a bare copy of a datagram with data (fecShape): it carries
+	// no data for the controller, and is no backlog of new data.
+	dup bool
 }
 
 // EnableAdaptive gives the peer an adaptive controller that sets its
@@ -129,10 +137,6 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		MaxParityShards:  adaptMaxParity,
 		Seed:             cfg.Seed,
 		AckDelay:         cfg.AckDelay,
-		// No start-up precaution: its shape (1+3) would be the session's
-		// first and so its only one (fecShape), whatever the flow turns
-		// out to be.
-		ThinPriorLoss: -1,
 	})
 	if cfg.SendWindow > 0 || cfg.ReceiveWindow > 0 {
 		a.ctl.PinWindow(cfg.SendWindow, cfg.ReceiveWindow)
@@ -140,10 +144,10 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 	if cfg.FECPinned {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
-	a.fecD, a.fecP = a.fecShape()
+	a.fecD, a.fecP, a.copies = a.fecShape()
 	a.sndWnd, a.rcvWnd = a.ctl.PacedSendWindow(cfg.MTU, 0, 0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
-	p.SetFEC(a.fecD, a.fecP)
+	p.setShape(a.fecD, a.fecP, a.copies)
 	p.ad.Store(a)
 	p.SetRate(a.rate)
 	if cfg.SetWindows != nil {
@@ -162,6 +166,10 @@ func (p *Peer) Adaptive() (adapt.State, bool) {
 	st := a.ctl.State()
 	st.SendWindow = a.sndWnd // the window applied, which follows inflight
 	st.DataShards, st.ParityShards = a.fecD, a.fecP
+	if a.copies > 0 {
+		// A group of one data shard, sent as bare copies (fecShape).
+		st.DataShards, st.ParityShards = 1, a.copies
+	}
 	return st, true
 }
 
@@ -178,9 +186,18 @@ func (p *Peer) HoldWindows() {
 	a.wmu.Unlock()
 }
 
-// fecShape returns the FEC shape to send with (a.mu held): the controller's
-// choice while it is off or the first one, and after that the first shape
-// again whenever FEC is on. kcp-go's decoder (v5.6.72, as in the kcptun
+// fecShape returns the FEC shape to send with (a.mu held), and how many
+// extra bare copies of each datagram with data to send instead of FEC.
+//
+// A shape of one data shard (a thin flow's: 1+m) is a group whose m parity
+// shards are copies of its data shard, so the packet layer sends m bare
+// copies of each datagram that carries data, without FEC framing, and
+// keeps the FEC encoder off: the receiver's KCP drops the duplicate
+// segments by their sn, and kcp-go's decoder sees no shape to follow.
+//
+// A real shape (two data shards or more) is the controller's choice while
+// FEC is off or the first one, and after that the first shape again
+// whenever FEC is on. kcp-go's decoder (v5.6.72, as in the kcptun
 // binaries) re-detects a new shape from its last 258 shards sorted by
 // seqid, where the old shape's come first, so it keeps decoding with the
 // old shape for a while and rebuilds garbage that KCP accepts (a garbled sn
@@ -189,25 +206,21 @@ func (p *Peer) HoldWindows() {
 // arrived corrupted (none to this package's decoder, which verifies a shape
 // before it rebuilds). Switching FEC off and on again at the same shape is
 // safe, and so is the first shape, before which kcp-go has seen no other
-// and rebuilds nothing until it found this one. A pinned shape is kept as
-// it is.
-//
-// A kept shape of one data shard (a thin flow's copies) is not used for a
-// flow that the controller now gives larger groups (it became a bulk flow):
-// copies would multiply its datagrams, so its FEC stays off and KCP
-// retransmits what is lost.
-func (a *adaptive) fecShape() (data, parity int) {
+// and rebuilds nothing until it found this one. Copies do not count as a
+// shape, so a thin phase never fixes the session's FEC shape. A pinned
+// shape is kept as it is, one data shard included.
+func (a *adaptive) fecShape() (data, parity, copies int) {
 	d, m := a.ctl.FEC()
 	if d <= 0 || m <= 0 || a.cfg.FECPinned {
-		return d, m
+		return d, m, 0
+	}
+	if d == 1 {
+		return 0, 0, m
 	}
 	if a.keptD == 0 {
 		a.keptD, a.keptP = d, m
 	}
-	if a.keptD == 1 && d > 1 {
-		return 0, 0
-	}
-	return a.keptD, a.keptP
+	return a.keptD, a.keptP, 0
 }
 
 // kcpRate converts a wire rate to KCP bytes per second.
@@ -443,6 +456,9 @@ func (p *Peer) adaptIn(b []byte) {
 				r.st = r.st&^recQueued | recAcked
 			}
 		case cmdPush:
+			if received == 0 {
+				a.rx.add(sn, binary.LittleEndian.Uint32(b[8:]))
+			}
 			received += kcpOverhead + int(n)
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
@@ -498,7 +514,12 @@ func (p *Peer) adaptIn(b []byte) {
 	// confirmed losses: gaps in the sns of the peer's data were tried as
 	// well, and a thin reverse flow, such as smux's window updates, gave a
 	// noisy estimate that chose 2+3 for a bulk sender.
-	if seen, missed := p.dec.takeLoss(); seen+missed > 0 && a.ctl.WantsPeerLoss() {
+	seen, missed := p.dec.takeLoss()
+	// A peer that sends copies (a thin flow of this package) sends no FEC
+	// framing: the copies it lost measure the path instead (countCopy).
+	s2, m2 := a.rx.take()
+	seen, missed = seen+s2, missed+m2
+	if seen+missed > 0 && a.ctl.WantsPeerLoss() {
 		a.ctl.OnFECStats(now, seen, missed)
 	}
 	rate := a.wireRate()
@@ -506,9 +527,9 @@ func (p *Peer) adaptIn(b []byte) {
 	if setRate {
 		a.rate = rate
 	}
-	d, m := a.fecShape()
-	setFEC := d != a.fecD || m != a.fecP
-	a.fecD, a.fecP = d, m
+	d, m, copies := a.fecShape()
+	setFEC := d != a.fecD || m != a.fecP || copies != a.copies
+	a.fecD, a.fecP, a.copies = d, m, copies
 	// KCP's send window follows every ACK: the span it has out plus what
 	// the controller's inflight limit still allows (PacedSendWindow). So
 	// KCP sends new data only while what it sent, queued or in flight, is
@@ -533,7 +554,7 @@ func (p *Peer) adaptIn(b []byte) {
 	a.mu.Unlock()
 
 	if setFEC {
-		p.SetFEC(d, m)
+		p.setShape(d, m, copies)
 	}
 	if setRate {
 		p.pace.setRate(rate)
@@ -569,4 +590,68 @@ func windowMoved(now, was int) bool {
 		d = -d
 	}
 	return d > 0 && (was < 64 || d >= was/8)
+}
+
+// copySlots is how many of the peer's recent PUSH datagrams copyCount
+// tells apart (by their first sn): more than a thin flow has between a
+// datagram's first copy and its last.
+const copySlots = 16
+
+// copyBatch is how many datagrams a copy count sums before it reports.
+const copyBatch = 32
+
+// copyCount measures the loss of the peer's packets from the copies of
+// its datagrams with data (a thin flow's, see fecShape): each datagram
+// that arrived, counted once it is old, arrived c times, where c, the
+// copies sent, is the most any datagram of a batch arrived; the copies
+// short of c were lost. A datagram whose copies were all lost is not seen
+// (a loss of p^c, small). A peer that sends no copies (c = 1) measures
+// nothing. A KCP re-send has a new timestamp, so it counts apart from the
+// datagram it repeats.
+type copyCount struct {
+	slot              [copySlots]copyRec
+	dgrams, got, most int // the batch so far
+	seen, lost        int // what batches reported, until take
+}
+
+// copyRec is the number of times a datagram (its first sn and timestamp)
+// arrived.
+type copyRec struct {
+	sn, ts uint32
+	n      uint16
+}
+
+// add counts a datagram with data whose first PUSH segment has sn and ts.
+func (c *copyCount) add(sn, ts uint32) {
+	r := &c.slot[sn%copySlots]
+	if r.n > 0 && r.sn == sn && r.ts == ts {
+		r.n = min(r.n+1, 0xff)
+		return
+	}
+	if r.n > 0 {
+		c.close(int(r.n))
+	}
+	*r = copyRec{sn: sn, ts: ts, n: 1}
+}
+
+// close counts a datagram that arrived n times into the batch.
+func (c *copyCount) close(n int) {
+	c.dgrams++
+	c.got += n
+	c.most = max(c.most, n)
+	if c.dgrams < copyBatch {
+		return
+	}
+	if c.most >= 2 {
+		c.seen += c.got
+		c.lost += c.most*c.dgrams - c.got
+	}
+	c.dgrams, c.got, c.most = 0, 0, 0
+}
+
+// take returns the copies seen and lost since the last call.
+func (c *copyCount) take() (seen, lost int) {
+	seen, lost = c.seen, c.lost
+	c.seen, c.lost = 0, 0
+	return seen, lost
 }

@@ -131,28 +131,41 @@ func TestAdaptiveWindowBoundsQueue(t *testing.T) {
 }
 
 // TestAdaptiveKeepsFirstFECShape checks that a session sends with the first
-// FEC shape its controller chose whenever FEC is on, and only switches it
-// off and on: a kcp-go receiver mis-decodes around a change of shape.
+// real FEC shape (two data shards or more) its controller chose whenever
+// FEC is on, and only switches it off and on: a kcp-go receiver mis-decodes
+// around a change of shape. A shape of one data shard is sent as bare
+// copies with FEC off, and fixes nothing: a thin-then-bulk session's first
+// real shape is its bulk one.
 func TestAdaptiveKeepsFirstFECShape(t *testing.T) {
 	a := &adaptive{ctl: adapt.New(adapt.Config{}), cfg: AdaptiveConfig{MTU: 1400}}
-	for _, step := range []struct{ chosen, sent [2]int }{
-		{[2]int{0, 0}, [2]int{0, 0}},
-		{[2]int{4, 2}, [2]int{4, 2}},
-		{[2]int{10, 3}, [2]int{4, 2}},
-		{[2]int{0, 0}, [2]int{0, 0}},
-		{[2]int{2, 1}, [2]int{4, 2}},
+	for _, step := range []struct {
+		chosen, sent [2]int
+		copies       int
+	}{
+		{[2]int{0, 0}, [2]int{0, 0}, 0},
+		{[2]int{1, 3}, [2]int{0, 0}, 3},
+		{[2]int{1, 1}, [2]int{0, 0}, 1},
+		{[2]int{4, 2}, [2]int{4, 2}, 0},
+		{[2]int{10, 3}, [2]int{4, 2}, 0},
+		{[2]int{1, 2}, [2]int{0, 0}, 2},
+		{[2]int{0, 0}, [2]int{0, 0}, 0},
+		{[2]int{2, 1}, [2]int{4, 2}, 0},
 	} {
 		a.ctl.PinFEC(step.chosen[0], step.chosen[1])
-		if d, p := a.fecShape(); d != step.sent[0] || p != step.sent[1] {
-			t.Errorf("controller chose %d+%d: sent with %d+%d, want %d+%d", step.chosen[0], step.chosen[1], d, p, step.sent[0], step.sent[1])
+		if d, p, c := a.fecShape(); d != step.sent[0] || p != step.sent[1] || c != step.copies {
+			t.Errorf("controller chose %d+%d: sent with %d+%d and %d copies, want %d+%d and %d", step.chosen[0], step.chosen[1], d, p, c, step.sent[0], step.sent[1], step.copies)
 		}
 	}
 	// WithFEC pins a shape: it is sent as it is.
 	a = &adaptive{ctl: adapt.New(adapt.Config{}), cfg: AdaptiveConfig{MTU: 1400, FECPinned: true}}
 	a.ctl.PinFEC(4, 2)
-	_, _ = a.fecShape()
+	_, _, _ = a.fecShape()
 	a.ctl.PinFEC(10, 3)
-	if d, p := a.fecShape(); d != 10 || p != 3 {
-		t.Errorf("pinned 10+3 after 4+2: sent with %d+%d", d, p)
+	if d, p, c := a.fecShape(); d != 10 || p != 3 || c != 0 {
+		t.Errorf("pinned 10+3 after 4+2: sent with %d+%d and %d copies", d, p, c)
+	}
+	a.ctl.PinFEC(1, 2)
+	if d, p, c := a.fecShape(); d != 1 || p != 2 || c != 0 {
+		t.Errorf("pinned 1+2: sent with %d+%d and %d copies", d, p, c)
 	}
 }

@@ -26,6 +26,7 @@ type pacer struct {
 	mu      sync.Mutex
 	q       []qent // ring of pool buffers; grows up to maxQueue
 	head, n int
+	dups    int       // queued copies (qmeta.dup)
 	next    time.Time // when the next datagram may leave
 	timer   *time.Timer
 	armed   bool
@@ -70,6 +71,9 @@ func (pc *pacer) sendMeta(d []byte, m qmeta) error {
 	}
 	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
 	pc.n++
+	if m.dup {
+		pc.dups++
+	}
 	pc.drainLocked()
 	return nil
 }
@@ -101,8 +105,13 @@ func (pc *pacer) drainLocked() {
 		pc.q[pc.head] = qent{}
 		pc.head = (pc.head + 1) % len(pc.q)
 		pc.n--
+		if e.m.dup {
+			pc.dups--
+		}
 		if pc.p.transmit(d) == nil && e.m.data > 0 {
-			pc.p.transmitted(e.m, pc.n > 0)
+			// Copies queued behind a datagram are no backlog: a thin
+			// flow's datagrams stay application-limited.
+			pc.p.transmitted(e.m, pc.n > pc.dups)
 		}
 		if rate != 0 {
 			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
@@ -147,4 +156,5 @@ func (pc *pacer) stop() {
 		pc.n--
 		pc.p.st.QueueDrops.Add(1)
 	}
+	pc.dups = 0
 }

@@ -31,6 +31,7 @@ type Peer struct {
 	// send side
 	smu  sync.Mutex
 	enc  encoder
+	dups int // extra bare copies of each datagram with data (setShape)
 	rnd  *rand.ChaCha8
 	sbuf []byte
 	pace pacer
@@ -75,9 +76,15 @@ func (p *Peer) RemoteAddr() *net.UDPAddr { return p.dst.Load().ua }
 
 // SetFEC changes the FEC shape this end sends with, from the next group on;
 // data or parity 0 switches FEC off.
-func (p *Peer) SetFEC(data, parity int) {
+func (p *Peer) SetFEC(data, parity int) { p.setShape(data, parity, 0) }
+
+// setShape is SetFEC that also sets the extra bare copies sent of each
+// datagram with new or re-sent data, while FEC is off (the adaptive
+// controller's one-data-shard groups, see fecShape).
+func (p *Peer) setShape(data, parity, copies int) {
 	p.smu.Lock()
 	p.enc.setShape(data, parity)
+	p.dups = max(copies, 0)
 	p.smu.Unlock()
 }
 
@@ -171,7 +178,8 @@ func (p *Peer) write(b []byte) (int, error) {
 	meta, adaptive := p.adaptOut(b)
 	head := c.cip.head
 	buf := p.sbuf[:head]
-	fec := p.enc.on() && !p.enc.bare(b)
+	encOn := p.enc.on() // once: a later call may apply a pending shape
+	fec := encOn && !p.enc.bare(b)
 	if fec {
 		buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
 	}
@@ -180,8 +188,15 @@ func (p *Peer) write(b []byte) (int, error) {
 	if fec {
 		parity = p.enc.encodeData(buf[head:], time.Now().UnixMilli())
 	}
+	// The copies of a datagram with data: bare, only while FEC is off (a
+	// datagram of a group being finished gets none).
+	dups := 0
+	if !encOn && meta.data > 0 {
+		dups = p.dups
+	}
+	direct := adaptive && (meta.data == 0 || meta.resend)
 	var err error
-	if adaptive && (meta.data == 0 || meta.resend) {
+	if direct {
 		// Only new data is paced: ACKs and window probes leave at once, or
 		// an idle sender's low rate would hold back the peer's transfer,
 		// and so do re-sends, which the peer's cumulative ACK waits for
@@ -196,6 +211,21 @@ func (p *Peer) write(b []byte) (int, error) {
 	}
 	if err != nil {
 		return 0, err
+	}
+	for range dups {
+		// Sealed afresh: sealing ciphers buf in place. The copies carry
+		// no meta, so the controller counts the segments once; the queue
+		// tells them from a backlog of new data (qmeta.dup).
+		buf = append(p.sbuf[:head], b...)
+		d := c.cip.seal(buf, p.rnd)
+		if direct {
+			err = p.transmit(d)
+		} else {
+			err = p.pace.sendMeta(d, qmeta{dup: true})
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
 	if parity {
 		p.st.FECGroupsOut.Add(1)
