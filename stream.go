@@ -338,6 +338,14 @@ func (s *Stream) Close() error {
 	}
 	w.work <- chunk{last: true}
 	s.state.Unlock()
+	select {
+	case <-s.st.GetDieCh():
+		// The session is gone: every chunk fails at once, so the writer
+		// finishes promptly, and Close returns with the stream released
+		// (the owner's Stats no longer count it).
+		<-w.exited
+	default:
+	}
 	return nil
 }
 
