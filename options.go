@@ -380,7 +380,9 @@ func WithMTU(mtu int) Option { return func(c *config) { c.mtu = mtu } }
 // it each session sends without FEC on a clean path and picks a shape from
 // the loss it measures (see WithAdaptive); with WithAdaptive(false) the
 // default is the binaries' 10 and 3. The receiver adapts to the sender's
-// pattern, so the ends need not agree.
+// pattern, so the ends need not agree. A pinned shape is sent as it is,
+// even one of a single data shard, which the controller would otherwise
+// send as bare copies.
 func WithFEC(data, parity int) Option {
 	return func(c *config) { c.dataShards, c.parityShards, c.fecSet = data, parity, true }
 }
@@ -409,8 +411,13 @@ func WithRateLimit(bytesPerSecond int) Option {
 // WithAdaptive turns the per-session adaptive controller on (the default)
 // or off. On, each session measures its delivery rate, RTT and loss from the
 // ACKs it sees and sets its pacing rate, KCP's send and receive windows
-// (KCP's own congestion window is off, as nc=1) and its FEC shape (none on a
-// clean path); WithWindow, WithFEC and WithRateLimit pin or cap those parts,
+// (KCP's own congestion window is off, as nc=1) and its FEC: none on a clean
+// path; with loss, one Reed-Solomon shape per session (kcp-go receivers, as
+// in the kcptun binaries, mis-decode around a change of shape), switched
+// only off and on; and for a thin flow, such as a game's small messages,
+// bare copies of each datagram (three from the first packet until loss is
+// measured), which every KCP receiver drops by sequence number.
+// WithWindow, WithFEC and WithRateLimit pin or cap those parts,
 // and WithMode still chooses KCP's timing. Off restores the kcptun binaries'
 // fixed behaviour exactly: the role's windows, FEC 10+3, no pacing, and the
 // nc value of the mode. The two ends need not agree.
