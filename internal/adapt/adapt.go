@@ -985,10 +985,11 @@ func (c *Controller) inflightFor(g float64) float64 {
 	return c.btlbw * (g*c.minRTT.Seconds() + c.cfg.AckDelay.Seconds())
 }
 
-// SendWindow returns KCP's send window in packets of mss bytes: the pinned
-// value, or a window that covers the bandwidth times the minimum RTT plus
-// a retransmission's time, and the mode's gain times the bandwidth-delay
-// product.
+// SendWindow returns the largest send window in packets of mss bytes: the
+// pinned value, or a window that covers the bandwidth times the minimum RTT
+// plus a retransmission's time, and the mode's gain times the
+// bandwidth-delay product. Unless pinned, the window KCP gets is
+// PacedSendWindow, which this bounds.
 func (c *Controller) SendWindow(mss int) int {
 	if c.pinSnd > 0 {
 		return c.pinSnd

@@ -33,8 +33,8 @@ type AdaptiveConfig struct {
 	// (0: no cap).
 	RateLimit int64
 	// SendWindow and ReceiveWindow pin KCP's windows when positive. An
-	// unpinned send window follows the controller's inflight limit (see
-	// sendWindow).
+	// unpinned send window follows the controller's inflight limit
+	// (adapt.Controller.PacedSendWindow, applied in adaptIn).
 	SendWindow, ReceiveWindow int
 	// FECPinned pins the FEC shape at DataShards+ParityShards (0, 0: off).
 	FECPinned                bool
