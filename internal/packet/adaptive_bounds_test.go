@@ -1,7 +1,6 @@
 package packet
 
 import (
-	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -11,13 +10,7 @@ import (
 
 // kcpSeg is one KCP segment: a PUSH of n data bytes, or an ACK (n 0).
 func kcpSeg(cmd byte, sn, ts, una uint32, n int) []byte {
-	b := make([]byte, kcpOverhead+n)
-	b[4] = cmd
-	binary.LittleEndian.PutUint32(b[8:], ts)
-	binary.LittleEndian.PutUint32(b[12:], sn)
-	binary.LittleEndian.PutUint32(b[16:], una)
-	binary.LittleEndian.PutUint32(b[20:], uint32(n))
-	return b
+	return segment(nil, cmd, sn, ts, una, n)
 }
 
 // TestAdaptiveWindowBoundsQueue drives a peer's controller, on a synthetic
