@@ -163,39 +163,12 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 // they do, the shape is confirmed and the group's lost data shards are
 // rebuilt; if not, the shape is wrong and dropped (detection finds another).
 func (d *decoder) confirm(g *group, out [][]byte) [][]byte {
-	maxLen := 0
-	for _, s := range g.shards {
-		maxLen = max(maxLen, len(s))
-	}
-	for i, s := range g.shards {
-		if s != nil {
-			n := len(s)
-			s = s[:maxLen]
-			clear(s[n:])
-			d.scratch[i] = s
-		} else {
-			d.scratch[i] = d.pool.get() // empty, with room: the codec fills it
-		}
-	}
+	d.fillScratch(g, d.n)
 	ok := d.rs.Reconstruct(d.scratch) == nil
 	if ok {
 		ok, _ = d.rs.Verify(d.scratch)
 	}
-	recovered := 0
-	for i := range d.n {
-		if g.shards[i] != nil {
-			continue
-		}
-		r := d.scratch[i]
-		if ok && i < d.k && len(r) >= 2 {
-			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
-				out = append(out, r[:sz])
-				recovered++
-				continue
-			}
-		}
-		d.pool.put(r)
-	}
+	out, recovered := d.takeRebuilt(g, out, ok)
 	if !ok {
 		d.st.FECShapeChanges.Add(1)
 		d.setShape(0, 0) // releases g with the other groups
@@ -217,6 +190,24 @@ func (d *decoder) confirm(g *group, out [][]byte) [][]byte {
 
 // recover rebuilds the missing data shards of g.
 func (d *decoder) recover(g *group, out [][]byte) [][]byte {
+	d.fillScratch(g, d.k)
+	if err := d.rs.ReconstructData(d.scratch); err != nil {
+		d.st.FECUnrecoverable.Add(1)
+		totals.unrecoverable.Add(1)
+		out, _ = d.takeRebuilt(g, out, false)
+		return out
+	}
+	out, recovered := d.takeRebuilt(g, out, true)
+	d.st.FECRecovered.Add(uint64(recovered))
+	totals.recovered.Add(uint64(recovered))
+	d.st.FECGroupsRecovered.Add(1)
+	return out
+}
+
+// fillScratch lays g's shards out in d.scratch for the codec, padded with
+// zeros to the longest, with an empty pool buffer (with room: the codec
+// fills it) for each missing shard below upto and nil for the others.
+func (d *decoder) fillScratch(g *group, upto int) {
 	maxLen := 0
 	for _, s := range g.shards {
 		maxLen = max(maxLen, len(s))
@@ -228,29 +219,24 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 			s = s[:maxLen]
 			clear(s[n:])
 			d.scratch[i] = s
-		case i < d.k:
-			d.scratch[i] = d.pool.get() // empty, with room: the codec fills it
+		case i < upto:
+			d.scratch[i] = d.pool.get()
 		default:
 			d.scratch[i] = nil
 		}
 	}
-	if err := d.rs.ReconstructData(d.scratch); err != nil {
-		d.st.FECUnrecoverable.Add(1)
-		totals.unrecoverable.Add(1)
-		for i := range d.k {
-			if g.shards[i] == nil {
-				d.pool.put(d.scratch[i])
-			}
-		}
-		return out
-	}
+}
+
+// takeRebuilt hands on, when keep, the rebuilt data shards of g (in
+// d.scratch) whose size field is sound, appending them to out, and returns
+// every other rebuilt buffer to the pool; it reports how many it handed on.
+func (d *decoder) takeRebuilt(g *group, out [][]byte, keep bool) ([][]byte, int) {
 	recovered := 0
-	for i := range d.k {
-		if g.shards[i] != nil {
+	for i, r := range d.scratch[:len(g.shards)] {
+		if g.shards[i] != nil || r == nil {
 			continue
 		}
-		r := d.scratch[i]
-		if len(r) >= 2 {
+		if keep && i < d.k && len(r) >= 2 {
 			if sz := int(binary.LittleEndian.Uint16(r)); sz > 2 && sz <= len(r) {
 				out = append(out, r[:sz])
 				recovered++
@@ -259,10 +245,7 @@ func (d *decoder) recover(g *group, out [][]byte) [][]byte {
 		}
 		d.pool.put(r)
 	}
-	d.st.FECRecovered.Add(uint64(recovered))
-	totals.recovered.Add(uint64(recovered))
-	d.st.FECGroupsRecovered.Add(1)
-	return out
+	return out, recovered
 }
 
 // release returns g's shard buffers to the pool.
