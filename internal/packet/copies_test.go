@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -33,11 +32,7 @@ func forceShape(p *Peer, k, m int) {
 // copied segments once: in flight after they left, not per copy.
 func TestCopiesLeaveBare(t *testing.T) {
 	const m = 2
-	rx := listenUDP(t)
-	t.Cleanup(func() { _ = rx.Close() })
-	_ = rx.SetReadBuffer(1 << 20)
-	c := NewClientConn(listenUDP(t), rx.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
-	t.Cleanup(func() { _ = c.Close() })
+	c, rx := pacedPair(t)
 	p := c.Peer()
 	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
 	forceCopies(p, m)
@@ -199,11 +194,7 @@ func TestCopyCountMeasuresLoss(t *testing.T) {
 // the group under way is finished with FEC framing and its parity, without
 // copies, and the datagrams after it leave bare with their copies.
 func TestCopiesAfterFECGroup(t *testing.T) {
-	rx := listenUDP(t)
-	t.Cleanup(func() { _ = rx.Close() })
-	_ = rx.SetReadBuffer(1 << 20)
-	c := NewClientConn(listenUDP(t), rx.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
-	t.Cleanup(func() { _ = c.Close() })
+	c, rx := pacedPair(t)
 	p := c.Peer()
 	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
 	forceShape(p, 4, 2)
