@@ -27,9 +27,10 @@ type Client struct {
 
 	mu      sync.Mutex
 	closed  bool
-	stopped bool          // Shutdown or Close: no new streams
-	open    int           // streams handed out and not finished
-	drained chan struct{} // closed when open drops to 0 after stopped
+	stopped bool             // Shutdown or Close: no new streams
+	open    int              // streams handed out and not finished
+	drained chan struct{}    // closed when open drops to 0 after stopped
+	closing finishingStreams // closed streams whose writers are finishing
 	retired map[*session]struct{}
 
 	dials    atomic.Uint64
@@ -317,6 +318,7 @@ func (c *Client) Close() error {
 		sl.mu.Unlock()
 	}
 	c.wg.Wait()
+	c.closing.wait()
 	return nil
 }
 
@@ -349,8 +351,12 @@ func (c *Client) stop() {
 // ownsSession tells the Client's streams that their sessions are shared.
 func (c *Client) ownsSession() bool { return false }
 
+// streamClosing counts a stream of the Client whose Close has begun.
+func (c *Client) streamClosing() { c.closing.add() }
+
 // streamReleased counts a stream of the Client that has finished.
 func (c *Client) streamReleased() {
+	defer c.closing.done()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.open--

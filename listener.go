@@ -41,6 +41,7 @@ type Listener struct {
 	open     int           // streams handed out and not closed
 	drained  chan struct{} // closed when open reaches 0 during Shutdown
 	draining bool
+	closing  finishingStreams // closed streams whose writers are finishing
 
 	refused atomic.Uint64
 	total   atomic.Uint64
@@ -158,8 +159,9 @@ func (l *Listener) Stats() ListenerStats {
 }
 
 // Close stops accepting, closes every session the Listener accepted (and with
-// them their streams) and its sockets, and waits for its goroutines to stop.
-// It is safe to call more than once and concurrently with everything else.
+// them their streams) and its sockets, and waits for its goroutines to stop
+// and for streams already closed to finish, so that Stats then counts none of
+// them. It is safe to call more than once and concurrently with everything else.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		l.stopAccepting()
@@ -178,6 +180,7 @@ func (l *Listener) Close() error {
 			s.close()
 		}
 		l.wg.Wait()
+		l.closing.wait()
 	})
 	return nil
 }
@@ -456,8 +459,12 @@ func (l *Listener) handOut(st *smux.Stream, s *session) (*Stream, bool) {
 // ownsSession tells the Listener's streams that their sessions are shared.
 func (l *Listener) ownsSession() bool { return false }
 
+// streamClosing counts a stream of the Listener whose Close has begun.
+func (l *Listener) streamClosing() { l.closing.add() }
+
 // streamReleased counts a stream of the Listener that has finished.
 func (l *Listener) streamReleased() {
+	defer l.closing.done()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--

@@ -57,8 +57,49 @@ type streamOwner interface {
 	// ownsSession reports whether the stream's session is the stream's
 	// alone: Close then delivers the stream's bytes and closes the session.
 	ownsSession() bool
+	// streamClosing is called once per Stream, when Close starts finishing
+	// it; streamReleased follows once it has finished.
+	streamClosing()
 	// streamReleased is called once per Stream, when it has finished.
 	streamReleased()
+}
+
+// finishingStreams counts an owner's streams that were closed but whose
+// writer has not yet handed their last bytes to smux. Close on a stream
+// whose session is dying but not yet closed returns before its writer ends;
+// the owner's Close, having closed every session (which makes such writers
+// end at once), waits for them, so that its Stats count no stream afterwards.
+type finishingStreams struct {
+	mu   sync.Mutex
+	n    int
+	none *sync.Cond // signalled when n drops to 0
+}
+
+func (f *finishingStreams) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *finishingStreams) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 && f.none != nil {
+		f.none.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+// wait returns once no closed stream is still finishing.
+func (f *finishingStreams) wait() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.none == nil {
+		f.none = sync.NewCond(&f.mu)
+	}
+	for f.n > 0 {
+		f.none.Wait()
+	}
 }
 
 // dialOwner owns the streams of Dial and DialPacket: each stream closes its
@@ -66,6 +107,7 @@ type streamOwner interface {
 type dialOwner struct{}
 
 func (dialOwner) ownsSession() bool { return true }
+func (dialOwner) streamClosing()    {}
 func (dialOwner) streamReleased()   {}
 
 // lingerTimeout bounds how long a closed Dial stream keeps its session open
@@ -315,6 +357,7 @@ func (s *Stream) Close() error {
 	s.closed.Store(true)
 	s.wclosed = true
 	s.closedAt = time.Now()
+	s.owner.streamClosing()
 	close(s.done)
 	// Whatever the writer is stuck on (a peer that stopped reading), the
 	// stream and a Dial stream's session end lingerTimeout after Close.
