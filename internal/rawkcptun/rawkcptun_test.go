@@ -40,12 +40,20 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
 			cl, err := Dial(ln.Addr().String(), c)
 			if err != nil {
+				_ = ln.Close()
 				t.Fatal(err)
 			}
-			defer cl.Close()
+			// The listener closes first: kcp-go's listener opens a session
+			// for any datagram of a conversation it no longer knows, so
+			// the client's last datagrams (its end of the session),
+			// arriving after the server's session closed, would open one
+			// that nobody accepts or closes, and its goroutines would leak.
+			defer func() {
+				_ = ln.Close()
+				_ = cl.Close()
+			}()
 			st, err := cl.OpenStream()
 			if err != nil {
 				t.Fatal(err)
