@@ -108,6 +108,7 @@ func ReadSNMP() SNMP {
 	k.InCsumErrors = p.AuthFailures
 	k.FECParityShards, k.FECRecovered, k.FECErrs, k.FECFullShardSet = p.FECParityIn, p.FECRecovered, p.FECUnrecoverable, p.FECFullGroups
 	k.FECShardSet, k.FECShardMin = 0, 0
+	k.InSegs -= min(p.TimeoutHints, k.InSegs) // segments of ours, not the peer's
 	return SNMP{
 		BytesSent: k.BytesSent, BytesReceived: k.BytesReceived, MaxConn: k.MaxConn,
 		ActiveOpens: k.ActiveOpens, PassiveOpens: k.PassiveOpens, CurrEstab: k.CurrEstab,

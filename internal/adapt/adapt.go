@@ -906,6 +906,20 @@ func (c *Controller) retransTime() time.Duration {
 	return max(c.srtt, c.minRTT) + 4*c.rttvar
 }
 
+// TimeoutMargin is how much longer than the RTT it measures KCP's
+// retransmission timer should wait (see the packet layer's timeoutHint):
+// KCP adds only the larger of its flush interval and four RTT deviations
+// to its smoothed RTT, which a queue that grows within a round trip
+// outruns (by a quarter of the minimum RTT while probing for bandwidth,
+// plus what one flush hands the pacing queue at once), and then KCP re-sends
+// everything in flight at once.
+func (c *Controller) TimeoutMargin() time.Duration {
+	if !c.haveRTT {
+		return c.cfg.AckDelay
+	}
+	return c.minRTT/4 + c.cfg.AckDelay
+}
+
 // retransRounds is how many transmissions of one packet the send window
 // covers: on a lossy path a retransmission is itself lost often enough (at
 // 5 % loss, about twice per window of 700 packets) that covering one would
@@ -1013,9 +1027,10 @@ func (c *Controller) SendWindow(mss int) int {
 // PacedSendWindow returns KCP's send window in packets of mss bytes for a
 // sender whose window now spans span packets (from the oldest packet the
 // peer has not acknowledged cumulatively to the next new one) of which
-// outstanding bytes are queued for sending or in flight (neither
-// acknowledged nor declared lost): the span plus the packets InflightLimit
-// still allows, at most SendWindow. KCP counts its window from the oldest
+// inflight bytes are in flight and queued bytes wait in the pacing queue
+// (neither acknowledged nor declared lost): the span plus the packets
+// InflightLimit still allows and the pacing queue has room for (see
+// QueueBudget), at most SendWindow. KCP counts its window from the oldest
 // unacknowledged packet, so this lets new data out only as far as BBR's
 // congestion window allows while a hole waits for its retransmission,
 // instead of letting the whole of SendWindow out at once: what KCP sends
@@ -1023,7 +1038,7 @@ func (c *Controller) SendWindow(mss int) int {
 // timers would run out) nor in the bottleneck's queue (which would
 // overflow). A pinned window is returned as it is. The result is what
 // State reports as SendWindow until the next call.
-func (c *Controller) PacedSendWindow(mss, span int, outstanding int64) int {
+func (c *Controller) PacedSendWindow(mss, span int, inflight, queued int64) int {
 	cover := c.SendWindow(mss)
 	if c.pinSnd > 0 {
 		return cover
@@ -1031,10 +1046,29 @@ func (c *Controller) PacedSendWindow(mss, span int, outstanding int64) int {
 	if mss <= 0 {
 		mss = DefaultMSS
 	}
-	room := max(c.InflightLimit()-max(outstanding, 0), 0)
+	inflight, queued = max(inflight, 0), max(queued, 0)
+	room := max(min(c.InflightLimit()-inflight-queued, c.QueueBudget()-queued), 0)
 	w := max(span, 0) + int((room+int64(mss)-1)/int64(mss))
 	c.pacedWnd = min(max(w, 1), cover)
 	return c.pacedWnd
+}
+
+// queueTime is how long the pacing queue may take to send what KCP's send
+// window lets into it (see QueueBudget).
+const queueTime = 10 * time.Millisecond
+
+// QueueBudget is the most bytes (the unit of OnSend) the pacing queue
+// should hold: what the pacing rate sends in the peer's ACK delay (KCP's
+// flush interval, as KCP hands over new data once per flush, and the
+// window opens by a flush's worth of ACKs at once) and queueTime more.
+// KCP starts a packet's retransmission timer when the packet enters the
+// queue, so a queue that takes longer to send than the timer's margin over
+// the RTT (a window that opened by hundreds of packets when a hole was
+// filled, sent at the rate of a bandwidth estimate that dropped meanwhile)
+// makes KCP time out and re-send what has not even left.
+func (c *Controller) QueueBudget() int64 {
+	b := float64(c.PacingRate()) * (c.cfg.AckDelay + queueTime).Seconds()
+	return max(int64(b), 4*int64(c.cfg.MSS))
 }
 
 // ReceiveWindow returns the receive window to advertise, in packets of mss

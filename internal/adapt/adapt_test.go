@@ -1,6 +1,7 @@
 package adapt
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -355,5 +356,65 @@ func TestUnevenLossKeepsRate(t *testing.T) {
 	}
 	if st.LossBaseline < 0.03 {
 		t.Errorf("loss baseline %.3f at an average loss of 5.5 %%, want at least 0.03", st.LossBaseline)
+	}
+}
+
+// TestPacedSendWindowBoundsPacingQueue checks that KCP's send window lets
+// into the pacing queue no more than the queue sends in the peer's ACK
+// delay and queueTime, however much room the inflight limit leaves: a
+// window that opened by hundreds of packets at once (a filled hole) made
+// KCP time out packets that were still waiting in the queue.
+func TestPacedSendWindowBoundsPacingQueue(t *testing.T) {
+	c := New(Config{Seed: 5, AckDelay: 30 * time.Millisecond})
+	l := newLink(c, 100, rtt40, 0.01, 6)
+	l.run(5 * time.Second)
+	budget := c.QueueBudget()
+	wantBudget := float64(c.PacingRate()) * (30*time.Millisecond + queueTime).Seconds()
+	if math.Abs(float64(budget)-wantBudget) > float64(DefaultMSS) {
+		t.Fatalf("QueueBudget %d bytes, want the pacing rate (%d B/s) times 40 ms (%.0f)", budget, c.PacingRate(), wantBudget)
+	}
+	if limit := c.InflightLimit(); budget >= limit {
+		t.Fatalf("QueueBudget %d not below InflightLimit %d: the test shows nothing", budget, limit)
+	}
+	const span = 50
+	budgetPkts := int((budget + DefaultMSS - 1) / DefaultMSS)
+	cases := []struct {
+		name             string
+		inflight, queued int64
+		want             int
+	}{
+		// Nothing out: the inflight limit would allow a whole window; the
+		// queue allows its budget.
+		{"empty", 0, 0, span + budgetPkts},
+		// Half the budget queued: half of it is left.
+		{"half queued", 0, budget / 2, span + int((budget-budget/2+DefaultMSS-1)/DefaultMSS)},
+		// The budget queued: no new packet until some leave.
+		{"queue full", 0, budget, span},
+		// The inflight limit reached with an empty queue: no new packet.
+		{"inflight full", c.InflightLimit(), 0, span},
+	}
+	for _, tc := range cases {
+		if got := c.PacedSendWindow(DefaultMSS, span, tc.inflight, tc.queued); got != min(tc.want, c.SendWindow(DefaultMSS)) {
+			t.Errorf("%s: PacedSendWindow = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	c.PinWindow(100, 200)
+	if got := c.PacedSendWindow(DefaultMSS, span, 0, budget); got != 100 {
+		t.Errorf("pinned: PacedSendWindow = %d, want the pinned 100", got)
+	}
+}
+
+// TestTimeoutMargin checks the margin KCP's timer gets over its RTT: the
+// peer's ACK delay before the first RTT sample, then a quarter of the
+// minimum RTT more.
+func TestTimeoutMargin(t *testing.T) {
+	c := New(Config{AckDelay: 30 * time.Millisecond})
+	if m := c.TimeoutMargin(); m != 30*time.Millisecond {
+		t.Errorf("margin before any sample %v, want the ACK delay 30ms", m)
+	}
+	c.OnSend(0, DefaultMSS, DefaultMSS)
+	c.OnAck(100*time.Millisecond, DefaultMSS, 100*time.Millisecond, true)
+	if m := c.TimeoutMargin(); m != 55*time.Millisecond {
+		t.Errorf("margin at a 100 ms minimum RTT %v, want 25 ms + 30 ms", m)
 	}
 }

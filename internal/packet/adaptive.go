@@ -145,7 +145,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 		a.ctl.PinFEC(cfg.DataShards, cfg.ParityShards)
 	}
 	a.fecD, a.fecP, a.copies = a.fecShape()
-	a.sndWnd, a.rcvWnd = a.ctl.PacedSendWindow(cfg.MTU, 0, 0), a.ctl.ReceiveWindow(cfg.MTU)
+	a.sndWnd, a.rcvWnd = a.ctl.PacedSendWindow(cfg.MTU, 0, 0, 0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
 	p.setShape(a.fecD, a.fecP, a.copies)
 	p.ad.Store(a)
@@ -359,6 +359,50 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 	return m, true
 }
 
+// timeoutHint appends to b, a KCP packet from the peer on its way to
+// kcp-go, one more ACK segment that steers KCP's retransmission timer, and
+// returns its length (0 when nothing is appended; room is what b may grow
+// into). kcp-go takes one RTT sample per packet, from the timestamp of the
+// packet's last ACK segment, and sets its timeout to the smoothed RTT plus
+// the larger of its flush interval and four deviations. The appended
+// segment repeats the last ACK's timestamp less the controller's
+// TimeoutMargin, so that the sample, and with it the timeout, is that much
+// longer; it acknowledges an sn below the packet's una, which kcp-go
+// ignores, and repeats the packet's window and una, so nothing else in
+// KCP changes. Only an adaptive peer's packets with ACKs get one.
+func (p *Peer) timeoutHint(b, room []byte) int {
+	a := p.ad.Load()
+	if a == nil || len(room) < kcpOverhead {
+		return 0
+	}
+	var last []byte
+	for rest := b; len(rest) >= kcpOverhead; {
+		n := binary.LittleEndian.Uint32(rest[20:])
+		if uint64(n) > uint64(len(rest)-kcpOverhead) {
+			return 0
+		}
+		if rest[4] == cmdAck {
+			last = rest[:kcpOverhead]
+		}
+		rest = rest[kcpOverhead+int(n):]
+	}
+	if last == nil {
+		return 0
+	}
+	a.mu.Lock()
+	margin := a.ctl.TimeoutMargin()
+	a.mu.Unlock()
+	h := room[:kcpOverhead]
+	copy(h, last)
+	ts := binary.LittleEndian.Uint32(last[8:])
+	binary.LittleEndian.PutUint32(h[8:], ts-uint32(margin/time.Millisecond))
+	una := binary.LittleEndian.Uint32(last[16:])
+	binary.LittleEndian.PutUint32(h[12:], una-1)
+	binary.LittleEndian.PutUint32(h[20:], 0)
+	totals.hints.Add(1)
+	return kcpOverhead
+}
+
 // left records that the queued transmission of r left at us (a.mu held).
 func (a *adaptive) left(r *snRec, us uint32, backlog bool) {
 	a.queued -= int64(r.size)
@@ -545,7 +589,7 @@ func (p *Peer) adaptIn(b []byte) {
 	if a.have {
 		span = int(a.next - a.base)
 	}
-	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight+a.queued)
+	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight, a.queued)
 	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
 	setWnd := sendWindowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
 	if setWnd {

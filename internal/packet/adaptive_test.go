@@ -14,6 +14,13 @@ import (
 // nothing depends on timing.
 func adaptPeer(t *testing.T) (*Peer, func() (snd int, calls int)) {
 	t.Helper()
+	return adaptPeerWith(t, AdaptiveConfig{MTU: 1350})
+}
+
+// adaptPeerWith is adaptPeer with the configuration cfg (SetWindows is the
+// helper's).
+func adaptPeerWith(t *testing.T, cfg AdaptiveConfig) (*Peer, func() (snd int, calls int)) {
+	t.Helper()
 	sink := listenUDP(t)
 	pc := listenUDP(t)
 	c := NewClientConn(pc, sink.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
@@ -24,14 +31,12 @@ func adaptPeer(t *testing.T) (*Peer, func() (snd int, calls int)) {
 	var mu sync.Mutex
 	snd, calls := 0, 0
 	p := c.Peer()
-	p.EnableAdaptive(AdaptiveConfig{
-		MTU: 1350,
-		SetWindows: func(s, _ int) {
-			mu.Lock()
-			snd, calls = s, calls+1
-			mu.Unlock()
-		},
-	})
+	cfg.SetWindows = func(s, _ int) {
+		mu.Lock()
+		snd, calls = s, calls+1
+		mu.Unlock()
+	}
+	p.EnableAdaptive(cfg)
 	return p, func() (int, int) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -69,8 +74,9 @@ func send(p *Peer, sn, ts uint32) {
 
 // TestAdaptiveWindowFollowsInflight checks that KCP's send window is the
 // span of packets out plus what the controller's inflight limit still
-// allows: with nothing acknowledged and the limit used up, KCP may send
-// nothing new; each ACK opens room for what it acknowledged.
+// allows (at most what the pacing queue's budget holds): with nothing
+// acknowledged and the limit used up, KCP may send nothing new; each ACK
+// opens room for what it acknowledged.
 func TestAdaptiveWindowFollowsInflight(t *testing.T) {
 	p, wnd := adaptPeer(t)
 	a := p.ad.Load()
@@ -93,8 +99,9 @@ func TestAdaptiveWindowFollowsInflight(t *testing.T) {
 	// transmission, so that no RTT sample changes the limit).
 	p.adaptIn(segment(nil, cmdAck, n+100, 0, 10, 0))
 	snd, _ := wnd()
-	room := int((a.ctl.InflightLimit() - (int64(n)-10)*size + 1349) / 1350)
-	if want := int(n) - 10 + room; snd != want || room <= 10 {
+	// The room is what the limit allows, at most the pacing queue's budget.
+	room := int((min(a.ctl.InflightLimit()-(int64(n)-10)*size, a.ctl.QueueBudget()) + 1349) / 1350)
+	if want := int(n) - 10 + room; snd != want || room <= 0 {
 		t.Errorf("window %d after una moved by 10, want span %d + room %d", snd, int(n)-10, room)
 	}
 	if a.queued != 0 || a.inflight != (int64(n)-10)*size {

@@ -408,7 +408,8 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 		return 0, nil, false
 	}
 	p.adaptIn(kcpBytes)
-	return copy(b, kcpBytes), p.addr, true
+	n := copy(b, kcpBytes)
+	return n + p.timeoutHint(b[:n], b[n:]), p.addr, true
 }
 
 func (c *Conn) nowMs() int64 { return int64(time.Since(c.epoch) / time.Millisecond) }

@@ -11,6 +11,7 @@ var totals struct {
 	authFailures                       atomic.Uint64
 	parityIn, recovered, unrecoverable atomic.Uint64
 	fullGroups                         atomic.Uint64
+	hints                              atomic.Uint64
 }
 
 // Totals is a snapshot of the process-wide sums.
@@ -21,6 +22,9 @@ type Totals struct {
 	FECRecovered                       uint64 // data shards rebuilt
 	FECUnrecoverable                   uint64 // groups that lost data for good
 	FECFullGroups                      uint64 // groups that arrived with every data shard
+	// TimeoutHints counts the ACK segments timeoutHint added to packets on
+	// their way to kcp-go, which kcp-go counts as segments received.
+	TimeoutHints uint64
 }
 
 // ProcessTotals returns the process-wide sums of every Conn's counters.
@@ -33,5 +37,6 @@ func ProcessTotals() Totals {
 		FECRecovered:     totals.recovered.Load(),
 		FECUnrecoverable: totals.unrecoverable.Load(),
 		FECFullGroups:    totals.fullGroups.Load(),
+		TimeoutHints:     totals.hints.Load(),
 	}
 }
