@@ -431,10 +431,14 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 	now := a.now()
 	us := uint32(now / time.Microsecond)
 	if !backlog {
-		// What is out (this datagram included) against the limit less two
-		// datagrams: a window-limited sender never quite reaches it.
-		out := a.inflight + a.queued
-		backlog = out+2*int64(a.cfg.MTU) >= a.ctl.InflightLimit()
+		// What is out (this datagram included) against the limit, and
+		// what is queued against the queue's budget, less two datagrams
+		// and a sixteenth: a window-limited sender never quite reaches
+		// them, as KCP's window moves only by a sixteenth or more
+		// (sendWindowMoved).
+		mtu := int64(a.cfg.MTU)
+		limit, budget := a.ctl.InflightLimit(), a.ctl.QueueBudget()
+		backlog = a.inflight+a.queued+2*mtu+limit/16 >= limit || a.queued+2*mtu+budget/16 >= budget
 	}
 	for i := range uint32(m.npush) {
 		if m.left {
