@@ -265,10 +265,14 @@ const (
 	probeGain   = 1.25
 	cwndGain    = 2.0
 	// startupInflightGain bounds what is in flight (InflightLimit) in
-	// Startup and Drain, in minimum RTTs of the bandwidth: enough for the
-	// delivery rate to grow by half each round, not so much that a
-	// bottleneck queue of one bandwidth-delay product overflows.
-	startupInflightGain = 1.5
+	// Startup and Drain, in minimum RTTs of the bandwidth: room for the
+	// delivery rate to grow by three quarters each round. With room for
+	// half more, 10 % loss over 200 ms held the growth below the quarter
+	// per round that keeps Startup going, and Startup ended at a twentieth
+	// of the path's rate, which ProbeBW's probes, one round in eight, took
+	// tens of seconds to win back. BBR's 2 let a late-coming flow's Startup
+	// crowd out the flow it joined (TestSimSharing at 100 ms).
+	startupInflightGain = 1.75
 	// cruiseInflightGain is the least gain of InflightLimit in ProbeBW:
 	// room for the delivery rate to show a little more than the estimate
 	// when ACKs come late (a busy host), without a standing queue.
