@@ -67,10 +67,12 @@ func TestAdaptiveLossyGoodput(t *testing.T) {
 		warm     = 1 << 20
 		// minShare is what must be reached under -race on a busy 2-core
 		// machine; the target is 0.8. Measured here under -race
-		// (see the log): 0.62-0.81 with the machine otherwise in use,
-		// 0.43-0.53 with three busy loops besides (0.29-0.48 before the
-		// send window followed the inflight limit).
-		minShare = 0.3
+		// (see the log): 0.79-0.84 on an idle machine, 0.73-0.76 with
+		// three busy loops besides, since the pacing queue is bounded and
+		// KCP's timeout covers a probe's queue (0.62-0.81 and 0.43-0.53
+		// before; 0.29-0.48 before the send window followed the inflight
+		// limit).
+		minShare = 0.5
 	)
 	link := kcptuntest.Link{Loss: loss, Delay: 20 * time.Millisecond, Bandwidth: capacity}
 	_, relay, _ := sinkBehindRelay(t, kcptuntest.Config{Up: link, Down: link, Seed: 7})
