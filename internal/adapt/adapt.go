@@ -1005,8 +1005,9 @@ func (c *Controller) inflightFor(g float64) float64 {
 
 // SendWindow returns the largest send window in packets of mss bytes: the
 // pinned value, or a window that covers the bandwidth times the minimum RTT
-// plus a retransmission's time, and the mode's gain times the
-// bandwidth-delay product. Unless pinned, the window KCP gets is
+// plus the time KCP takes to re-send a packet (a retransmission's time and
+// TimeoutMargin, once or more often on a lossy path), and the mode's gain
+// times the bandwidth-delay product. Unless pinned, the window KCP gets is
 // PacedSendWindow, which this bounds.
 func (c *Controller) SendWindow(mss int) int {
 	if c.pinSnd > 0 {
@@ -1024,7 +1025,9 @@ func (c *Controller) SendWindow(mss int) int {
 	if c.mode == ModeStartup || c.mode == ModeDrain {
 		g = startupGain
 	}
-	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*c.retransTime()).Seconds()
+	// KCP waits its timeout, which timeoutHint lengthens by
+	// TimeoutMargin, before it re-sends a re-send that was lost again.
+	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*(c.retransTime()+c.TimeoutMargin())).Seconds()
 	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
 }
 

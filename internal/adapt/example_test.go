@@ -31,5 +31,5 @@ func Example() {
 	fmt.Printf("send window %d packets, FEC %d+%d\n", c.SendWindow(1350), data, parity)
 	// Output:
 	// mode probe-bw, bandwidth 1350000 B/s, min RTT 40ms
-	// send window 83 packets, FEC 0+0
+	// send window 93 packets, FEC 0+0
 }
