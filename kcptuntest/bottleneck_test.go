@@ -20,22 +20,9 @@ func TestSharedBottleneck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		targets [2]*endpoint
-		relays  [2]*Relay
-		clients [2]*endpoint
-	)
-	for i := range relays {
-		targets[i] = newTarget(t, false)
-		relays[i] = newRelay(t, targets[i].addr().String(), Config{Up: Link{Shared: b}, Seed: int64(i)})
-		clients[i] = newClient(t, relays[i].Addr())
-	}
-	start := time.Now()
-	for i := range burst {
-		for _, c := range clients {
-			c.send(t, uint64(i), size)
-		}
-	}
+	targets, relays, start := sharedBursts(t, burst, size, func(i int) Config {
+		return Config{Up: Link{Shared: b}, Seed: int64(i)}
+	})
 	perDatagram := time.Duration(float64(size*8) / rate * float64(time.Second))
 	var last time.Time
 	for i, r := range relays {
@@ -55,6 +42,27 @@ func TestSharedBottleneck(t *testing.T) {
 	}
 }
 
+// sharedBursts starts two relays configured by cfg(0) and cfg(1), each with a
+// target and a client, and has each client send burst datagrams of size
+// bytes, interleaved; it returns when the last was sent, with the time the
+// first was.
+func sharedBursts(t *testing.T, burst, size int, cfg func(i int) Config) (targets [2]*endpoint, relays [2]*Relay, start time.Time) {
+	t.Helper()
+	var clients [2]*endpoint
+	for i := range relays {
+		targets[i] = newTarget(t, false)
+		relays[i] = newRelay(t, targets[i].addr().String(), cfg(i))
+		clients[i] = newClient(t, relays[i].Addr())
+	}
+	start = time.Now()
+	for i := range burst {
+		for _, c := range clients {
+			c.send(t, uint64(i), size)
+		}
+	}
+	return targets, relays, start
+}
+
 // TestSharedBottleneckQueue checks that the shared queue drops what does
 // not fit, counting it in the stats of the direction it came from.
 func TestSharedBottleneckQueue(t *testing.T) {
@@ -71,22 +79,9 @@ func TestSharedBottleneckQueue(t *testing.T) {
 	if b.Bandwidth() != rate || b.QueueBytes() != queue {
 		t.Errorf("bottleneck %d bit/s %d bytes, want %d and %d", b.Bandwidth(), b.QueueBytes(), rate, queue)
 	}
-	var (
-		targets [2]*endpoint
-		relays  [2]*Relay
-		clients [2]*endpoint
-	)
-	for i := range relays {
-		targets[i] = newTarget(t, false)
-		relays[i] = newRelay(t, targets[i].addr().String(), Config{Down: Link{Delay: time.Millisecond}, Up: Link{Shared: b}})
-		clients[i] = newClient(t, relays[i].Addr())
-	}
-	start := time.Now()
-	for i := range burst {
-		for _, c := range clients {
-			c.send(t, uint64(i), size)
-		}
-	}
+	targets, relays, start := sharedBursts(t, burst, size, func(int) Config {
+		return Config{Down: Link{Delay: time.Millisecond}, Up: Link{Shared: b}}
+	})
 	var received time.Time
 	waitFor(t, "the relays to take the bursts", func() bool {
 		received = time.Now()
