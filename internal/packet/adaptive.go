@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun/internal/adapt"
@@ -68,6 +69,10 @@ type adaptive struct {
 	// before mu, never while mu is held.
 	wmu  sync.Mutex
 	held bool // HoldWindows was called: the windows are the caller's
+
+	// margin is the controller's TimeoutMargin as of the last adaptIn,
+	// for timeoutHint, which runs right after it without the lock.
+	margin atomic.Int64
 
 	// Per-sequence-number records of the PUSH segments sent, from base
 	// (the peer's una as last seen) to next (1 + the highest sn sent).
@@ -147,6 +152,7 @@ func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
 	a.fecD, a.fecP, a.copies = a.fecShape()
 	a.sndWnd, a.rcvWnd = a.ctl.PacedSendWindow(cfg.MTU, 0, 0, 0), a.ctl.ReceiveWindow(cfg.MTU)
 	a.rate = a.wireRate()
+	a.margin.Store(int64(a.ctl.TimeoutMargin()))
 	p.setShape(a.fecD, a.fecP, a.copies)
 	p.ad.Store(a)
 	p.SetRate(a.rate)
@@ -360,38 +366,23 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 }
 
 // timeoutHint appends to b, a KCP packet from the peer on its way to
-// kcp-go, one more ACK segment that steers KCP's retransmission timer, and
-// returns its length (0 when nothing is appended; room is what b may grow
-// into). kcp-go takes one RTT sample per packet, from the timestamp of the
-// packet's last ACK segment, and sets its timeout to the smoothed RTT plus
-// the larger of its flush interval and four deviations. The appended
-// segment repeats the last ACK's timestamp less the controller's
-// TimeoutMargin, so that the sample, and with it the timeout, is that much
-// longer; it acknowledges an sn below the packet's una, which kcp-go
-// ignores, and repeats the packet's window and una, so nothing else in
+// kcp-go whose segments info describes, one more ACK segment that steers
+// KCP's retransmission timer, and returns its length (0 when nothing is
+// appended; room is what b may grow into). kcp-go takes one RTT sample per
+// packet, from the timestamp of the packet's last ACK segment, and sets its
+// timeout to the smoothed RTT plus the larger of its flush interval and four
+// deviations. The appended segment repeats the last ACK's timestamp less the
+// controller's TimeoutMargin, so that the sample, and with it the timeout, is
+// that much longer; it acknowledges an sn below the packet's una, which
+// kcp-go ignores, and repeats the packet's window and una, so nothing else in
 // KCP changes. Only an adaptive peer's packets with ACKs get one.
-func (p *Peer) timeoutHint(b, room []byte) int {
+func (p *Peer) timeoutHint(b, room []byte, info segInfo) int {
 	a := p.ad.Load()
-	if a == nil || len(room) < kcpOverhead {
+	if a == nil || !info.ack || len(room) < kcpOverhead || info.lastAck+kcpOverhead > len(b) {
 		return 0
 	}
-	var last []byte
-	for rest := b; len(rest) >= kcpOverhead; {
-		n := binary.LittleEndian.Uint32(rest[20:])
-		if uint64(n) > uint64(len(rest)-kcpOverhead) {
-			return 0
-		}
-		if rest[4] == cmdAck {
-			last = rest[:kcpOverhead]
-		}
-		rest = rest[kcpOverhead+int(n):]
-	}
-	if last == nil {
-		return 0
-	}
-	a.mu.Lock()
-	margin := a.ctl.TimeoutMargin()
-	a.mu.Unlock()
+	last := b[info.lastAck : info.lastAck+kcpOverhead]
+	margin := time.Duration(a.margin.Load())
 	h := room[:kcpOverhead]
 	copy(h, last)
 	ts := binary.LittleEndian.Uint32(last[8:])
@@ -599,6 +590,7 @@ func (p *Peer) adaptIn(b []byte) {
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
+	a.margin.Store(int64(a.ctl.TimeoutMargin()))
 	a.mu.Unlock()
 
 	if setFEC {

@@ -409,7 +409,7 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	}
 	p.adaptIn(kcpBytes)
 	n := copy(b, kcpBytes)
-	return n + p.timeoutHint(b[:n], b[n:]), p.addr, true
+	return n + p.timeoutHint(b[:n], b[n:], info), p.addr, true
 }
 
 func (c *Conn) nowMs() int64 { return int64(time.Since(c.epoch) / time.Millisecond) }

@@ -21,6 +21,7 @@ type segInfo struct {
 	pushTS     uint32 // newest ts of a PUSH (the sender's clock)
 	ack        bool
 	ackTS      uint32 // newest ts echoed by an ACK (the receiver's clock)
+	lastAck    int    // offset of the last ACK segment, when ack
 	una        uint32 // una of the last segment
 	wnd        uint16 // wnd of the last segment
 	hasUna     bool
@@ -36,7 +37,7 @@ func tsNewer(a, b uint32) bool { return int32(a-b) > 0 }
 // into segments of a known command.
 func scanSegments(p []byte) segInfo {
 	var s segInfo
-	for len(p) >= kcpOverhead {
+	for whole := p; len(p) >= kcpOverhead; {
 		cmd := p[4]
 		ts := binary.LittleEndian.Uint32(p[8:])
 		n := binary.LittleEndian.Uint32(p[20:])
@@ -62,6 +63,7 @@ func scanSegments(p []byte) segInfo {
 			}
 			s.ack = true
 			s.acks++
+			s.lastAck = len(whole) - len(p)
 		}
 		p = p[kcpOverhead+int(n):]
 	}

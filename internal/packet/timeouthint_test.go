@@ -82,7 +82,7 @@ func TestTimeoutHint(t *testing.T) {
 
 	buf := make([]byte, len(ack), len(ack)+2*kcpOverhead)
 	copy(buf, ack)
-	n := p.timeoutHint(buf, buf[len(buf):cap(buf)])
+	n := p.timeoutHint(buf, buf[len(buf):cap(buf)], scanSegments(buf))
 	if n != kcpOverhead {
 		t.Fatalf("timeoutHint appended %d bytes, want one segment", n)
 	}
@@ -124,11 +124,11 @@ func TestTimeoutHint(t *testing.T) {
 
 	// A packet without ACKs gets nothing, nor does a peer without a
 	// controller.
-	if n := p.timeoutHint(push, make([]byte, kcpOverhead)); n != 0 {
+	if n := p.timeoutHint(push, make([]byte, kcpOverhead), scanSegments(push)); n != 0 {
 		t.Errorf("a packet of data got a %d-byte hint", n)
 	}
 	q := &Peer{}
-	if n := q.timeoutHint(ack, make([]byte, kcpOverhead)); n != 0 {
+	if n := q.timeoutHint(ack, make([]byte, kcpOverhead), scanSegments(ack)); n != 0 {
 		t.Errorf("a peer without a controller appended %d bytes", n)
 	}
 }
