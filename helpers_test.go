@@ -24,11 +24,15 @@ var goleakOpts = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
 }
 
-// TestMain fails the run if any goroutine outlives the tests. A closed Dial
+// TestMain fails the run if any goroutine outlives the tests (or, in the
+// idle-memory benchmarks' child process, serves as that child). A closed Dial
 // stream whose peer went away with bytes unacknowledged keeps its session for
 // up to lingerTimeout; that much is allowed here (TestGoleakUsualShape checks
 // that nothing lingers when everything was delivered).
 func TestMain(m *testing.M) {
+	if role := os.Getenv(memChildEnv); role != "" {
+		runMemChild(role) // exits
+	}
 	code := m.Run()
 	if code == 0 {
 		err := goleak.Find(goleakOpts...)

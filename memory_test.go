@@ -2,7 +2,6 @@ package kcptun
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -47,14 +46,11 @@ const (
 // goes quiet.
 var idleMessage = []byte("ping")
 
-// TestIdleMemoryChild is the other end of the idle-memory benchmarks when
-// run as their child process; it does nothing otherwise. It serves until its
-// standard input closes, then exits the process.
-func TestIdleMemoryChild(t *testing.T) {
-	role := os.Getenv(memChildEnv)
-	if role == "" {
-		t.Skip("the idle-memory benchmarks' child process only")
-	}
+// runMemChild is the other end of the idle-memory benchmarks: TestMain runs
+// it instead of the tests when this binary is their child process (role is
+// memChildEnv's value). It serves until its standard input closes, then
+// exits the process.
+func runMemChild(role string) {
 	var err error
 	switch role {
 	case "listen":
@@ -187,7 +183,7 @@ type memChild struct {
 // most wait) for its READY line.
 func startMemChild(b *testing.B, role string, env []string, wait time.Duration) *memChild {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleMemoryChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(append(os.Environ(), memChildEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -497,81 +493,5 @@ func BenchmarkIdleListener(b *testing.B) {
 		}
 		_ = ln.Close()
 		wg.Wait()
-	}
-}
-
-// vecDiscard is a transport that takes vectored writes and drops them.
-type vecDiscard struct{}
-
-func (vecDiscard) Read([]byte) (int, error)    { return 0, io.EOF }
-func (vecDiscard) Write(p []byte) (int, error) { return len(p), nil }
-func (vecDiscard) WriteBuffers(v [][]byte) (int, error) {
-	n := 0
-	for _, b := range v {
-		n += len(b)
-	}
-	return n, nil
-}
-func (vecDiscard) Close() error { return nil }
-
-// TestCompressedWriteAllocations checks that the snappy framing's writer and
-// reader, whose buffers go back to a shared pool after every write and every
-// drained chunk so that an idle session holds none, allocate nothing per
-// write or read once warm, and hold no buffer once idle.
-func TestCompressedWriteAllocations(t *testing.T) {
-	if raceDetector {
-		t.Skip("sync.Pool drops items on purpose under the race detector")
-	}
-	c := newCompressedConn(vecDiscard{}, DefaultFrameSize)
-	frame := randomBytes(t, DefaultFrameSize)
-	hdr := []byte{2, 2, 0, 32, 3, 0, 0, 0}
-	v := [][]byte{hdr, frame[:100]}
-	write := func() {
-		if _, err := c.Write(frame); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.WriteBuffers(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write()
-	if a := testing.AllocsPerRun(100, write); a != 0 {
-		t.Errorf("%.1f allocations per write", a)
-	}
-	if c.obuf != nil || c.obufp != nil || c.gatherp != nil {
-		t.Error("an idle compressedConn still holds its write buffers")
-	}
-
-	// The reader: compressed and raw chunks, read in pieces smaller than
-	// a chunk, so that both land in its pooled buffers.
-	var wire bufConn
-	w := newCompressedConn(&wire, DefaultFrameSize)
-	plain := bytes.Repeat([]byte("compressible "), DefaultFrameSize/13)
-	for _, p := range [][]byte{plain, frame, plain} {
-		if _, err := w.Write(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stream := wire.Bytes()
-	total := 2*len(plain) + len(frame)
-	src := bytes.NewReader(stream)
-	z := &snappyReader{r: src}
-	piece := make([]byte, 1000)
-	read := func() {
-		for got := 0; got < total; {
-			n, err := z.Read(piece)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got += n
-		}
-		src.Reset(stream[len(snappyStreamIdentifier):])
-	}
-	read()
-	if a := testing.AllocsPerRun(100, read); a != 0 {
-		t.Errorf("%.1f allocations per %d bytes read", a, total)
-	}
-	if z.decoded != nil {
-		t.Error("a drained reader still holds its chunk buffer")
 	}
 }
