@@ -13,10 +13,9 @@ import (
 // While it has no shape it recovers nothing; data shards still reach KCP,
 // which the caller does before feeding the decoder.
 //
-// A shape, guessed or detected, rebuilds nothing until a group proved it:
-// one shard more than the code needs arrived and agreed with the others
-// (see confirm). A wrong shape rebuilds a shard with the wrong code, and
-// such a shard keeps every byte that is equal in the group's shards (the
+// A shape, guessed or detected, rebuilds nothing until it is proved (see
+// proved and confirm). A wrong shape rebuilds a shard with the wrong code,
+// and such a shard keeps every byte that is equal in the group's shards (the
 // KCP conversation, command and length, as Reed-Solomon's rows here sum to
 // one) and garbles the rest: a valid-looking KCP segment with a wrong
 // sequence number and wrong data, which KCP would hand to the application.
@@ -24,16 +23,30 @@ import (
 // parity run (the distances it measures are then a multiple of the group
 // size), and the guess is wrong whenever the peer sends another shape.
 //
+// A group that verifies does not prove the shape by itself: the codec's
+// parity rows depend on the data shard count only, so the first k+m shards
+// of a group of the wrong shape k+m' (m' > m) verify as well as a group of
+// the right one. The proof therefore also needs detection to have measured
+// the group size as a multiple of the sender's, and shards seen at
+// positions that no smaller group size could have typed as they arrived.
+//
 // A decoder is used by one goroutine at a time.
 type decoder struct {
 	k, m, n   int  // current shape; n == 0: unknown
-	confirmed bool // a group agreed with the shape (confirm)
-	wrap      uint32
-	rs        reedsolomon.Encoder
-	groups    [groupSlots]group
-	scratch   [][]byte
-	pool      *bufPool
-	st        *Stats
+	confirmed bool // the shape is proved: it rebuilds (confirm)
+	// measured says detection's parity-run distances had n as their
+	// greatest common divisor while this shape held: the sender's group
+	// size divides n.
+	measured bool
+	// seen marks the positions of shards that arrived while the shape was
+	// not yet confirmed (see proved).
+	seen    [maxShards / 64]uint64
+	wrap    uint32
+	rs      reedsolomon.Encoder
+	groups  [groupSlots]group
+	scratch [][]byte
+	pool    *bufPool
+	st      *Stats
 
 	// shape detection
 	prevSeq    uint32
@@ -86,7 +99,8 @@ func (d *decoder) setShape(k, m int) {
 	for i := range d.groups {
 		d.finish(&d.groups[i])
 	}
-	d.k, d.m, d.n, d.opened, d.confirmed = 0, 0, 0, 0, false
+	d.k, d.m, d.n, d.opened, d.confirmed, d.measured = 0, 0, 0, 0, false, false
+	d.seen = [maxShards / 64]uint64{}
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
 	}
@@ -136,6 +150,9 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 		return out
 	}
 	g.got[pos/64] |= 1 << (pos % 64)
+	if !d.confirmed {
+		d.seen[pos/64] |= 1 << (pos % 64)
+	}
 	g.shards[pos] = append(d.pool.get(), shard...)
 	g.count++
 	if !parity {
@@ -143,7 +160,7 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 	}
 	switch {
 	case !d.confirmed:
-		if g.count > d.k {
+		if g.count > d.k && d.proved() {
 			out = d.confirm(g, out)
 		}
 	case g.data == d.k:
@@ -156,6 +173,38 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 		g.done = true
 	}
 	return out
+}
+
+// proved reports whether the shape can only be the sender's, given that no
+// shard contradicted it: the sender's group size divides n (measured), and
+// for every proper divisor q of n, a data and a parity position congruent
+// modulo q were seen. Had the sender's groups been q shards, those two
+// shards would have been of one type, and one of them would have
+// contradicted the shape (detect). The data shard count is then right too:
+// detection takes it from where a parity run starts, modulo the group size.
+func (d *decoder) proved() bool {
+	if !d.measured {
+		return false
+	}
+	for q := 2; q <= d.n/2; q++ {
+		if d.n%q != 0 {
+			continue
+		}
+		var dataAt [maxShards / 2]bool // residues modulo q of data positions seen
+		for p := range d.k {
+			if d.seen[p/64]&(1<<(p%64)) != 0 {
+				dataAt[p%q] = true
+			}
+		}
+		ruled := false
+		for p := d.k; p < d.n && !ruled; p++ {
+			ruled = d.seen[p/64]&(1<<(p%64)) != 0 && dataAt[p%q]
+		}
+		if !ruled {
+			return false
+		}
+	}
+	return true
 }
 
 // confirm checks a group that holds one shard more than the shape needs:
@@ -306,6 +355,9 @@ func (d *decoder) detect(seq uint32, parity bool) {
 				if g <= maxShards && k > 0 && !d.confirmed && (int(g) != d.n || int(k) != d.k) {
 					d.setShape(int(k), int(g-k))
 				}
+			}
+			if int(g) == d.n && int(seq%g) == d.k {
+				d.measured = true
 			}
 			if g < 2 {
 				d.haveRun = false
