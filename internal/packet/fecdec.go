@@ -49,12 +49,10 @@ type decoder struct {
 	st      *Stats
 
 	// shape detection
-	prevSeq    uint32
-	prevParity bool
-	havePrev   bool
-	runStart   uint32 // seqid where a parity run started
-	runGCD     uint32 // gcd of the distances of later run starts to it
-	haveRun    bool
+	recent   [recentShards]shardSeen
+	runStart uint32 // seqid where a parity run started
+	runGCD   uint32 // gcd of the distances of later run starts to it
+	haveRun  bool
 
 	// The sender's loss before recovery, for the adaptive controller (see
 	// takeLoss): data shards of closed groups, and of those the ones that
@@ -329,42 +327,73 @@ func (d *decoder) finish(g *group) {
 // detect checks seq against the current shape and re-detects the shape when
 // a shard contradicts it. Senders start every group at a multiple of k+m and
 // send its k data shards before its m parity shards, so the seqids where a
-// parity run starts (a parity shard right after a data shard) are all k
-// modulo k+m: the greatest common divisor of their distances is k+m (or a
-// multiple, until enough runs were seen; skipped parity only removes runs),
-// and any one of them modulo k+m is k.
+// parity run starts (a parity shard whose seqid follows a data shard's) are
+// all k modulo k+m: the greatest common divisor of their distances is k+m
+// (or a multiple, until enough runs were seen; skipped parity only removes
+// runs), and any one of them modulo k+m is k. A run start is found whichever
+// of its two shards arrives second: parity leaves behind the pacing queue,
+// which data sent at once overtakes.
 func (d *decoder) detect(seq uint32, parity bool) {
 	if d.n > 0 && (int(seq%uint32(d.n)) < d.k) == parity {
 		d.st.FECShapeChanges.Add(1)
 		d.setShape(0, 0)
 		d.haveRun = false
 	}
-	// The distances below may be a multiple of the group size for a while:
-	// a detected shape only replaces one that is unknown or not confirmed,
-	// and confirm proves it before it rebuilds anything.
-	if parity && d.havePrev && !d.prevParity && d.prevSeq+1 == seq {
-		dist := seq - d.runStart
-		switch {
-		case !d.haveRun || dist == 0 || dist > 1<<20:
-			d.runStart, d.runGCD, d.haveRun = seq, 0, true
-		default:
-			g := gcd(d.runGCD, dist)
-			if g != d.runGCD {
-				d.runGCD = g
-				k := seq % g
-				if g <= maxShards && k > 0 && !d.confirmed && (int(g) != d.n || int(k) != d.k) {
-					d.setShape(int(k), int(g-k))
-				}
-			}
-			if int(g) == d.n && int(seq%g) == d.k {
-				d.measured = true
-			}
-			if g < 2 {
-				d.haveRun = false
-			}
+	start, found := seq, false
+	if parity {
+		r := d.recent[(seq-1)%recentShards]
+		found = r.ok && r.seq == seq-1 && !r.parity
+	} else {
+		r := d.recent[(seq+1)%recentShards]
+		start, found = seq+1, r.ok && r.seq == seq+1 && r.parity
+	}
+	d.recent[seq%recentShards] = shardSeen{seq: seq, parity: parity, ok: true}
+	if found {
+		d.runStarts(start)
+	}
+}
+
+// runStarts takes a parity run that starts at seqid start. The distances
+// may be a multiple of the group size for a while: a detected shape only
+// replaces one that is unknown or not confirmed, and it rebuilds nothing
+// until proved.
+func (d *decoder) runStarts(start uint32) {
+	dist := start - d.runStart
+	if int32(dist) < 0 {
+		dist = -dist
+	}
+	switch {
+	case dist == 0 && d.haveRun:
+		return // a duplicate
+	case !d.haveRun || dist > 1<<20:
+		d.runStart, d.runGCD, d.haveRun = start, 0, true
+		return
+	}
+	g := gcd(d.runGCD, dist)
+	if g != d.runGCD {
+		d.runGCD = g
+		k := start % g
+		if g <= maxShards && k > 0 && !d.confirmed && (int(g) != d.n || int(k) != d.k) {
+			d.setShape(int(k), int(g-k))
 		}
 	}
-	d.prevSeq, d.prevParity, d.havePrev = seq, parity, true
+	if int(g) == d.n && int(start%g) == d.k {
+		d.measured = true
+	}
+	if g < 2 {
+		d.haveRun = false
+	}
+}
+
+// recentShards is how many of the latest shards, by seqid, detection
+// remembers: a group's parity may arrive that many shards after its data.
+const recentShards = 128
+
+// shardSeen is a shard detection remembers.
+type shardSeen struct {
+	seq    uint32
+	parity bool
+	ok     bool
 }
 
 func gcd(a, b uint32) uint32 {
