@@ -643,16 +643,23 @@ const copyBatch = 32
 // copyCount measures the loss of the peer's packets from the copies of
 // its datagrams with data (a thin flow's, see fecShape): each datagram
 // that arrived, counted once it is old, arrived c times, where c, the
-// copies sent, is the most any datagram of a batch arrived; the copies
-// short of c were lost. A datagram whose copies were all lost is not seen
-// (a loss of p^c, small). A peer that sends no copies (c = 1) measures
-// nothing. A KCP re-send has a new timestamp, so it counts apart from the
-// datagram it repeats.
+// copies sent, is the most that at least two datagrams of a batch arrived;
+// the copies short of c were lost. A datagram whose copies were all lost
+// is not seen (a loss of p^c, small). A batch measures only if at least a
+// quarter of its datagrams arrived more than once: a peer that sends no
+// copies measures nothing, even on a path that duplicates datagrams (where
+// the most any datagram arrived, 2, once made a bulk flow's batches report
+// half their datagrams lost). A KCP re-send has a new timestamp, so it
+// counts apart from the datagram it repeats.
 type copyCount struct {
-	slot              [copySlots]copyRec
-	dgrams, got, most int // the batch so far
-	seen, lost        int // what batches reported, until take
+	slot       [copySlots]copyRec
+	dgrams     int                   // datagrams in the batch so far
+	times      [copyMaxTimes + 1]int // of those, how many arrived i times (the last: or more)
+	seen, lost int                   // what batches reported, until take
 }
+
+// copyMaxTimes is the most arrivals of one datagram copyCount tells apart.
+const copyMaxTimes = 7
 
 // copyRec is the number of times a datagram (its first sn and timestamp)
 // arrived.
@@ -677,16 +684,25 @@ func (c *copyCount) add(sn, ts uint32) {
 // close counts a datagram that arrived n times into the batch.
 func (c *copyCount) close(n int) {
 	c.dgrams++
-	c.got += n
-	c.most = max(c.most, n)
+	c.times[min(n, copyMaxTimes)]++
 	if c.dgrams < copyBatch {
 		return
 	}
-	if c.most >= 2 {
-		c.seen += c.got
-		c.lost += c.most*c.dgrams - c.got
+	copies := 0
+	for i := copyMaxTimes; i >= 2 && copies == 0; i-- {
+		if c.times[i] >= 2 {
+			copies = i
+		}
 	}
-	c.dgrams, c.got, c.most = 0, 0, 0
+	if copies >= 2 && 4*(c.dgrams-c.times[1]) >= c.dgrams {
+		got := 0
+		for i, k := range c.times {
+			got += k * min(i, copies)
+		}
+		c.seen += got
+		c.lost += copies*c.dgrams - got
+	}
+	c.dgrams, c.times = 0, [copyMaxTimes + 1]int{}
 }
 
 // take returns the copies seen and lost since the last call.

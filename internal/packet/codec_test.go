@@ -315,20 +315,19 @@ func TestOneDataShardGroups(t *testing.T) {
 		var pool bufPool
 		d := newDecoder(10, 3, &pool, &st)
 		now := int64(1 << 40)
-		recovered, lost, lostClosed := 0, 0, 0
-		const groups = 40
+		recovered, lost := 0, 0
+		// Losses in groups 20-39, then enough groups for all of them to
+		// leave the loss measure's window.
+		const groups = 40 + lossWindow
 		for grp := range groups {
 			now += 1000 // longer than parityLatencyMs between messages
 			p := append(make([]byte, fecHeaderSize), kcpSegment(cmdPush, uint32(grp), bytes.Repeat([]byte{byte(grp)}, 10+grp))...)
 			if !e.encodeData(p, now) {
 				t.Fatalf("1+%d: group %d without parity", m, grp)
 			}
-			drop := grp >= 20 && grp%3 == 0 // lose the data shard
+			drop := grp >= 20 && grp < 40 && grp%3 == 0 // lose the data shard
 			if drop {
 				lost++
-				if grp < groups-groupSlots {
-					lostClosed++
-				}
 			} else {
 				for _, r := range d.feed(binary.LittleEndian.Uint32(p), false, p[fecShardStart:], nil) {
 					t.Fatalf("1+%d: a data shard recovered %x", m, r)
@@ -360,11 +359,11 @@ func TestOneDataShardGroups(t *testing.T) {
 		if recovered != lost || d.k != 1 || d.m != m {
 			t.Fatalf("1+%d: recovered %d of %d, decoder shape %d+%d", m, recovered, lost, d.k, d.m)
 		}
-		// The loss measure: groups after the shape held, closed by
-		// newer ones (the last groupSlots are still open).
+		// The loss measure: data shards of the proved shape that left
+		// its window (the last lossWindow seqids are still in it).
 		seen, missed := d.takeLoss()
-		if missed != lostClosed || seen+missed == 0 || seen+missed > groups-groupSlots {
-			t.Errorf("1+%d: loss measure %d missed of %d, want %d missed", m, missed, seen+missed, lostClosed)
+		if missed != lost || seen+missed < groups-lossWindow || seen+missed > groups {
+			t.Errorf("1+%d: loss measure %d missed of %d, want %d missed", m, missed, seen+missed, lost)
 		}
 		if s2, m2 := d.takeLoss(); s2 != 0 || m2 != 0 {
 			t.Errorf("1+%d: takeLoss did not reset", m)
@@ -384,7 +383,7 @@ func TestDecoderLossMeasureSkipsRedetection(t *testing.T) {
 	seen, missed := 0, 0
 	for _, shape := range [][2]int{{1, 3}, {1, 2}, {4, 2}, {1, 4}, {10, 3}} {
 		e.setShape(shape[0], shape[1])
-		for i := range 200 {
+		for i := range 700 {
 			if !e.on() {
 				t.Fatal("encoder off")
 			}

@@ -55,19 +55,24 @@ type decoder struct {
 	haveRun  bool
 
 	// The sender's loss before recovery, for the adaptive controller (see
-	// takeLoss): data shards of closed groups, and of those the ones that
-	// never arrived, counted only once the shape has held for stableGroups
-	// groups, so that a shape being re-detected counts nothing.
-	opened               int // groups opened since the shape was set
+	// takeLoss), over the seqids of a proved shape only, so that a shape
+	// being re-detected counts nothing: a data shard counts once
+	// lossWindow later seqids arrived, as seen or as missed. The window,
+	// not the groups being collected, decides, so that a path reordering
+	// across more groups than are collected is not taken for loss.
+	lossBits             [lossWindow / 64]uint64 // seqids seen in [lossTop-lossWindow, lossTop)
+	lossBase             uint32                  // the first seqid counted
+	lossTop              uint32                  // one past the highest seqid seen
+	lossOn               bool                    // lossBase and lossTop are set
 	lossSeen, lossMissed int
 }
 
-// stableGroups is how many groups a shape must have held before its groups
-// count towards the loss measure.
-const stableGroups = 2 * groupSlots
+// lossWindow is how many seqids a data shard may arrive late and still count
+// as seen, a multiple of 64.
+const lossWindow = 1024
 
-// takeLoss returns the data shards of closed groups that arrived and that
-// were missing (before recovery) since the last call.
+// takeLoss returns the data shards that arrived and that were missing
+// (before recovery) since the last call.
 func (d *decoder) takeLoss() (seen, missed int) {
 	seen, missed = d.lossSeen, d.lossMissed
 	d.lossSeen, d.lossMissed = 0, 0
@@ -97,7 +102,7 @@ func (d *decoder) setShape(k, m int) {
 	for i := range d.groups {
 		d.finish(&d.groups[i])
 	}
-	d.k, d.m, d.n, d.opened, d.confirmed, d.measured = 0, 0, 0, 0, false, false
+	d.k, d.m, d.n, d.confirmed, d.measured, d.lossOn = 0, 0, 0, false, false, false
 	d.seen = [maxShards / 64]uint64{}
 	if k <= 0 || m <= 0 || k+m > maxShards {
 		return
@@ -127,21 +132,19 @@ func (d *decoder) feed(seq uint32, parity bool, shard []byte, out [][]byte) [][]
 	if d.n == 0 || seq >= d.wrap || len(shard) > bufSize {
 		return out
 	}
+	if d.confirmed {
+		d.account(seq)
+	}
 	gid := seq / uint32(d.n)
 	g := &d.groups[gid%groupSlots]
 	if g.used && g.id != gid {
 		if int32(gid-g.id) < 0 && int32(gid-g.id) > -1<<20 {
 			return out // from a group already closed
 		}
-		if d.opened > stableGroups {
-			d.lossSeen += g.data
-			d.lossMissed += d.k - g.data
-		}
 		d.finish(g)
 	}
 	if !g.used {
 		g.used, g.id = true, gid
-		d.opened++
 	}
 	pos := int(seq % uint32(d.n))
 	if g.done || g.got[pos/64]&(1<<(pos%64)) != 0 {
@@ -305,19 +308,63 @@ func (d *decoder) release(g *group) {
 	}
 }
 
-// finish closes g: it counts the data shards that never arrived (the loss
-// estimate) and a group that lost data and could not be rebuilt.
+// account marks seq as arrived in the loss window and counts the data
+// shards that leave the window as it moves up to seq.
+func (d *decoder) account(seq uint32) {
+	ahead := int32(seq - d.lossTop)
+	switch {
+	case !d.lossOn || ahead >= lossWindow || ahead < -1<<20:
+		// The start, or a jump (a burst loss longer than the window, a
+		// new run of the sender's seqids): count what the window holds
+		// and start over.
+		if d.lossOn {
+			d.slide(d.lossTop + lossWindow)
+		}
+		d.lossOn, d.lossBase, d.lossTop = true, seq, seq
+		d.lossBits = [lossWindow / 64]uint64{}
+	case ahead < 0:
+		if int32(seq-d.lossBase) < 0 || -ahead > lossWindow {
+			return // counted already
+		}
+	}
+	if int32(seq-d.lossTop) >= 0 {
+		d.slide(seq + 1)
+	}
+	i := seq % lossWindow
+	d.lossBits[i/64] |= 1 << (i % 64)
+}
+
+// slide moves the top of the loss window to top, counting each data shard
+// that leaves it.
+func (d *decoder) slide(top uint32) {
+	seen, missed := 0, 0
+	for s := d.lossTop; s != top; s++ {
+		i := s % lossWindow
+		old := s - lossWindow
+		if int32(old-d.lossBase) >= 0 && int(old%uint32(d.n)) < d.k {
+			if d.lossBits[i/64]&(1<<(i%64)) != 0 {
+				seen++
+			} else {
+				missed++
+			}
+		}
+		d.lossBits[i/64] &^= 1 << (i % 64)
+	}
+	d.lossTop = top
+	d.lossSeen += seen
+	d.lossMissed += missed
+	d.st.FECDataExpected.Add(uint64(seen + missed))
+	d.st.FECDataLost.Add(uint64(missed))
+}
+
+// finish closes g, counting it if it lost data and could not be rebuilt.
 func (d *decoder) finish(g *group) {
 	if !g.used {
 		return
 	}
-	if d.k > 0 {
-		d.st.FECDataExpected.Add(uint64(d.k))
-		d.st.FECDataLost.Add(uint64(d.k - g.data))
-		if !g.done && g.data < d.k {
-			d.st.FECUnrecoverable.Add(1)
-			totals.unrecoverable.Add(1)
-		}
+	if d.k > 0 && !g.done && g.data < d.k {
+		d.st.FECUnrecoverable.Add(1)
+		totals.unrecoverable.Add(1)
 	}
 	d.release(g)
 	g.used, g.done, g.count, g.data = false, false, 0, 0
@@ -387,7 +434,7 @@ func (d *decoder) runStarts(start uint32) {
 
 // recentShards is how many of the latest shards, by seqid, detection
 // remembers: a group's parity may arrive that many shards after its data.
-const recentShards = 128
+const recentShards = 512
 
 // shardSeen is a shard detection remembers.
 type shardSeen struct {
