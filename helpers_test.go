@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -154,4 +155,31 @@ func echoRoundTripWithin(t testing.TB, c net.Conn, payload []byte, limit time.Du
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// echoStreams echoes n streams of size random bytes each at once, every
+// stream opened by open, and checks every byte; each echo must end within
+// limit.
+func echoStreams(t *testing.T, n, size int, limit time.Duration, open func() (net.Conn, error)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := open()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			payload := make([]byte, size)
+			r := mrand.New(mrand.NewPCG(uint64(i), 2))
+			for j := range payload {
+				payload[j] = byte(r.Uint32())
+			}
+			echoRoundTripWithin(t, c, payload, limit)
+		}()
+	}
+	wg.Wait()
 }

@@ -3,8 +3,6 @@ package kcptun
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +62,7 @@ func TestSoakLossyAgainstKcpGo(t *testing.T) {
 				_ = cl.Close()
 			}()
 			recoveredBefore := kcp.DefaultSnmp.Copy().FECRecovered
-			echoStreams(t, streams, size, cl.Dial)
+			echoStreams(t, streams, size, 3*testTimeout, cl.Dial)
 			// kcp-go's counter counts what its decoders rebuilt, and what
 			// ours rebuilt too: that goes to KCP through kcp-go's FEC path.
 			var paritySent, ours uint64
@@ -87,7 +85,7 @@ func TestSoakLossyAgainstKcpGo(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rcl.Close()
-		echoStreams(t, streams, size, rcl.OpenStream)
+		echoStreams(t, streams, size, 3*testTimeout, rcl.OpenStream)
 		var recovered uint64
 		for _, ss := range ln.Stats().PerSession {
 			recovered += ss.FECRecovered
@@ -126,30 +124,4 @@ func listenRawEcho(t *testing.T, rc rawkcptun.Config) *rawkcptun.Listener {
 		echoes.Wait()
 	})
 	return ln
-}
-
-// echoStreams echoes n streams of size random bytes each at once, every
-// stream opened by open, and checks every byte.
-func echoStreams(t *testing.T, n, size int, open func() (net.Conn, error)) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := open()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer c.Close()
-			payload := make([]byte, size)
-			r := rand.New(rand.NewPCG(uint64(i), 2))
-			for j := range payload {
-				payload[j] = byte(r.Uint32())
-			}
-			echoRoundTripWithin(t, c, payload, 3*testTimeout)
-		}()
-	}
-	wg.Wait()
 }
