@@ -241,3 +241,53 @@ func TestCopiesAfterFECGroup(t *testing.T) {
 		t.Errorf("%d FEC data shards, %d parity, %d copies of the datagram after the group, %d other bare datagrams: want 4, 2, 3, 0", data, parity, copies, bare)
 	}
 }
+
+// TestDirectDatagramsLeaveBare checks that, with Reed-Solomon FEC on, the
+// datagrams that skip the pacing queue (ACKs, re-sends) leave without an FEC
+// header and take no seqid: seqids then arrive in the order they were
+// given, however long the queue, which the receivers' decoders need.
+func TestDirectDatagramsLeaveBare(t *testing.T) {
+	c, rx := pacedPair(t)
+	p := c.Peer()
+	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	forceShape(p, 2, 1)
+	if st, _ := p.Adaptive(); st.DataShards != 2 || st.ParityShards != 1 {
+		t.Fatalf("controller state shows FEC %d+%d, want 2+1", st.DataShards, st.ParityShards)
+	}
+	newData := [][]byte{segment(nil, cmdPush, 0, 100, 0, 64), segment(nil, cmdPush, 1, 101, 0, 64)}
+	direct := [][]byte{segment(nil, cmdAck, 0, 100, 0, 0), segment(nil, cmdPush, 0, 300, 0, 64)} // an ACK, a re-send of sn 0
+	for _, b := range [][]byte{newData[0], direct[0], direct[1], newData[1]} {
+		if _, err := p.write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Expected: the two new segments as data shards 0 and 1, their parity
+	// as shard 2, and the ACK and the re-send bare.
+	_ = rx.SetReadDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 2048)
+	bare := make(map[string]bool)
+	framed := make(map[uint32]uint16) // seqid -> type
+	for range 5 {
+		n, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("after %d bare and %d framed datagrams: %v", len(bare), len(framed), err)
+		}
+		d := buf[:n]
+		if typ := binary.LittleEndian.Uint16(d[fecTypeOffset:]); typ == typeData || typ == typeParity {
+			framed[binary.LittleEndian.Uint32(d)] = typ
+			if typ == typeData && !bytes.Equal(d[fecHeaderSize:], newData[binary.LittleEndian.Uint32(d)%2]) {
+				t.Errorf("data shard %d carries %x", binary.LittleEndian.Uint32(d), d[fecHeaderSize:])
+			}
+			continue
+		}
+		bare[string(d)] = true
+	}
+	for _, b := range direct {
+		if !bare[string(b)] {
+			t.Errorf("cmd %d sn %d did not leave bare", b[4], b[12])
+		}
+	}
+	if len(framed) != 3 || framed[0] != typeData || framed[1] != typeData || framed[2] != typeParity {
+		t.Errorf("FEC-framed datagrams by seqid: %v, want data 0 and 1, parity 2", framed)
+	}
+}
