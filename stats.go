@@ -64,8 +64,9 @@ type SessionStats struct {
 	// re-detected.
 	FECShapeChanges uint64
 	// LossIn estimates the loss rate of the incoming path from the gaps in
-	// the FEC sequence numbers: data shards missing / sent, over closed
-	// groups. It is 0 when the peer sends no FEC.
+	// the FEC sequence numbers: data shards missing / sent, each counted
+	// once 1024 later sequence numbers arrived, and only once the peer's
+	// FEC shape is known. It is 0 when the peer sends no FEC.
 	LossIn float64
 
 	// QueueDrops counts datagrams dropped because a queue of the packet

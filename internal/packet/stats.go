@@ -26,8 +26,8 @@ type Stats struct {
 	FECRecovered       atomic.Uint64 // data shards rebuilt from parity
 	FECGroupsRecovered atomic.Uint64 // groups in which data shards were rebuilt
 	FECUnrecoverable   atomic.Uint64 // groups that lost data and could not be rebuilt
-	FECDataExpected    atomic.Uint64 // data shards the sender sent in closed groups
-	FECDataLost        atomic.Uint64 // of those, how many never arrived
+	FECDataExpected    atomic.Uint64 // data shards the sender sent, counted once 1024 later seqids arrived (proved shape only)
+	FECDataLost        atomic.Uint64 // of those, how many had not arrived by then
 	FECShapeChanges    atomic.Uint64 // times the sender's FEC shape was re-detected
 
 	QueueDrops  atomic.Uint64 // datagrams dropped because a queue of ours was full
