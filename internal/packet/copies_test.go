@@ -185,6 +185,19 @@ func TestCopyCountMeasuresLoss(t *testing.T) {
 	if s, l := plain.take(); s != 0 || l != 0 {
 		t.Errorf("a peer without copies measured %d seen, %d lost", s, l)
 	}
+	// A path that duplicates one datagram in 25 makes no copies of a peer
+	// that sends none (the most any datagram of a batch arrived, 2, once
+	// counted as two copies sent and half the batch lost).
+	var duped copyCount
+	for sn := range uint32(800) {
+		duped.add(sn, sn)
+		if sn%25 == 0 {
+			duped.add(sn, sn)
+		}
+	}
+	if s, l := duped.take(); l != 0 {
+		t.Errorf("a peer without copies on a duplicating path measured %d seen, %d lost", s, l)
+	}
 	if n := testing.AllocsPerRun(100, func() { c.add(7, 7); c.add(8, 8) }); n != 0 {
 		t.Errorf("add allocates %.0f times", n)
 	}
