@@ -55,11 +55,11 @@ const testTimeout = 30 * time.Second
 // echoServer accepts streams from ln and echoes each until EOF. stop closes
 // the listener and waits for every handler.
 type echoServer struct {
-	ln *Listener
+	ln net.Listener
 	wg sync.WaitGroup
 }
 
-func startEcho(t testing.TB, ln *Listener) *echoServer {
+func startEcho(t testing.TB, ln net.Listener) *echoServer {
 	t.Helper()
 	e := &echoServer{ln: ln}
 	e.wg.Add(1)

@@ -2,8 +2,6 @@ package kcptun
 
 import (
 	"fmt"
-	"io"
-	"sync"
 	"testing"
 	"time"
 
@@ -102,26 +100,6 @@ func listenRawEcho(t *testing.T, rc rawkcptun.Config) *rawkcptun.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var echoes sync.WaitGroup
-	echoes.Add(1)
-	go func() {
-		defer echoes.Done()
-		for {
-			st, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			echoes.Add(1)
-			go func() {
-				defer echoes.Done()
-				_, _ = io.Copy(st, st)
-				_ = st.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		echoes.Wait()
-	})
+	startEcho(t, ln)
 	return ln
 }
