@@ -40,6 +40,12 @@ func TestPerfectLinkDeliversInOrder(t *testing.T) {
 			t.Errorf("%s got %d corrupt datagrams", name, bad)
 		}
 	}
+	// The relay counts a datagram delivered after its write returned, so
+	// an echo can reach the client before its counters move.
+	waitFor(t, "the relay's counters", func() bool {
+		st := r.Stats()
+		return st.Up.Delivered >= n && st.Down.Delivered >= n && st.Up.Pending == 0 && st.Down.Pending == 0
+	})
 	st := r.Stats()
 	for _, ls := range []LinkStats{st.Up, st.Down} {
 		if ls.Received != n || ls.Delivered != n || ls.DroppedLoss != 0 || ls.DroppedQueue != 0 ||
