@@ -350,6 +350,7 @@ type Controller struct {
 	probeRTTRound uint64
 	pacing        float64 // bytes per second, before FEC and the cap
 	inflight      int64
+	slowStart     float64 // Startup's window grown by what is delivered, bytes
 	appLimited    bool    // the latest RTT sample was of an app-limited packet
 	avgPkt        float64 // average packet size of OnSend
 
@@ -388,6 +389,7 @@ type Controller struct {
 func New(cfg Config) *Controller {
 	cfg.fill()
 	c := &Controller{cfg: cfg, rng: cfg.Seed*0x9E3779B97F4A7C15 + 1, avgPkt: float64(cfg.MSS), lastSent: -1}
+	c.slowStart = float64(cfg.InitialWindow * cfg.MSS)
 	c.fec.init(&c.cfg)
 	c.updatePacing()
 	return c
@@ -441,6 +443,9 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	delivered = max(delivered, 0)
 	c.inflight = max(c.inflight-int64(delivered), 0)
 	c.delivered += int64(delivered)
+	if c.mode == ModeStartup && !c.filled {
+		c.slowStart += float64(delivered)
+	}
 	if rtt > 0 {
 		c.updateRTT(now, rtt)
 		sample := c.rateSample(now, rtt)
@@ -985,7 +990,9 @@ func (c *Controller) InflightLimit() int64 {
 	switch c.mode {
 	case ModeProbeRTT:
 		b = c.probeRTTWindowBytes()
-	case ModeStartup, ModeDrain:
+	case ModeStartup:
+		b = max(c.inflightFor(startupInflightGain), min(c.slowStart, c.inflightFor(startupGain)))
+	case ModeDrain:
 		b = c.inflightFor(startupInflightGain)
 	default:
 		b = c.inflightFor(max(probeCycle[c.cycleIdx], cruiseInflightGain)) // a queue mostly while probing
