@@ -127,6 +127,21 @@ const (
 	maxSmuxBufferAccepted = math.MaxInt32
 )
 
+// AdaptiveSmuxBuffer and AdaptiveStreamBuffer are smux's session and stream
+// buffers when adaptation is on (the default) and WithSmuxBuffer is not
+// given. A smux v2 stream window counts every byte sent and not yet read by
+// the receiving application, including bytes still in flight in KCP or held
+// in KCP's receive buffer behind a lost packet, so the binaries' 2 MiB
+// capped a stream on a long or lossy path well below its bandwidth; the
+// stream buffer covers the largest send window the adaptive controller uses
+// (4096 full packets), so that the window is KCP's alone. The buffers are
+// limits, not allocations: they fill only while an application reads more
+// slowly than its peer writes.
+const (
+	AdaptiveSmuxBuffer   = 16777216
+	AdaptiveStreamBuffer = 8388608
+)
+
 // config is every setting in one place. Options, the forwarding programs'
 // flags and their JSON files all map onto these fields.
 type config struct {
@@ -170,8 +185,9 @@ type config struct {
 	onServerFormat func(wireFormat, error)
 	// adaptive runs a controller per session (WithAdaptive, default on);
 	// windowSet and fecSet say WithWindow and WithFEC were given, which
-	// pins those parts.
-	adaptive, windowSet, fecSet bool
+	// pins those parts; smuxBufSet says WithSmuxBuffer was given, which
+	// keeps the adaptive buffers (AdaptiveSmuxBuffer) out.
+	adaptive, windowSet, fecSet, smuxBufSet bool
 }
 
 func defaultConfig() config {
@@ -215,6 +231,9 @@ func newConfig(e entry, opts []Option) (*config, error) {
 		}
 	}
 	c.scoped = nil
+	if c.adaptive && !c.smuxBufSet {
+		c.smuxBuf, c.streamBuf = AdaptiveSmuxBuffer, AdaptiveStreamBuffer
+	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -436,11 +455,15 @@ func WithSmuxVersion(v int) Option {
 	return func(c *config) { c.smuxVersion, c.versionPinned = v, true }
 }
 
-// WithSmuxBuffer sets smux's receive buffer per session and per stream in bytes
-// (defaults 4194304 and 2097152). The stream buffer must not exceed the
-// session buffer.
+// WithSmuxBuffer sets smux's receive buffer per session and per stream in
+// bytes. The stream buffer must not exceed the session buffer. The stream
+// buffer is also the window a smux v2 peer may send into (bytes in flight
+// included), so it bounds a stream's throughput at about stream / RTT.
+// Without this option the buffers are AdaptiveSmuxBuffer and
+// AdaptiveStreamBuffer (16 MiB and 8 MiB), or with WithAdaptive(false) the
+// binaries' DefaultSmuxBuffer and DefaultStreamBuffer (4 MiB and 2 MiB).
 func WithSmuxBuffer(session, stream int) Option {
-	return func(c *config) { c.smuxBuf, c.streamBuf = session, stream }
+	return func(c *config) { c.smuxBuf, c.streamBuf, c.smuxBufSet = session, stream, true }
 }
 
 // WithFrameSize sets smux's largest frame in bytes (default 8192, at most 65535).

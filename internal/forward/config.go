@@ -110,6 +110,10 @@ type Config struct {
 	// --datashard/--parityshard were given: those parts are then pinned.
 	// Unset, each session sizes its windows and picks its FEC shape itself.
 	SndWndSet, RcvWndSet, FECSet bool
+	// SmuxBufSet records that --smuxbuf or --streambuf was given: both
+	// buffers are then pinned at SmuxBuf and StreamBuf. Unset, the SDK's
+	// adaptive buffers apply (kcptun.AdaptiveSmuxBuffer).
+	SmuxBufSet bool
 }
 
 // markGiven records that the setting called name (a flag, an alias or a
@@ -126,6 +130,8 @@ func (c *Config) markGiven(name string) {
 		c.RcvWndSet = true
 	case "datashard", "ds", "parityshard", "ps":
 		c.FECSet = true
+	case "smuxbuf", "streambuf":
+		c.SmuxBufSet = true
 	}
 }
 
@@ -538,12 +544,12 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 		kcptun.WithACKNoDelay(c.AckNoDelay),
 		kcptun.WithRateLimit(c.RateLimit),
 		kcptun.WithSockBuf(c.SockBuf),
-		kcptun.WithSmuxBuffer(c.SmuxBuf, c.StreamBuf),
 		kcptun.WithFrameSize(c.FrameSize),
 		kcptun.WithKeepAlive(time.Duration(c.KeepAlive)*time.Second),
 	)
 	// Unless given, windows and FEC adapt per session (a window of 0 stays
-	// adaptive), and compression and the smux version follow the other end.
+	// adaptive), smux's buffers are the SDK's adaptive ones, and
+	// compression and the smux version follow the other end.
 	if c.SndWndSet || c.RcvWndSet {
 		snd, rcv := 0, 0
 		if c.SndWndSet {
@@ -556,6 +562,9 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 	}
 	if c.FECSet {
 		opts = append(opts, kcptun.WithFEC(c.DataShard, c.ParityShard))
+	}
+	if c.SmuxBufSet {
+		opts = append(opts, kcptun.WithSmuxBuffer(c.SmuxBuf, c.StreamBuf))
 	}
 	if c.NoCompSet {
 		opts = append(opts, kcptun.WithCompression(!c.NoComp))
@@ -632,7 +641,8 @@ func (c *Config) logAttrs() []any {
 		switch {
 		case s.name == "smuxver" && !c.SmuxVerSet, s.name == "nocomp" && !c.NoCompSet,
 			s.name == "sndwnd" && !c.SndWndSet, s.name == "rcvwnd" && !c.RcvWndSet,
-			(s.name == "datashard" || s.name == "parityshard") && !c.FECSet:
+			(s.name == "datashard" || s.name == "parityshard") && !c.FECSet,
+			(s.name == "smuxbuf" || s.name == "streambuf") && !c.SmuxBufSet:
 			attrs = append(attrs, slog.String(s.name, "auto"))
 			continue
 		}
