@@ -974,10 +974,16 @@ func packets(bytes float64, mss, lo, hi int) int {
 // InflightLimit returns the most bytes (the unit of OnSend) that should be
 // queued or in flight, neither acknowledged nor known lost: the bandwidth
 // times the minimum RTT times the mode's gain (in ProbeBW the phase's
-// pacing gain, at least 1; 1.5 in Startup and Drain), plus the bandwidth
-// times the peer's ACK delay (half the bandwidth-delay product in
-// ProbeRTT), and two packets, at least six; or InitialWindow packets
-// before the first estimate. It is BBR's congestion window; unlike KCP's
+// pacing gain, at least cruiseInflightGain; startupInflightGain in Startup
+// and Drain), plus the bandwidth times the peer's ACK delay (half the
+// bandwidth-delay product in ProbeRTT), and two packets, at least six; or
+// InitialWindow packets before the first estimate. In Startup it is also
+// at least the slow-start window (InitialWindow packets plus every byte
+// delivered in Startup, so that it doubles each round whatever the rate
+// samples say), up to startupGain times the bandwidth-delay product: a
+// window-limited round's rate sample spans more than the minimum RTT (the
+// ACK delay, the burst), so the estimate alone grew the limit by less than
+// half each round. It is BBR's congestion window; unlike KCP's
 // send window it does not count lost packets, so a hole never stalls it.
 // The packet layer applies it through KCP's send window
 // (PacedSendWindow).
