@@ -49,6 +49,40 @@ func TestStartupFindsBandwidth(t *testing.T) {
 	}
 }
 
+// TestStartupLimitDoublesEachRound drives a window-limited sender on a path
+// with no bottleneck, whose peer holds each ACK up to its ACK delay (KCP's
+// flush interval): every round sends what InflightLimit allows in one
+// burst. The rate samples then span the RTT and the ACK delay, so a limit
+// made of the estimate alone grew by less than 1.5 a round; Startup's limit
+// must at least double, as slow start does.
+func TestStartupLimitDoublesEachRound(t *testing.T) {
+	const rtt = 100 * time.Millisecond
+	c := New(Config{Seed: 1, AckDelay: 20 * time.Millisecond})
+	mss := int64(c.cfg.MSS)
+	now := time.Duration(0)
+	prev := c.InflightLimit()
+	for round := 1; round <= 8; round++ {
+		n := c.InflightLimit() / mss
+		for i := range n {
+			c.OnSend(now, int(mss), int((i+1)*mss))
+		}
+		for i := range n {
+			at := now + rtt + c.cfg.AckDelay*time.Duration(i+1)/time.Duration(n)
+			c.OnAck(at, int(mss), at-now, false)
+		}
+		now += rtt + c.cfg.AckDelay
+		if m := c.State().Mode; m != ModeStartup {
+			t.Fatalf("round %d: mode %v, want startup on a path with no bottleneck", round, m)
+		}
+		limit := c.InflightLimit()
+		if limit < 2*n*mss {
+			t.Errorf("round %d: inflight limit %d bytes after %d were delivered in one round (limit %d before), want at least double",
+				round, limit, n*mss, prev)
+		}
+		prev = limit
+	}
+}
+
 // TestRandomLossKeepsRate checks that 5 % random loss, at a steady delivery
 // rate and RTT, leaves the bandwidth estimate and pacing rate where they
 // are on a clean path.
