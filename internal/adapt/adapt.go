@@ -293,6 +293,18 @@ const (
 	minCPGap           = 250 * time.Microsecond // finest checkpoint spacing
 )
 
+// hystartSamples is how many RTT samples of a round show its smallest RTT:
+// a peer that holds its ACKs for up to a flush interval answers the packets
+// that arrive just before its flush at once.
+const hystartSamples = 8
+
+// hystartMargin is how far above the minimum RTT the smallest RTT of a
+// round must be to show a queue that ends slow start: an eighth of the
+// minimum RTT, between 4 and 16 ms (HyStart's delay threshold).
+func hystartMargin(minRTT time.Duration) time.Duration {
+	return min(max(minRTT/8, 4*time.Millisecond), 16*time.Millisecond)
+}
+
 // probeCycle is ProbeBW's pacing gain per phase.
 var probeCycle = [8]float64{probeGain, 0.75, 1, 1, 1, 1, 1, 1}
 
@@ -330,6 +342,7 @@ type Controller struct {
 	roundStart      time.Duration
 	roundMax        float64 // largest rate sample of the current round
 	roundMinRTT     time.Duration
+	roundSamples    int // RTT samples in the current round
 	roundAppLimited bool
 	bwRing          [bwRounds]float64
 	bwIdx           int
@@ -351,6 +364,7 @@ type Controller struct {
 	pacing        float64 // bytes per second, before FEC and the cap
 	inflight      int64
 	slowStart     float64 // Startup's window grown by what is delivered, bytes
+	slowStartDone bool    // a queue stopped slow start's growth
 	appLimited    bool    // the latest RTT sample was of an app-limited packet
 	avgPkt        float64 // average packet size of OnSend
 
@@ -443,8 +457,16 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	delivered = max(delivered, 0)
 	c.inflight = max(c.inflight-int64(delivered), 0)
 	c.delivered += int64(delivered)
-	if c.mode == ModeStartup && !c.filled {
-		c.slowStart += float64(delivered)
+	if c.mode == ModeStartup && !c.filled && !c.slowStartDone {
+		// Slow start, until a queue at the bottleneck shows the pipe
+		// full (HyStart's delay increase): a window still doubling then
+		// overflows the queue within the round. The estimate's own
+		// limit goes on.
+		if c.roundSamples >= hystartSamples && c.roundMinRTT > c.minRTT+hystartMargin(c.minRTT) {
+			c.slowStartDone = true
+		} else {
+			c.slowStart += float64(delivered)
+		}
 	}
 	if rtt > 0 {
 		c.updateRTT(now, rtt)
@@ -464,6 +486,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		if c.roundMinRTT == 0 || rtt < c.roundMinRTT {
 			c.roundMinRTT = rtt
 		}
+		c.roundSamples++
 		c.fec.onSample(now, appLimited, c)
 	}
 	c.addCheckpoint(now)
@@ -651,13 +674,20 @@ func (c *Controller) endRound(now time.Duration, endAppLimited bool) {
 	for _, b := range c.bwRing {
 		c.btlbw = max(c.btlbw, b)
 	}
-	c.roundMax, c.roundAppLimited, c.roundMinRTT = 0, false, 0
+	c.roundMax, c.roundAppLimited, c.roundMinRTT, c.roundSamples = 0, false, 0, 0
 	c.roundStart = now
 
 	if !c.filled && !endAppLimited {
+		// A round that did not grow the rate by a quarter and kept a
+		// queue at the bottleneck all along (its smallest RTT well above
+		// the minimum) shows the pipe full at once: waiting for two more
+		// rounds without growth let the slow-start window overflow the
+		// bottleneck's queue each round, and KCP's timers, whose RTT
+		// doubled, re-sent thousands of packets that were only late.
+		standing := minRTT > 0 && c.haveRTT && minRTT > c.minRTT+c.queueMargin()
 		if prevBw >= c.fullBw*fullBwGrowth {
 			c.fullBw, c.fullBwCnt = prevBw, 0
-		} else if c.fullBwCnt++; c.fullBwCnt >= fullBwRounds {
+		} else if c.fullBwCnt++; c.fullBwCnt >= fullBwRounds || standing {
 			c.filled = true
 		}
 	}
@@ -926,6 +956,12 @@ func (c *Controller) TimeoutMargin() time.Duration {
 	if !c.haveRTT {
 		return c.cfg.AckDelay
 	}
+	if c.mode == ModeStartup || c.mode == ModeDrain {
+		// Slow start's last round doubles what is in flight, and the
+		// bottleneck's queue can then add up to a whole minimum RTT
+		// within one round trip.
+		return c.minRTT + c.cfg.AckDelay
+	}
 	return c.minRTT/4 + c.cfg.AckDelay
 }
 
@@ -1041,6 +1077,11 @@ func (c *Controller) SendWindow(mss int) int {
 	// KCP waits its timeout, which timeoutHint lengthens by
 	// TimeoutMargin, before it re-sends a re-send that was lost again.
 	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*(c.retransTime()+c.TimeoutMargin())).Seconds()
+	if c.mode == ModeStartup {
+		// Slow start's window runs ahead of the estimate; its holes
+		// need room beyond it as much.
+		cover = max(cover, 2*c.slowStart)
+	}
 	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
 }
 

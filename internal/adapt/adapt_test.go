@@ -83,6 +83,39 @@ func TestStartupLimitDoublesEachRound(t *testing.T) {
 	}
 }
 
+// TestStartupSlowStartStopsAtQueue drives the window-limited sender of
+// TestStartupLimitDoublesEachRound until a queue adds 30 ms to every RTT
+// sample: slow start's window must stop doubling (HyStart's delay
+// increase), leaving the limit to the estimate.
+func TestStartupSlowStartStopsAtQueue(t *testing.T) {
+	const rtt = 100 * time.Millisecond
+	c := New(Config{Seed: 1, AckDelay: 20 * time.Millisecond})
+	mss := int64(c.cfg.MSS)
+	now := time.Duration(0)
+	for round := 1; round <= 7; round++ {
+		queue := time.Duration(0)
+		if round > 4 {
+			queue = 30 * time.Millisecond
+		}
+		n := c.InflightLimit() / mss
+		for i := range n {
+			c.OnSend(now, int(mss), int((i+1)*mss))
+		}
+		for i := range n {
+			at := now + rtt + queue + c.cfg.AckDelay*time.Duration(i+1)/time.Duration(n)
+			c.OnAck(at, int(mss), at-now, false)
+		}
+		now += rtt + queue + c.cfg.AckDelay
+		limit := c.InflightLimit()
+		switch {
+		case round <= 4 && limit < 2*n*mss:
+			t.Fatalf("round %d, no queue: limit %d after %d delivered, want at least double", round, limit, n*mss)
+		case round > 5 && limit >= 2*n*mss:
+			t.Errorf("round %d, 30 ms of queue: limit %d after %d delivered, want slow start stopped", round, limit, n*mss)
+		}
+	}
+}
+
 // TestRandomLossKeepsRate checks that 5 % random loss, at a steady delivery
 // rate and RTT, leaves the bandwidth estimate and pacing rate where they
 // are on a clean path.
@@ -442,13 +475,24 @@ func TestPacedSendWindowBoundsPacingQueue(t *testing.T) {
 // peer's ACK delay before the first RTT sample, then a quarter of the
 // minimum RTT more.
 func TestTimeoutMargin(t *testing.T) {
-	c := New(Config{AckDelay: 30 * time.Millisecond})
+	c := New(Config{Seed: 1, AckDelay: 30 * time.Millisecond})
 	if m := c.TimeoutMargin(); m != 30*time.Millisecond {
 		t.Errorf("margin before any sample %v, want the ACK delay 30ms", m)
 	}
 	c.OnSend(0, DefaultMSS, DefaultMSS)
 	c.OnAck(100*time.Millisecond, DefaultMSS, 100*time.Millisecond, true)
-	if m := c.TimeoutMargin(); m != 55*time.Millisecond {
-		t.Errorf("margin at a 100 ms minimum RTT %v, want 25 ms + 30 ms", m)
+	if m := c.TimeoutMargin(); m != 130*time.Millisecond {
+		t.Errorf("margin in Startup at a 100 ms minimum RTT %v, want 100 ms + 30 ms", m)
+	}
+	c = New(Config{Seed: 1, AckDelay: 30 * time.Millisecond})
+	l := newLink(c, 100, rtt40, 0, 1)
+	for step := 1; step <= 300 && c.State().Mode != ModeProbeBW; step++ {
+		l.run(time.Duration(step) * 10 * time.Millisecond)
+	}
+	if st := c.State(); st.Mode != ModeProbeBW {
+		t.Fatalf("mode %v after 3 s on a clean path, want probe-bw", st.Mode)
+	}
+	if m, want := c.TimeoutMargin(), c.State().MinRTT/4+30*time.Millisecond; m != want {
+		t.Errorf("margin in ProbeBW %v, want a quarter of the minimum RTT and the ACK delay, %v", m, want)
 	}
 }

@@ -427,9 +427,19 @@ func (p *Peer) transmitted(m qmeta, backlog bool) {
 		// and a sixteenth: a window-limited sender never quite reaches
 		// them, as KCP's window moves only by a sixteenth or more
 		// (sendWindowMoved).
+		//
+		// KCP's send window, counted from the oldest unacknowledged sn,
+		// holds the sender back the same way once it is the largest the
+		// controller sets (a long fat path). A smaller window that holds
+		// it back follows the estimate, which then lags (Startup on a
+		// lossy path); and the peer's receive window says nothing of
+		// the path.
 		mtu := int64(a.cfg.MTU)
 		limit, budget := a.ctl.InflightLimit(), a.ctl.QueueBudget()
 		backlog = a.inflight+a.queued+2*mtu+limit/16 >= limit || a.queued+2*mtu+budget/16 >= budget
+		if w := a.sndWnd; !backlog && a.have && w+w/16 >= adaptMaxWindow {
+			backlog = int(a.next-a.base)+2+w/16 >= w
+		}
 	}
 	for i := range uint32(m.npush) {
 		if m.left {
