@@ -388,6 +388,9 @@ type Controller struct {
 	rcvRing  [bwRounds]float64
 	rcvIdx   int
 	rcvRate  float64
+	spanRing [bwRounds]int // the peer's largest span of each interval, packets
+	spanCur  int           // ... of the current interval
+	spanMax  int           // the largest in spanRing and spanCur
 
 	// FEC.
 	fec fecState
@@ -518,15 +521,27 @@ func (c *Controller) OnReceive(now time.Duration, bytes int) {
 	iv := max(c.windowRTT(), 10*time.Millisecond)
 	if el := now - c.rcvStart; el >= iv {
 		c.rcvRing[c.rcvIdx] = float64(c.rcvBytes) / el.Seconds()
+		c.spanRing[c.rcvIdx] = c.spanCur
 		c.rcvIdx = (c.rcvIdx + 1) % bwRounds
-		c.rcvRate = 0
-		for _, r := range c.rcvRing {
+		c.rcvRate, c.spanMax, c.spanCur = 0, 0, 0
+		for i, r := range c.rcvRing {
 			c.rcvRate = max(c.rcvRate, r)
+			c.spanMax = max(c.spanMax, c.spanRing[i])
 		}
 		c.rcvBytes = 0
 		c.rcvStart = now
 	}
 	c.fec.tick(now, c)
+}
+
+// OnReceiveSpan records that the peer's data now spans packets sequence
+// numbers at this end: from the next one KCP waits for to the highest one
+// that arrived. A sender whose window KCP counts from its oldest
+// unacknowledged packet needs that much receive window, and more as it
+// grows; ReceiveWindow keeps twice the largest span of the last intervals.
+func (c *Controller) OnReceiveSpan(packets int) {
+	c.spanCur = max(c.spanCur, packets)
+	c.spanMax = max(c.spanMax, packets)
 }
 
 // OnFECStats records that, since the last call, seen FEC-framed packets
@@ -1134,13 +1149,18 @@ func (c *Controller) QueueBudget() int64 {
 
 // ReceiveWindow returns the receive window to advertise, in packets of mss
 // bytes: the pinned value, or three times the rate at which data arrives
-// times the RTT plus a retransmission's time, at least MinReceiveWindow.
+// times the RTT plus a retransmission's time, and at least twice the
+// largest span the peer's data took over the last ten intervals
+// (OnReceiveSpan), at least MinReceiveWindow. The rate lags a sender in
+// slow start by a round trip or two; the span shows at once a sender
+// that the window holds back, and doubling it leaves room for a round of
+// growth.
 func (c *Controller) ReceiveWindow(mss int) int {
 	if c.pinRcv > 0 {
 		return c.pinRcv
 	}
 	b := 3 * c.rcvRate * (c.windowRTT() + c.retransTime()).Seconds()
-	return packets(b, mss, c.cfg.MinReceiveWindow, c.cfg.MaxWindow)
+	return min(max(packets(b, mss, c.cfg.MinReceiveWindow, c.cfg.MaxWindow), 2*c.spanMax), c.cfg.MaxWindow)
 }
 
 // FEC returns the FEC shape for the packets sent from now on: data and

@@ -195,6 +195,32 @@ func TestLossSpikeShrinks(t *testing.T) {
 	}
 }
 
+// TestReceiveWindowCoversSpan checks that the receive window keeps twice
+// the largest span the peer's data took at this end, which shows a sender
+// the window holds back before the receive rate does, and lets it go once
+// ten intervals passed without it.
+func TestReceiveWindowCoversSpan(t *testing.T) {
+	r := New(Config{})
+	r.OnAck(0, 100, rtt40, true) // one RTT sample (a keepalive's)
+	r.OnReceive(0, DefaultMSS)
+	r.OnReceiveSpan(900)
+	if w := r.ReceiveWindow(DefaultMSS); w != 1800 {
+		t.Errorf("receive window %d packets after a span of 900, want 1800", w)
+	}
+	r.OnReceiveSpan(3000)
+	if w := r.ReceiveWindow(DefaultMSS); w != DefaultMaxWindow && w < 6000 {
+		t.Errorf("receive window %d packets after a span of 3000, want 6000", w)
+	}
+	// Ten intervals of a slow trickle with a small span.
+	for i := 1; i <= 11; i++ {
+		r.OnReceive(time.Duration(i)*2*rtt40, DefaultMSS)
+		r.OnReceiveSpan(4)
+	}
+	if w := r.ReceiveWindow(DefaultMSS); w != DefaultMinReceiveWindow {
+		t.Errorf("receive window %d packets once the spans aged out, want the minimum %d", w, DefaultMinReceiveWindow)
+	}
+}
+
 // TestWindowsCoverBDP checks that both windows cover the bandwidth-delay
 // product with room for a retransmission, and that pins win.
 func TestWindowsCoverBDP(t *testing.T) {

@@ -91,6 +91,10 @@ type adaptive struct {
 	// The first FEC shape sent, which every later one repeats (fecShape).
 	keptD, keptP   int
 	sndWnd, rcvWnd int
+	// The peer's data at this end: 1 + the highest sn that arrived, and
+	// the una our own packets last carried (KCP's next expected sn).
+	rcvTop, ourUna   uint32
+	haveTop, haveUna bool
 
 	// The peer's recent PUSH datagrams, counted per copy (countCopy).
 	rx copyCount
@@ -307,6 +311,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 		if uint64(n) > uint64(len(b)-kcpOverhead) {
 			break
 		}
+		a.ourUna, a.haveUna = binary.LittleEndian.Uint32(b[16:]), true
 		if b[4] == cmdPush {
 			ts := binary.LittleEndian.Uint32(b[8:])
 			sn := binary.LittleEndian.Uint32(b[12:])
@@ -508,6 +513,9 @@ func (p *Peer) adaptIn(b []byte) {
 			if received == 0 {
 				a.rx.add(sn, binary.LittleEndian.Uint32(b[8:]))
 			}
+			if !a.haveTop || int32(sn+1-a.rcvTop) > 0 {
+				a.rcvTop, a.haveTop = sn+1, true
+			}
 			received += kcpOverhead + int(n)
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
@@ -554,6 +562,9 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	if received > 0 {
 		a.ctl.OnReceive(now, received)
+		if span := int32(a.rcvTop - a.ourUna); a.haveUna && span > 0 {
+			a.ctl.OnReceiveSpan(int(span))
+		}
 	}
 	// The peer's data shards missing before recovery: the loss measure
 	// that our own FEC does not hide, for a thin flow (WantsPeerLoss). The

@@ -109,6 +109,27 @@ func TestAdaptiveWindowFollowsInflight(t *testing.T) {
 	}
 }
 
+// TestAdaptiveReceiveWindowCoversSpan checks that the receive window
+// follows the span of the peer's data at this end: from the una our own
+// packets carry to the highest sn that arrived.
+func TestAdaptiveReceiveWindowCoversSpan(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	// Our packets acknowledge everything below sn 0.
+	if m, _ := p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0)); m.data != 0 {
+		t.Fatal("an ACK-only datagram was taken for data")
+	}
+	for _, sn := range []uint32{0, 1, 2, 1499} {
+		p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
+	}
+	a.mu.Lock()
+	rcv := a.rcvWnd
+	a.mu.Unlock()
+	if rcv < 3000 {
+		t.Errorf("receive window %d packets with sns 0..1499 outstanding, want at least twice the span, 3000", rcv)
+	}
+}
+
 // TestAdaptiveLossCounting checks which re-sends count as losses: one whose
 // ACK echoes a re-send's timestamp; one a cumulative ACK (una) covers, one
 // per advance of una (the others it covers are mostly packets whose ACK was
