@@ -5,7 +5,7 @@
 //
 // The controller is pure computation: it starts no goroutine, reads no
 // clock and allocates nothing per event. The packet layer reports events
-// (OnSend, OnAck, OnLoss, OnReceive, OnFECStats), each with the current
+// (OnSend, OnAck, OnLoss, OnReceive, OnReceiveSpan, OnFECStats), each with the current
 // time as a time.Duration since any fixed origin of its choosing (for
 // example time.Since of the session's start), and reads the outputs
 // (PacingRate, WirePacingRate, InflightLimit, SendWindow, ReceiveWindow,
@@ -20,7 +20,8 @@
 // ten round trips, the propagation delay the smallest RTT of the last ten
 // seconds, and the controller paces at a gain times the bandwidth:
 // 2/ln 2 in Startup until the bandwidth stops growing by 25 % for three
-// rounds, its inverse in Drain until the queue it built is gone, then the
+// rounds (or for one round that kept a standing queue at the bottleneck),
+// its inverse in Drain until the queue it built is gone, then the
 // ProbeBW cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 (one phase per minimum RTT),
 // with a ProbeRTT phase at half the window when the minimum RTT has not
 // been seen for ten seconds.
@@ -48,9 +49,14 @@
 // InflightLimit is BBR's congestion window, counted in bytes queued or
 // sent and neither acknowledged nor known lost, so that a hole does not
 // stall it: the bandwidth times the minimum RTT times a gain (in ProbeBW
-// the phase's pacing gain, at least 1, so that only the probing phase
-// builds a queue; 1.5 in Startup and Drain), plus the bandwidth times the
-// peer's ACK delay. The packet layer sets KCP's send window after every ACK to
+// the phase's pacing gain, at least 1.1, so that mostly the probing phase
+// builds a queue; 1.75 in Startup and Drain), plus the bandwidth times the
+// peer's ACK delay. In Startup it is also at least a slow-start window,
+// which starts at InitialWindow packets and grows by every byte delivered
+// (doubling each round, as a window-limited round's rate sample lags)
+// until a round's smallest RTT shows a queue (HyStart's delay increase),
+// at most 2/ln 2 times the bandwidth-delay product. The packet layer sets
+// KCP's send window after every ACK to
 // the packets KCP has out plus what the limit still allows
 // (PacedSendWindow), so that KCP lets out no more than that: what it
 // sends waits neither in the pacing queue, where KCP's retransmission
@@ -63,9 +69,12 @@
 // or 10 % of our packets are lost, since a retransmission is then lost
 // too every few windows), and at least twice the bandwidth-delay product,
 // so that a lost packet, which holds KCP's window until its
-// retransmission is acknowledged, never stalls the pipe. The receive window (ReceiveWindow) is sized the same way from the
-// rate at which data arrives, times three, so that a sender (ours or an
-// old kcptun peer with a fixed window policy) is never capped by it.
+// retransmission is acknowledged, never stalls the pipe. The receive
+// window (ReceiveWindow) is sized the same way from the rate at which data
+// arrives, times three, and is at least twice the span the peer's data
+// takes at this end (OnReceiveSpan), which shows at once a sender the
+// window holds back, so that a sender (ours or an old kcptun peer with a
+// fixed window policy) is never capped by it.
 //
 // # FEC
 //
@@ -965,8 +974,9 @@ func (c *Controller) retransTime() time.Duration {
 // KCP adds only the larger of its flush interval and four RTT deviations
 // to its smoothed RTT, which a queue that grows within a round trip
 // outruns (by a quarter of the minimum RTT while probing for bandwidth,
-// plus what one flush hands the pacing queue at once), and then KCP re-sends
-// everything in flight at once.
+// plus what one flush hands the pacing queue at once; by up to a whole
+// minimum RTT in Startup and Drain), and then KCP re-sends everything in
+// flight at once.
 func (c *Controller) TimeoutMargin() time.Duration {
 	if !c.haveRTT {
 		return c.cfg.AckDelay
