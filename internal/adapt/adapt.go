@@ -55,9 +55,9 @@
 // which starts at InitialWindow packets and grows by every byte delivered
 // (doubling each round, as a window-limited round's rate sample lags)
 // until a round's smallest RTT shows a queue (HyStart's delay increase),
-// at most 2/ln 2 times the bandwidth-delay product. The packet layer sets
-// KCP's send window after every ACK to
-// the packets KCP has out plus what the limit still allows
+// at most twice the bandwidth-delay product. The packet layer sets KCP's
+// send window after every ACK to the packets KCP has out plus what the
+// limit still allows
 // (PacedSendWindow), so that KCP lets out no more than that: what it
 // sends waits neither in the pacing queue, where KCP's retransmission
 // timers would run out, nor in the bottleneck's queue, which would
@@ -1041,10 +1041,13 @@ func packets(bytes float64, mss, lo, hi int) int {
 // InitialWindow packets before the first estimate. In Startup it is also
 // at least the slow-start window (InitialWindow packets plus every byte
 // delivered in Startup, so that it doubles each round whatever the rate
-// samples say), up to startupGain times the bandwidth-delay product: a
-// window-limited round's rate sample spans more than the minimum RTT (the
-// ACK delay, the burst), so the estimate alone grew the limit by less than
-// half each round. It is BBR's congestion window; unlike KCP's
+// samples say), up to cwndGain times the bandwidth-delay product, until a
+// round shows a queue: a window-limited round's rate sample spans more
+// than the minimum RTT (the ACK delay, the burst), so the estimate alone
+// grew the limit by less than half each round. (A cap of 2/ln 2, BBR's,
+// overflowed a queue of one bandwidth-delay product on a 10 Mbit/s, 200
+// ms path by half before the queue showed, a round later.) It is BBR's
+// congestion window; unlike KCP's
 // send window it does not count lost packets, so a hole never stalls it.
 // The packet layer applies it through KCP's send window
 // (PacedSendWindow).
@@ -1058,7 +1061,10 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeProbeRTT:
 		b = c.probeRTTWindowBytes()
 	case ModeStartup:
-		b = max(c.inflightFor(startupInflightGain), min(c.slowStart, c.inflightFor(startupGain)))
+		b = c.inflightFor(startupInflightGain)
+		if !c.slowStartDone {
+			b = max(b, min(c.slowStart, c.inflightFor(cwndGain)))
+		}
 	case ModeDrain:
 		b = c.inflightFor(startupInflightGain)
 	default:
