@@ -126,3 +126,33 @@ func TestSentinelText(t *testing.T) {
 		}
 	}
 }
+
+// TestSmuxBufferDefaults checks the smux buffers each configuration gets:
+// the adaptive ones without options, the binaries' with adaptation off,
+// and exactly what WithSmuxBuffer gives either way.
+func TestSmuxBufferDefaults(t *testing.T) {
+	cases := []struct {
+		name            string
+		opts            []Option
+		session, stream int
+	}{
+		{"default", nil, AdaptiveSmuxBuffer, AdaptiveStreamBuffer},
+		{"adaptation off", []Option{WithAdaptive(false)}, DefaultSmuxBuffer, DefaultStreamBuffer},
+		{"pinned", []Option{WithSmuxBuffer(1<<20, 1<<19)}, 1 << 20, 1 << 19},
+		{"pinned, adaptation off", []Option{WithAdaptive(false), WithSmuxBuffer(1<<22, 1<<22)}, 1 << 22, 1 << 22},
+	}
+	for _, tc := range cases {
+		for _, e := range []entry{entryDial, entryClient, entryListen} {
+			c, err := newConfig(e, tc.opts)
+			if err != nil {
+				t.Fatalf("%s, %v: %v", tc.name, e, err)
+			}
+			if c.smuxBuf != tc.session || c.streamBuf != tc.stream {
+				t.Errorf("%s, %v: buffers %d, %d; want %d, %d", tc.name, e, c.smuxBuf, c.streamBuf, tc.session, tc.stream)
+			}
+			if sc := c.smuxConfig(); sc.MaxReceiveBuffer != tc.session || sc.MaxStreamBuffer != tc.stream {
+				t.Errorf("%s, %v: smux config %d, %d; want %d, %d", tc.name, e, sc.MaxReceiveBuffer, sc.MaxStreamBuffer, tc.session, tc.stream)
+			}
+		}
+	}
+}
