@@ -5,12 +5,13 @@
 //
 // The controller is pure computation: it starts no goroutine, reads no
 // clock and allocates nothing per event. The packet layer reports events
-// (OnSend, OnAck, OnLoss, OnReceive, OnReceiveSpan, OnFECStats), each with the current
-// time as a time.Duration since any fixed origin of its choosing (for
-// example time.Since of the session's start), and reads the outputs
-// (PacingRate, WirePacingRate, InflightLimit, SendWindow, ReceiveWindow,
-// FEC, State) whenever it needs them. A Controller is not safe for concurrent use: the
-// packet layer calls it under the lock that guards the session.
+// (OnSend, OnAck, OnLoss, OnReceive, OnReceiveSpan, OnFECStats), each with
+// the current time as a time.Duration since any fixed origin of its
+// choosing (for example time.Since of the session's start), and reads the
+// outputs (PacingRate, WirePacingRate, InflightLimit, SendWindow,
+// ReceiveWindow, FEC, State) whenever it needs them. A Controller is not
+// safe for concurrent use: the packet layer calls it under the lock that
+// guards the session.
 //
 // # Rate and windows
 //
