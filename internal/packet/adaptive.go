@@ -95,6 +95,14 @@ type adaptive struct {
 	// the una our own packets last carried (KCP's next expected sn).
 	rcvTop, ourUna   uint32
 	haveTop, haveUna bool
+	// rcvEdge is the furthest the peer was told it may send: the largest
+	// una plus advertised window our packets carried. KCP drops, without
+	// an ACK, a segment at or beyond its next expected sn plus its
+	// receive window; a window that shrank below the edge would drop
+	// what the peer sent as told, again on every re-send while KCP's
+	// timer backs off, and stall the session.
+	rcvEdge  uint32
+	haveEdge bool
 
 	// The peer's recent PUSH datagrams, counted per copy (countCopy).
 	rx copyCount
@@ -312,6 +320,11 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 			break
 		}
 		a.ourUna, a.haveUna = binary.LittleEndian.Uint32(b[16:]), true
+		// The peer may send up to una plus the window this segment
+		// advertises.
+		if edge := a.ourUna + uint32(binary.LittleEndian.Uint16(b[6:])); !a.haveEdge || int32(edge-a.rcvEdge) > 0 {
+			a.rcvEdge, a.haveEdge = edge, true
+		}
 		if b[4] == cmdPush {
 			ts := binary.LittleEndian.Uint32(b[8:])
 			sn := binary.LittleEndian.Uint32(b[12:])
@@ -607,6 +620,12 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight, a.queued)
 	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
+	if a.haveUna && a.haveEdge {
+		// The window shrinks only as the data it covered arrives (our
+		// latest una is at most KCP's next expected sn, so this keeps
+		// the edge).
+		rcv = max(rcv, int(int32(a.rcvEdge-a.ourUna)))
+	}
 	setWnd := sendWindowMoved(snd, a.sndWnd) || windowMoved(rcv, a.rcvWnd)
 	if setWnd {
 		a.sndWnd, a.rcvWnd = snd, rcv

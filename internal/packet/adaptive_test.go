@@ -130,6 +130,36 @@ func TestAdaptiveReceiveWindowCoversSpan(t *testing.T) {
 	}
 }
 
+// TestAdaptiveReceiveWindowKeepsEdge checks that the receive window never
+// shrinks below what our packets told the peer it may send (una plus the
+// advertised window): KCP would drop those segments without an ACK, on
+// every re-send.
+func TestAdaptiveReceiveWindowKeepsEdge(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	advertise := func(una uint32, wnd uint16) {
+		seg := segment(nil, cmdAck, 0, 0, una, 0)
+		binary.LittleEndian.PutUint16(seg[6:], wnd)
+		p.adaptOut(seg)
+	}
+	rcvWnd := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.rcvWnd
+	}
+	advertise(0, 3000)
+	p.adaptIn(segment(nil, cmdPush, 0, 100, 0, 100))
+	if w := rcvWnd(); w < 3000 {
+		t.Fatalf("receive window %d after advertising 3000 from sn 0, want at least 3000", w)
+	}
+	// KCP moved on by 1000 and advertises less: the edge stays at 3000.
+	advertise(1000, 100)
+	p.adaptIn(segment(nil, cmdPush, 1000, 200, 0, 100))
+	if w := rcvWnd(); w < 2000 {
+		t.Errorf("receive window %d at una 1000 with sns up to 3000 promised, want at least 2000", w)
+	}
+}
+
 // TestAdaptiveLossCounting checks which re-sends count as losses: one whose
 // ACK echoes a re-send's timestamp; one a cumulative ACK (una) covers, one
 // per advance of una (the others it covers are mostly packets whose ACK was
