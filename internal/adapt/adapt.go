@@ -75,7 +75,8 @@
 // arrives, times three, and is at least twice the span the peer's data
 // takes at this end (OnReceiveSpan), which shows at once a sender the
 // window holds back, so that a sender (ours or an old kcptun peer with a
-// fixed window policy) is never capped by it.
+// fixed window policy) is never capped by it. (The packet layer keeps the
+// window from shrinking below the edge it already advertised.)
 //
 // # FEC
 //
