@@ -446,9 +446,16 @@ func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 // of its session's last frames (the end of the stream, a window update) once
 // everything the user wrote is delivered: a round trip with its variance and
 // two flush intervals (the peer acknowledges on its next flush), between 20 ms
-// and 1 s. A peer that has gone never answers.
+// and 1 s. A peer that has gone never answers. With adaptation on, kcp-go's
+// RTT includes the margin the packet layer adds to lengthen its timer, so
+// twice the controller's smoothed RTT stands for the round trip instead.
 func (s *session) flushGrace() time.Duration {
 	rtt := time.Duration(s.kcp.GetSRTT()+4*s.kcp.GetSRTTVar()) * time.Millisecond
+	if s.peer != nil {
+		if st, ok := s.peer.Adaptive(); ok && st.SmoothedRTT > 0 {
+			rtt = 2 * st.SmoothedRTT
+		}
+	}
 	g := rtt + 2*time.Duration(s.cfg.timing().Interval)*time.Millisecond
 	return min(max(g, 20*time.Millisecond), time.Second)
 }
