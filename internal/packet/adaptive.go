@@ -101,8 +101,7 @@ type adaptive struct {
 	// receive window; a window that shrank below the edge would drop
 	// what the peer sent as told, again on every re-send while KCP's
 	// timer backs off, and stall the session.
-	rcvEdge  uint32
-	haveEdge bool
+	rcvEdge uint32
 
 	// The peer's recent PUSH datagrams, counted per copy (countCopy).
 	rx copyCount
@@ -314,16 +313,19 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 	whole := b
 	scattered := false
 	a.mu.Lock()
+	if len(b) >= kcpOverhead {
+		// kcp-go writes one una and one window into every segment of a
+		// flush: the peer may send up to una plus that window.
+		una := binary.LittleEndian.Uint32(b[16:])
+		if edge := una + uint32(binary.LittleEndian.Uint16(b[6:])); !a.haveUna || int32(edge-a.rcvEdge) > 0 {
+			a.rcvEdge = edge
+		}
+		a.ourUna, a.haveUna = una, true
+	}
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
 		if uint64(n) > uint64(len(b)-kcpOverhead) {
 			break
-		}
-		a.ourUna, a.haveUna = binary.LittleEndian.Uint32(b[16:]), true
-		// The peer may send up to una plus the window this segment
-		// advertises.
-		if edge := a.ourUna + uint32(binary.LittleEndian.Uint16(b[6:])); !a.haveEdge || int32(edge-a.rcvEdge) > 0 {
-			a.rcvEdge, a.haveEdge = edge, true
 		}
 		if b[4] == cmdPush {
 			ts := binary.LittleEndian.Uint32(b[8:])
@@ -620,7 +622,7 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	snd := a.ctl.PacedSendWindow(a.cfg.MTU, span, a.inflight, a.queued)
 	rcv := a.ctl.ReceiveWindow(a.cfg.MTU)
-	if a.haveUna && a.haveEdge {
+	if a.haveUna {
 		// The window shrinks only as the data it covered arrives (our
 		// latest una is at most KCP's next expected sn, so this keeps
 		// the edge).
