@@ -132,7 +132,7 @@ func TestQueueLimit(t *testing.T) {
 		{Link{Bandwidth: 1e9, Delay: 10 * time.Millisecond}, 1250000},
 		{Link{Bandwidth: 1e6, QueueBytes: 1000}, 1000},
 		{Link{Bandwidth: 1e12, Delay: time.Hour}, MaxInFlightBytes},
-		{Link{Bandwidth: 1e6, QueueBytes: 1 << 40}, MaxInFlightBytes},
+		{Link{Bandwidth: 1e6, QueueBytes: math.MaxInt}, MaxInFlightBytes},
 	} {
 		if got := tc.l.queueLimit(); got != tc.want {
 			t.Errorf("%+v: queue limit %d, want %d", tc.l, got, tc.want)

@@ -50,7 +50,7 @@ const keyEnv = "KCPTUN_KEY"
 
 // maxSeconds bounds every setting given in seconds, so that converting it
 // to a time.Duration cannot overflow.
-const maxSeconds = 1 << 32
+const maxSeconds = 1<<31 - 1 // about 68 years; fits a 32-bit int
 
 // Config holds every setting of one forwarding program, as parsed from the
 // command line and an optional JSON file. The field comments give the flag
