@@ -13,8 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxReadBatch bounds the datagrams of one recvmmsg call.
-const maxReadBatch = 32
+const (
+	// maxReadBatch bounds the datagrams of one recvmmsg call.
+	maxReadBatch = 32
+	// udpGRO is the UDP_GRO socket option (Linux 5.0): the kernel may hand
+	// a run of datagrams of one flow to the socket as one message, with
+	// their size in a control message.
+	udpGRO = 104
+	// groBatch is how many messages one recvmmsg call takes once GRO is
+	// on; each may carry up to 64 datagrams.
+	groBatch = 8
+	// groBufSize holds the largest message GRO can build: a UDP payload is
+	// at most 65535 bytes less its headers.
+	groBufSize = 1 << 16
+)
+
+// groCmsgSpace is the room one UDP_GRO control message (an int) takes.
+var groCmsgSpace = syscall.CmsgSpace(4)
 
 // mmsghdr is struct mmsghdr of <sys/socket.h>.
 type mmsghdr struct {
@@ -28,6 +43,13 @@ type mmsghdr struct {
 // to the Conn's reader. It calls recvmmsg itself rather than x/net's
 // ReadBatch because ReadBatch allocates a source address for every datagram
 // it returns, and this path must allocate nothing.
+//
+// On a socket the Conn owns, a read that fills maxReadBatch buffers also
+// turns on UDP GRO: from then on the kernel may deliver a run of a
+// sender's datagrams (a GSO send, or a burst its GRO engine merged) as one
+// message, which the reader splits again. That costs groBatch buffers of
+// 64 KiB, so only a session that has been busy pays it. A kernel that
+// refuses the option leaves the reader as it was.
 type batchReader struct {
 	rc    syscall.RawConn
 	bufs  [][]byte
@@ -35,20 +57,31 @@ type batchReader struct {
 	iovs  []syscall.Iovec
 	names []syscall.RawSockaddrInet6
 	grow  bool
-	n, i  int // datagrams in the last batch, and the next to hand out
+	n, i  int // messages in the last batch, and the one being handed out
+	// GRO: tryGRO says the option may still be tried; gro says it is on.
+	// segs holds each message's datagram size (0: one datagram), and off
+	// the offset of the next datagram in message i.
+	tryGRO, gro bool
+	oob         []byte
+	segs        []int
+	off         int
+	merged      int // messages that carried more than one datagram
 	// the recvmmsg call, built once so that reading allocates nothing
 	call  func(fd uintptr) bool
 	got   int
 	errno syscall.Errno
 }
 
-func newBatchReader(udp *net.UDPConn) *batchReader {
+// newBatchReader returns a reader for udp, or nil when its descriptor is
+// out of reach. gro allows UDP GRO to be turned on, which changes what the
+// socket delivers to any reader: only for a socket the Conn owns.
+func newBatchReader(udp *net.UDPConn, gro bool) *batchReader {
 	rc, err := udp.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	r := &batchReader{rc: rc}
-	r.resize(1)
+	r := &batchReader{rc: rc, tryGRO: gro}
+	r.resize(1, bufSize)
 	r.call = func(fd uintptr) bool {
 		for {
 			n, _, e := syscall.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), 0, 0, 0)
@@ -65,20 +98,55 @@ func newBatchReader(udp *net.UDPConn) *batchReader {
 	return r
 }
 
-func (r *batchReader) resize(n int) {
-	for len(r.bufs) < n {
-		r.bufs = append(r.bufs, make([]byte, bufSize))
+// resize gives the reader n buffers of size bytes each, keeping those it
+// has when they are large enough.
+func (r *batchReader) resize(n, size int) {
+	if len(r.bufs) > 0 && len(r.bufs[0]) < size {
+		r.bufs = nil
 	}
+	for len(r.bufs) < n {
+		r.bufs = append(r.bufs, make([]byte, size))
+	}
+	r.bufs = r.bufs[:n]
 	r.msgs = make([]mmsghdr, n)
 	r.iovs = make([]syscall.Iovec, n)
 	r.names = make([]syscall.RawSockaddrInet6, n)
+	r.segs = make([]int, n)
+	if r.gro {
+		r.oob = make([]byte, n*groCmsgSpace)
+	}
+	iovLen := MaxDatagram
+	if r.gro {
+		iovLen = size
+	}
 	for i := range n {
 		r.iovs[i].Base = &r.bufs[i][0]
-		r.iovs[i].SetLen(MaxDatagram)
+		r.iovs[i].SetLen(iovLen)
 		r.msgs[i].hdr.Iov = &r.iovs[i]
 		r.msgs[i].hdr.Iovlen = 1
 		r.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		if r.gro {
+			r.msgs[i].hdr.Control = &r.oob[i*groCmsgSpace]
+		}
 	}
+}
+
+// enableGRO turns UDP GRO on, once; an error says it stays off.
+func (r *batchReader) enableGRO() error {
+	r.tryGRO = false
+	var serr error
+	err := r.rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), solUDP, udpGRO, 1)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	r.gro = true
+	r.resize(groBatch, groBufSize)
+	return nil
 }
 
 // next returns the next datagram, valid until the following call, reading
@@ -87,11 +155,18 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 	for r.i >= r.n {
 		if r.grow {
 			r.grow = false
-			r.resize(min(2*len(r.msgs), maxReadBatch))
+			if len(r.msgs) < maxReadBatch {
+				r.resize(min(2*len(r.msgs), maxReadBatch), bufSize)
+			} else if r.tryGRO {
+				_ = r.enableGRO() // refused: plain reads go on
+			}
 		}
 		for i := range r.msgs {
 			r.msgs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
 			r.msgs[i].hdr.Flags = 0
+			if r.gro {
+				r.msgs[i].hdr.SetControllen(groCmsgSpace)
+			}
 			r.msgs[i].len = 0
 		}
 		if err := r.rc.Read(r.call); err != nil {
@@ -100,14 +175,59 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 		if r.errno != 0 {
 			return nil, netip.AddrPort{}, os.NewSyscallError("recvmmsg", r.errno)
 		}
-		r.n, r.i = r.got, 0
-		if r.n == len(r.msgs) && r.n < maxReadBatch {
-			r.grow = true
+		r.n, r.i, r.off = r.got, 0, 0
+		if r.n == len(r.msgs) && !r.gro {
+			r.grow = len(r.msgs) < maxReadBatch || r.tryGRO
+		}
+		if r.gro {
+			for i := range r.n {
+				r.segs[i] = groSize(&r.msgs[i].hdr)
+				if r.segs[i] > 0 && int(r.msgs[i].len) > r.segs[i] {
+					r.merged++
+				}
+			}
 		}
 	}
 	i := r.i
-	r.i++
-	return r.bufs[i][:r.msgs[i].len], sourceOf(&r.names[i]), nil
+	msg := r.bufs[i][:r.msgs[i].len]
+	d := msg[r.off:]
+	if seg := r.segs[i]; seg > 0 && len(d) > seg {
+		d = d[:seg:seg] // the full slice expression keeps appends off the next datagram
+		r.off += seg
+	} else {
+		r.i++
+		r.off = 0
+	}
+	if len(d) > MaxDatagram {
+		d = d[:MaxDatagram] // as a plain read would have cut it
+	}
+	return d, sourceOf(&r.names[i]), nil
+}
+
+// groSize returns the datagram size of a UDP_GRO control message in h, or
+// 0 when there is none (the message is one datagram).
+func groSize(h *syscall.Msghdr) int {
+	if h.Control == nil || h.Controllen < uint64(syscall.CmsgLen(4)) {
+		return 0
+	}
+	oob := unsafe.Slice(h.Control, h.Controllen)
+	for len(oob) >= syscall.SizeofCmsghdr {
+		c := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if c.Len < syscall.SizeofCmsghdr || uint64(c.Len) > uint64(len(oob)) {
+			return 0
+		}
+		if c.Level == solUDP && c.Type == udpGRO && int(c.Len) >= syscall.CmsgLen(4) {
+			return int(binary.NativeEndian.Uint32(oob[syscall.CmsgLen(0):]))
+		}
+		oob = oob[min(cmsgAlign(int(c.Len)), len(oob)):]
+	}
+	return 0
+}
+
+// cmsgAlign rounds n up to the alignment of control messages.
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uintptr(0)))
+	return (n + a - 1) &^ (a - 1)
 }
 
 // sourceOf decodes a sockaddr_in or sockaddr_in6.

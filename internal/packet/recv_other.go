@@ -10,7 +10,7 @@ import (
 // batchReader is not available here: datagrams are read one at a time.
 type batchReader struct{}
 
-func newBatchReader(*net.UDPConn) *batchReader { return nil }
+func newBatchReader(*net.UDPConn, bool) *batchReader { return nil }
 
 func (*batchReader) next() ([]byte, netip.AddrPort, error) {
 	panic("packet: no batch reader on this platform")

@@ -62,7 +62,7 @@ type socketSource struct {
 func newSocketSource(c *Conn, own bool) *socketSource {
 	s := &socketSource{c: c, pc: c.pc, udp: c.udp, own: own}
 	if s.udp != nil {
-		s.batch = newBatchReader(s.udp)
+		s.batch = newBatchReader(s.udp, own)
 	}
 	return s
 }
