@@ -52,11 +52,18 @@
 // stall it: the bandwidth times the minimum RTT times a gain (in ProbeBW
 // the phase's pacing gain, at least 1.1, so that mostly the probing phase
 // builds a queue; 1.75 in Startup and Drain), plus the bandwidth times the
-// peer's ACK delay. In Startup it is also at least a slow-start window,
-// which starts at InitialWindow packets and grows by every byte delivered
-// (doubling each round, as a window-limited round's rate sample lags)
-// until a round's smallest RTT shows a queue (HyStart's delay increase),
-// at most twice the bandwidth-delay product. The packet layer sets KCP's
+// peer's ACK delay. Where that delay exceeds twice the minimum RTT
+// (loopback, a LAN), the excess is most of the round trip a window sees:
+// the probing phase's limit takes it times the gain as well, and a ProbeBW
+// phase lasts the minimum RTT plus the excess, so that probing can raise
+// the delivery rate. In Startup it is also at least a slow-start
+// window, which starts at InitialWindow packets and grows by every byte
+// delivered (doubling each round, as a window-limited round's rate sample
+// lags) until a round's smallest RTT shows a queue (HyStart's delay
+// increase; the margin grows by the part of the ACK delay that the
+// round's samples, all answered in one flush, may hold), at most twice
+// the bandwidth-delay product (with the excess ACK delay times two as
+// well). The packet layer sets KCP's
 // send window after every ACK to the packets KCP has out plus what the
 // limit still allows
 // (PacedSendWindow), so that KCP lets out no more than that: what it
@@ -316,6 +323,32 @@ func hystartMargin(minRTT time.Duration) time.Duration {
 	return min(max(minRTT/8, 4*time.Millisecond), 16*time.Millisecond)
 }
 
+// ackBunching is how much of the peer's ACK delay the smallest RTT of the
+// current round may still hold: the ACK delay less the time over which
+// the round's samples came (from its first to its latest). A peer that
+// holds its ACKs for a flush interval answers every packet that arrived
+// within the interval at once, so a round whose samples all came in one
+// flush (a window sent at once that no bottleneck spread out: loopback, a
+// LAN) measured one packet's ACK delay, up to the whole interval, not the
+// path's RTT; samples that came over a whole interval include a packet
+// that arrived just before a flush. It is at most ackExcess: on a path
+// whose own RTT dominates, a window is spread out by the bottleneck and
+// HyStart's margin stays as it was.
+func (c *Controller) ackBunching() time.Duration {
+	return min(max(c.cfg.AckDelay-(c.roundLastRTT-c.roundFirstRTT), 0), c.ackExcess())
+}
+
+// ackExcess is how far the peer's ACK delay exceeds twice the minimum RTT:
+// zero on a path whose own RTT dominates, nearly the whole ACK delay on
+// loopback or a LAN, where a window sent at once is answered at the peer's
+// next flush and the round trip is mostly that wait. Probing counts it as
+// part of the round trip (its window grows by the gain on it too, and a
+// phase lasts it), and so does slow start's cap; elsewhere the ACK delay
+// is covered once, not times a gain, so as to queue less.
+func (c *Controller) ackExcess() time.Duration {
+	return max(c.cfg.AckDelay-2*c.minRTT, 0)
+}
+
 // probeCycle is ProbeBW's pacing gain per phase.
 var probeCycle = [8]float64{probeGain, 0.75, 1, 1, 1, 1, 1, 1}
 
@@ -353,7 +386,9 @@ type Controller struct {
 	roundStart      time.Duration
 	roundMax        float64 // largest rate sample of the current round
 	roundMinRTT     time.Duration
-	roundSamples    int // RTT samples in the current round
+	roundSamples    int           // RTT samples in the current round
+	roundFirstRTT   time.Duration // when the round's first RTT sample came
+	roundLastRTT    time.Duration // when its latest came
 	roundAppLimited bool
 	bwRing          [bwRounds]float64
 	bwIdx           int
@@ -476,7 +511,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		// full (HyStart's delay increase): a window still doubling then
 		// overflows the queue within the round. The estimate's own
 		// limit goes on.
-		if c.roundSamples >= hystartSamples && c.roundMinRTT > c.minRTT+hystartMargin(c.minRTT) {
+		if c.roundSamples >= hystartSamples && c.roundMinRTT > c.minRTT+hystartMargin(c.minRTT)+c.ackBunching() {
 			c.slowStartDone = true
 		} else {
 			c.slowStart += float64(delivered)
@@ -500,6 +535,10 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 		if c.roundMinRTT == 0 || rtt < c.roundMinRTT {
 			c.roundMinRTT = rtt
 		}
+		if c.roundSamples == 0 {
+			c.roundFirstRTT = now
+		}
+		c.roundLastRTT = now
 		c.roundSamples++
 		c.fec.onSample(now, appLimited, c)
 	}
@@ -885,12 +924,16 @@ func (c *Controller) updateMode(now time.Duration) {
 func (c *Controller) advanceCycle(now time.Duration) {
 	g := probeCycle[c.cycleIdx]
 	el := now - c.cycleStart
-	full := el > c.minRTT
+	// A phase lasts a round trip: where the peer's ACK delay makes most
+	// of it, a phase of the minimum RTT would end before the ACKs that
+	// show its effect.
+	phase := c.minRTT + c.ackExcess()
+	full := el > phase
 	inflight := float64(c.inflight)
 	next := false
 	switch {
 	case g > 1:
-		next = full && (c.phaseLoss || inflight >= g*c.bdp() || el > 3*c.minRTT)
+		next = full && (c.phaseLoss || inflight >= g*c.bdp() || el > 3*phase)
 	case g < 1:
 		next = full
 	default:
@@ -1039,7 +1082,9 @@ func packets(bytes float64, mss, lo, hi int) int {
 // times the minimum RTT times the mode's gain (in ProbeBW the phase's
 // pacing gain, at least cruiseInflightGain; startupInflightGain in Startup
 // and Drain), plus the bandwidth times the peer's ACK delay (half the
-// bandwidth-delay product in ProbeRTT), and two packets, at least six; or
+// bandwidth-delay product in ProbeRTT; in ProbeBW's probing phase also the
+// gain less one times the bandwidth times ackExcess), and two
+// packets, at least six; or
 // InitialWindow packets before the first estimate. In Startup it is also
 // at least the slow-start window (InitialWindow packets plus every byte
 // delivered in Startup, so that it doubles each round whatever the rate
@@ -1065,12 +1110,19 @@ func (c *Controller) InflightLimit() int64 {
 	case ModeStartup:
 		b = c.inflightFor(startupInflightGain)
 		if !c.slowStartDone {
-			b = max(b, min(c.slowStart, c.inflightFor(cwndGain)))
+			b = max(b, min(c.slowStart, c.inflightFor(cwndGain)+(cwndGain-1)*c.btlbw*c.ackExcess().Seconds()))
 		}
 	case ModeDrain:
 		b = c.inflightFor(startupInflightGain)
 	default:
-		b = c.inflightFor(max(probeCycle[c.cycleIdx], cruiseInflightGain)) // a queue mostly while probing
+		g := probeCycle[c.cycleIdx]
+		b = c.inflightFor(max(g, cruiseInflightGain)) // a queue mostly while probing
+		if g > 1 {
+			// Probing must be able to raise the delivery rate by g even
+			// where the peer's ACK delay, not the path, makes most of
+			// the round trip (loopback, a LAN).
+			b += (g - 1) * c.btlbw * c.ackExcess().Seconds()
+		}
 	}
 	return int64(max(b, 4*mss) + 2*mss)
 }
