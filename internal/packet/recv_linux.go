@@ -112,12 +112,10 @@ func (r *batchReader) resize(n, size int) {
 	r.iovs = make([]syscall.Iovec, n)
 	r.names = make([]syscall.RawSockaddrInet6, n)
 	r.segs = make([]int, n)
-	if r.gro {
-		r.oob = make([]byte, n*groCmsgSpace)
-	}
 	iovLen := MaxDatagram
 	if r.gro {
 		iovLen = size
+		r.oob = make([]byte, n*groCmsgSpace)
 	}
 	for i := range n {
 		r.iovs[i].Base = &r.bufs[i][0]
