@@ -668,10 +668,14 @@ func (c *Controller) cpGap() time.Duration {
 
 // addCheckpoint records the delivered count at now. The newest checkpoint
 // follows every ACK; a new one starts once the newest is cpGap after the one
-// before it, so that the ring spans many round trips.
+// before it, so that the ring spans many round trips, and only at a later
+// time than the newest's: the newest then holds everything delivered by its
+// time. (Freezing it at the first of several ACKs taken at one instant left
+// a checkpoint that missed the others, and rate samples measured from it
+// counted them as delivered later: a burst of ACKs read as a faster rate.)
 func (c *Controller) addCheckpoint(now time.Duration) {
 	prev := c.cps[(c.cpHead-1+cpRing)%cpRing]
-	if c.cpLen == 1 || c.cps[c.cpHead].at-prev.at >= c.cpGap() {
+	if head := c.cps[c.cpHead].at; head < now && (c.cpLen == 1 || head-prev.at >= c.cpGap()) {
 		c.cpHead = (c.cpHead + 1) % cpRing
 		c.cpLen = min(c.cpLen+1, cpRing)
 	}

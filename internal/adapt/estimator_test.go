@@ -71,3 +71,34 @@ func TestAckBunchingDoesNotInflateBandwidth(t *testing.T) {
 		}
 	}
 }
+
+// TestRateSampleACKsAtOneInstant acknowledges each round's burst with
+// ACKs taken at one instant (a datagram's worth, or a batch read at once),
+// the next burst leaving 1 ms later: every rate sample must be what was
+// delivered over the time since the previous burst's ACKs. Freezing a
+// delivered checkpoint at the first ACK of an instant missed the others,
+// and the samples of the next round counted them again: the estimate came
+// out 1.48 times the rate.
+func TestRateSampleACKsAtOneInstant(t *testing.T) {
+	const rtt, gap = 120 * time.Millisecond, time.Millisecond
+	c := New(Config{Seed: 1})
+	mss := int64(c.cfg.MSS)
+	now := time.Duration(0)
+	for round, n := 1, int64(32); round <= 6; round, n = round+1, 2*n {
+		for i := range n {
+			c.OnSend(now, int(mss), int((i+1)*mss))
+		}
+		at := now + rtt
+		for range n {
+			c.OnAck(at, int(mss), rtt, false)
+		}
+		want := float64(n*mss) / (rtt + gap).Seconds() // since the previous ACKs
+		if round == 1 {
+			want = float64(n*mss) / rtt.Seconds()
+		}
+		if bw := float64(c.State().Bandwidth); bw > 1.02*want || bw < 0.9*want {
+			t.Errorf("round %d: bandwidth %.0f B/s, want about %.0f (%d packets per %v)", round, bw, want, n, rtt+gap)
+		}
+		now = at + gap
+	}
+}
