@@ -190,4 +190,9 @@ func TestAdaptivePins(t *testing.T) {
 	if !st.WindowPinned || st.SendWindow != 200 || st.ReceiveWindow != 300 || !st.FECPinned || st.DataShards != 4 || st.ParityShards != 2 {
 		t.Fatalf("pinned state %+v, want windows 200/300 and FEC 4+2", st)
 	}
+	// The ACK hold the windows cover reaches the stats: measured on this
+	// clean path, at most the peer's assumed flush interval.
+	if maxHold := time.Duration(modeProfiles[ModeFast].Interval) * time.Millisecond; st.AckHold <= 0 || st.AckHold > maxHold {
+		t.Fatalf("AckHold %v, want more than 0 and at most %v", st.AckHold, maxHold)
+	}
 }

@@ -51,10 +51,11 @@ func TestStartupFindsBandwidth(t *testing.T) {
 
 // TestStartupLimitGrowsAsSlowStart drives a window-limited sender on a path
 // with no bottleneck, whose peer holds each ACK up to its ACK delay (KCP's
-// flush interval): every round sends what InflightLimit allows in one
-// burst. The rate samples then span the RTT and the ACK delay, so a limit
-// made of the estimate alone grew by less than 1.5 a round (1.67 in this
-// model); Startup's limit must grow by at least 1.8, as slow start's
+// flush interval, with no flush in between): every round sends what
+// InflightLimit allows in one burst, which the peer acknowledges at its
+// next flush, one ACK delay later. The rate samples then span the RTT and
+// the ACK delay, so a limit made of the estimate alone grew by less than
+// 1.5 a round; Startup's limit must grow by at least 1.8, as slow start's
 // window, capped at twice the bandwidth-delay product, does.
 func TestStartupLimitGrowsAsSlowStart(t *testing.T) {
 	const rtt = 100 * time.Millisecond
@@ -67,11 +68,11 @@ func TestStartupLimitGrowsAsSlowStart(t *testing.T) {
 		for i := range n {
 			c.OnSend(now, int(mss), int((i+1)*mss))
 		}
-		for i := range n {
-			at := now + rtt + c.cfg.AckDelay*time.Duration(i+1)/time.Duration(n)
+		at := now + rtt + c.cfg.AckDelay
+		for range n {
 			c.OnAck(at, int(mss), at-now, false)
 		}
-		now += rtt + c.cfg.AckDelay
+		now = at + time.Millisecond // the next burst leaves once the ACKs are in
 		if m := c.State().Mode; m != ModeStartup {
 			t.Fatalf("round %d: mode %v, want startup on a path with no bottleneck", round, m)
 		}
@@ -106,11 +107,11 @@ func TestStartupSlowStartStopsAtQueue(t *testing.T) {
 		for i := range n {
 			c.OnSend(now, int(mss), int((i+1)*mss))
 		}
-		for i := range n {
-			at := now + rtt + queue + c.cfg.AckDelay*time.Duration(i+1)/time.Duration(n)
+		at := now + rtt + queue + c.cfg.AckDelay
+		for range n {
 			c.OnAck(at, int(mss), at-now, false)
 		}
-		now += rtt + queue + c.cfg.AckDelay
+		now = at + time.Millisecond // the next burst leaves once the ACKs are in
 		growth := float64(c.InflightLimit()) / float64(n*mss)
 		switch {
 		case round <= 4 && growth < slowStartGrowth:
@@ -464,8 +465,11 @@ func TestUnevenLossKeepsRate(t *testing.T) {
 // KCP time out packets that were still waiting in the queue.
 func TestPacedSendWindowBoundsPacingQueue(t *testing.T) {
 	c := New(Config{Seed: 5, AckDelay: 30 * time.Millisecond})
-	l := newLink(c, 100, rtt40, 0.01, 6)
+	l := newLink(c, 100, rtt40, 0.01, 6).withPeerFlush(30*time.Millisecond, 0)
 	l.run(5 * time.Second)
+	if h := c.State().AckHold; h != 30*time.Millisecond {
+		t.Fatalf("AckHold %v behind a peer that acknowledges every 30 ms, want 30ms", h)
+	}
 	budget := c.QueueBudget()
 	wantBudget := float64(c.PacingRate()) * (30*time.Millisecond + queueTime).Seconds()
 	if math.Abs(float64(budget)-wantBudget) > float64(DefaultMSS) {
@@ -525,5 +529,42 @@ func TestTimeoutMargin(t *testing.T) {
 	}
 	if m, want := c.TimeoutMargin(), c.State().MinRTT/4+30*time.Millisecond; m != want {
 		t.Errorf("margin in ProbeBW %v, want a quarter of the minimum RTT and the ACK delay, %v", m, want)
+	}
+}
+
+// TestAckHoldFollowsPeerFlushes drives a bulk flow behind a peer that
+// acknowledges as kcp-go does: on its 30 ms flush timer, and at once when
+// 55 ACKs wait. At 100 Mbit/s 55 packets come every 6 ms, so the peer holds
+// an ACK for 6 ms, not 30: the windows must cover that hold, not the flush
+// interval, or they keep most of the interval queued at the bottleneck (a
+// message beside a bulk transfer waited that long). At 10 Mbit/s 55
+// packets take 60 ms, and the timer's 30 ms is the hold.
+func TestAckHoldFollowsPeerFlushes(t *testing.T) {
+	const flush, batch = 30 * time.Millisecond, 55
+	for _, tc := range []struct {
+		mbps           float64
+		holdLo, holdHi time.Duration
+		maxQueue       time.Duration // the mean queueing delay at the bottleneck
+	}{
+		{100, 4 * time.Millisecond, 12 * time.Millisecond, 12 * time.Millisecond},
+		{10, flush, flush, 40 * time.Millisecond},
+	} {
+		c := New(Config{Seed: 3, AckDelay: flush})
+		l := newLink(c, tc.mbps, rtt40, 0, 4).withPeerFlush(flush, batch)
+		l.measureFrom = 5 * time.Second
+		l.run(15 * time.Second)
+		st := c.State()
+		if st.AckHold < tc.holdLo || st.AckHold > tc.holdHi {
+			t.Errorf("%v Mbit/s: AckHold %v, want %v to %v", tc.mbps, st.AckHold, tc.holdLo, tc.holdHi)
+		}
+		rate := tc.mbps * 1e6 / 8
+		if g := l.goodput(5, 15); g < 0.9*rate {
+			t.Errorf("%v Mbit/s: goodput %.0f B/s, want at least 90 %% of the link's %.0f", tc.mbps, g, rate)
+		}
+		if q := l.queueDelay / time.Duration(max(l.queueSamples, 1)); q > tc.maxQueue {
+			t.Errorf("%v Mbit/s: mean queueing delay %v at the bottleneck, want at most %v", tc.mbps, q, tc.maxQueue)
+		}
+		t.Logf("%v Mbit/s: AckHold %v, inflight limit %d, goodput %.1f Mbit/s, queue mean %v max %v",
+			tc.mbps, st.AckHold, st.InflightLimit, l.goodput(5, 15)*8/1e6, l.queueDelay/time.Duration(max(l.queueSamples, 1)), l.maxQueue)
 	}
 }

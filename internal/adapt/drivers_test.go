@@ -180,6 +180,24 @@ type link struct {
 
 	delivered   int64
 	deliveredAt []int64 // delivered bytes at each whole second
+
+	// The peer's ACK policy (withPeerFlush): with flush zero it
+	// acknowledges every packet at once; otherwise it holds the ACKs of
+	// the packets that reached it until its next flush, on a timer every
+	// flush, or as soon as batch of them wait (batch zero: timer only),
+	// as kcp-go does.
+	flush    time.Duration
+	batch    int
+	pending  []peerRec     // packets whose ACKs the peer holds
+	nextTick time.Duration // the peer's next timer flush, while pending
+}
+
+// withPeerFlush makes the flow's peer hold its ACKs as kcp-go does: until
+// its next timer flush, every flush, or until batch ACKs wait (0: no such
+// limit).
+func (l *link) withPeerFlush(flush time.Duration, batch int) *link {
+	l.flush, l.batch = flush, batch
+	return l
 }
 
 // bottleneck is the shared part of the path: loss, queue and link.
@@ -253,7 +271,57 @@ const (
 	evSend = iota
 	evAck
 	evTimeout
+	evFlush // the peer's timer flush sends the ACKs it held
 )
+
+// peerArrival records that the packet of record idx reaches the peer at
+// at (packets reach it in order): its ACK comes back at once, or with the
+// peer's next flush. Timer flushes due before at run first.
+func (l *link) peerArrival(idx int, at time.Duration) {
+	if l.flush <= 0 {
+		l.acks = append(l.acks, idx)
+		l.ackAt = append(l.ackAt, at+l.delay)
+		return
+	}
+	for len(l.pending) > 0 && l.nextTick < at {
+		l.peerTick()
+	}
+	if len(l.pending) == 0 {
+		l.nextTick = (at/l.flush + 1) * l.flush // the timer's grid
+	}
+	l.pending = append(l.pending, peerRec{idx, at})
+	if l.batch > 0 && len(l.pending) >= l.batch {
+		l.peerFlush(len(l.pending), at)
+	}
+}
+
+// peerTick runs the peer's timer flush at nextTick: it sends the ACKs of
+// the packets that reached the peer by then.
+func (l *link) peerTick() {
+	n := 0
+	for n < len(l.pending) && l.pending[n].at <= l.nextTick {
+		n++
+	}
+	l.peerFlush(n, l.nextTick)
+	if len(l.pending) > 0 {
+		l.nextTick = (l.pending[0].at/l.flush + 1) * l.flush
+	}
+}
+
+// peerFlush sends at at the ACKs of the first n packets the peer holds.
+func (l *link) peerFlush(n int, at time.Duration) {
+	for _, p := range l.pending[:n] {
+		l.acks = append(l.acks, p.idx)
+		l.ackAt = append(l.ackAt, at+l.delay)
+	}
+	l.pending = append(l.pending[:0], l.pending[n:]...)
+}
+
+// peerRec is a packet that reached the peer, whose ACK the peer holds.
+type peerRec struct {
+	idx int
+	at  time.Duration
+}
 
 // next returns the time and kind of the flow's next event.
 func (l *link) next() (time.Duration, int) {
@@ -267,11 +335,17 @@ func (l *link) next() (time.Duration, int) {
 	if l.ackHead < len(l.acks) {
 		tAck = l.ackAt[l.ackHead]
 	}
+	tFlush := time.Duration(math.MaxInt64)
+	if len(l.pending) > 0 {
+		tFlush = l.nextTick + l.delay
+	}
 	tRTO := time.Duration(math.MaxInt64)
 	if l.inflight > 0 {
 		tRTO = l.lastAck + max(4*l.c.retransTime(), 200*time.Millisecond)
 	}
 	switch {
+	case tFlush < tAck && tFlush <= tSend && tFlush <= tRTO:
+		return tFlush, evFlush
 	case tAck <= tSend && tAck <= tRTO:
 		return tAck, evAck
 	case tRTO < tSend:
@@ -289,6 +363,8 @@ func (l *link) step(at time.Duration, kind int) {
 		l.ackHead++
 	case evTimeout:
 		l.timeout()
+	case evFlush:
+		l.peerTick()
 	default:
 		l.send()
 	}
@@ -349,8 +425,8 @@ func (l *link) fecGroup(idx int, ok bool, d, p int) int {
 	}
 	if l.grpLost <= p && len(l.grpDropped) > 0 && l.lastArrival > 0 {
 		for _, i := range l.grpDropped {
-			l.acks = append(l.acks, i)
-			l.ackAt = append(l.ackAt, l.lastArrival)
+			// Rebuilt when the group's last packet reaches the peer.
+			l.peerArrival(i, l.lastArrival-l.delay)
 		}
 	}
 	l.grp, l.grpDropped, l.grpLost = l.grp[:0], l.grpDropped[:0], 0
@@ -378,8 +454,7 @@ func (l *link) enqueue(idx int) bool {
 	b.linkFree = start + time.Duration(float64(l.pkt)/b.rate*float64(time.Second))
 	l.lastArrival = b.linkFree + 2*b.delay
 	if idx >= 0 {
-		l.acks = append(l.acks, idx)
-		l.ackAt = append(l.ackAt, l.lastArrival)
+		l.peerArrival(idx, b.linkFree+b.delay)
 	}
 	return true
 }
