@@ -112,9 +112,11 @@ func TestAdaptiveLossyGoodput(t *testing.T) {
 }
 
 // TestAdaptiveFECFollowsLoss checks that a no-option session sends without
-// FEC on a clean link and turns FEC on once the link starts losing.
+// FEC on a clean link and turns FEC on once the link starts losing. The
+// path's RTT, 40 ms, is one on which a bulk flow uses FEC (on paths under
+// 30 ms re-sends cost it less than parity).
 func TestAdaptiveFECFollowsLoss(t *testing.T) {
-	clean := kcptuntest.Link{Delay: 10 * time.Millisecond}
+	clean := kcptuntest.Link{Delay: 20 * time.Millisecond}
 	_, relay, _ := sinkBehindRelay(t, kcptuntest.Config{Up: clean, Down: clean, Seed: 3})
 	c, err := Dial(relay.Addr().String())
 	if err != nil {
@@ -148,7 +150,7 @@ func TestAdaptiveFECFollowsLoss(t *testing.T) {
 	if !st.Adaptive || st.Control.DataShards != 0 || st.FECGroupsSent != before {
 		t.Fatalf("clean link: FEC %d+%d, %d groups sent in the second second, want none (%+v)", st.Control.DataShards, st.Control.ParityShards, st.FECGroupsSent-before, st.Control)
 	}
-	lossy := kcptuntest.Link{Delay: 10 * time.Millisecond, Loss: 0.10}
+	lossy := kcptuntest.Link{Delay: 20 * time.Millisecond, Loss: 0.10}
 	relay.SetLinks(lossy, lossy)
 	send(40*time.Second, func() bool { return sessionOf(t, c).Control.DataShards > 0 })
 	st = sessionOf(t, c)

@@ -404,16 +404,30 @@ func (f *fecState) holdOf(kind int) time.Duration {
 // fecShape is an FEC shape.
 type fecShape struct{ data, parity int }
 
+// bulkFECMinRTT is the shortest minimum RTT on which a bulk flow sends
+// FEC. On a shorter path KCP re-sends a lost packet within a few tens of
+// milliseconds, which the send window covers, so a loss costs the link
+// about the packet itself; parity costs its share of the link whether or
+// not anything is lost, and a group that fills within a quarter of so
+// short an RTT is small, its share large. With FEC pinned off against the
+// shapes chosen here, 20 ms paths moved 3-9 % more at 5 and 10 % loss (10
+// and 100 Mbit/s); at 50 ms the two were even, at 100 ms FEC moved more.
+const bulkFECMinRTT = 30 * time.Millisecond
+
 // choose returns the shape for loss p at the current packet rate and a
 // minimum RTT of rtt: for a thin flow one data shard and the parity that
 // brings the residual loss under ThinResidualLoss, otherwise a group that
-// fills within FECFill of the RTT and parity for ResidualLoss.
+// fills within FECFill of the RTT and parity for ResidualLoss, or none on a
+// path shorter than bulkFECMinRTT.
 func (f *fecState) choose(p float64, rtt time.Duration) fecShape {
 	cfg := f.cfg
 	target, d := cfg.ResidualLoss, 1
 	if f.thin {
 		target = cfg.ThinResidualLoss
 	} else {
+		if rtt < bulkFECMinRTT {
+			return fecShape{}
+		}
 		d = int(f.pktRate * cfg.FECFill * rtt.Seconds())
 		d = min(max(d, cfg.MinDataShards), cfg.MaxDataShards)
 	}

@@ -46,6 +46,9 @@ func TestChooseShape(t *testing.T) {
 		{p: 0.05, pps: 50, rtt: rtt40, minD: 2, maxD: 3, minM: 1, maxM: 2},
 		{p: 0.05, pps: 9000, rtt: rtt40, minD: 15, maxD: 20, minM: 2, maxM: 4},
 		{p: 0.1, pps: 9000, rtt: 100 * time.Millisecond, minD: 20, maxD: 20, minM: 4, maxM: 7},
+		// Bulk on a path shorter than bulkFECMinRTT: re-sends cost less.
+		{p: 0.1, pps: 9000, rtt: 20 * time.Millisecond, wantOffShape: true},
+		{p: 0.05, pps: 900, rtt: 20 * time.Millisecond, wantOffShape: true},
 	} {
 		f.pktRate = tc.pps
 		s := f.choose(tc.p, tc.rtt)
@@ -65,6 +68,26 @@ func TestChooseShape(t *testing.T) {
 		// smallest size.
 		if fill := time.Duration(float64(s.data) / tc.pps * float64(time.Second)); s.data > cfg.MinDataShards && fill > tc.rtt/4 {
 			t.Errorf("p %g, %g pkt/s: a %d-packet group fills in %v, more than a quarter of %v", tc.p, tc.pps, s.data, fill, tc.rtt)
+		}
+	}
+}
+
+// TestShortPathFEC checks bulkFECMinRTT: on a 20 ms path a bulk flow sends
+// no FEC at 5 or 10 % loss, while a thin flow still gets its copies.
+func TestShortPathFEC(t *testing.T) {
+	cfg := Config{}
+	cfg.fill()
+	bulk := fecState{cfg: &cfg, pktRate: 9000}
+	thin := fecState{cfg: &cfg, pktRate: 50, thin: true}
+	for _, p := range []float64{0.05, 0.1} {
+		if s := bulk.choose(p, 20*time.Millisecond); s.parity != 0 {
+			t.Errorf("bulk, loss %g, 20 ms: shape %d+%d, want none", p, s.data, s.parity)
+		}
+		if s := bulk.choose(p, bulkFECMinRTT); s.parity == 0 {
+			t.Errorf("bulk, loss %g, %v: no FEC, want a shape", p, bulkFECMinRTT)
+		}
+		if s := thin.choose(p, 20*time.Millisecond); s.data != 1 || s.parity == 0 {
+			t.Errorf("thin, loss %g, 20 ms: shape %d+%d, want copies (1+m)", p, s.data, s.parity)
 		}
 	}
 }
