@@ -98,7 +98,9 @@
 // controller picks the data shards so that a group fills within a quarter
 // of the minimum RTT at the current packet rate (at least 2, up to 20 for
 // bulk), then the fewest parity shards that bring the residual loss after
-// recovery (a binomial tail) under the target (1 % by default). It changes
+// recovery (a binomial tail) under the target (1 % by default). A bulk
+// flow on a path whose minimum RTT is under 30 ms sends no FEC: there a
+// re-send costs less than parity. It changes
 // the shape only after the evidence held for seconds: 2 s to turn on, 3 s
 // for more parity, 8 s for less or a new group size, 10 s of a clean path
 // to turn off.
