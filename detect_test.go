@@ -18,6 +18,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/kcpdrain"
 	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
@@ -400,7 +401,7 @@ func startOldServer(t *testing.T, version int, comp bool, keepAlive time.Duratio
 		}
 		o.mu.Unlock()
 		o.wg.Wait()
-		drainBacklog(ln)
+		kcpdrain.Backlog(ln)
 	})
 	return o
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
 
+	"github.com/seed-fc8f924e/kcptun/internal/kcpdrain"
 	"github.com/seed-fc8f924e/kcptun/internal/packet"
 	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
@@ -318,7 +317,7 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			default:
 				l.cfg.logger.Error("kcptun: listener stopped", "addr", ln.Addr(), "err", err)
 			}
-			drainBacklog(ln)
+			kcpdrain.Backlog(ln)
 			return
 		}
 		if err := l.cfg.tune(ks, true); err != nil {
@@ -327,34 +326,6 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 			continue
 		}
 		l.startSession(ks)
-	}
-}
-
-// drainBacklog closes the sessions still queued in a closed kcp-go listener's
-// accept backlog, which its Close leaves running. It first waits for the
-// listener's read loop to end (AcceptKCP then reports the socket's error
-// rather than io.ErrClosedPipe), since until then a late datagram can still
-// queue a new session. AcceptKCP picks at random between a queued session and
-// an error, so the backlog is empty for certain (to 1 in 2^64) once errors came
-// 64 times in a row.
-func drainBacklog(ln *kcp.Listener) {
-	deadline := time.Now().Add(5 * time.Second) // a safety bound; not reached in practice
-	readLoopDone := false
-	for misses := 0; (!readLoopDone || misses < 64) && time.Now().Before(deadline); {
-		ks, err := ln.AcceptKCP()
-		if err != nil {
-			switch {
-			case readLoopDone:
-				misses++
-			case !errors.Is(err, io.ErrClosedPipe):
-				readLoopDone = true // count misses from here on only
-			default:
-				runtime.Gosched()
-			}
-			continue
-		}
-		misses = 0
-		_ = ks.Close()
 	}
 }
 

@@ -3,7 +3,6 @@ package packet
 import (
 	"bytes"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/kcpdrain"
 	"github.com/seed-fc8f924e/kcptun/internal/leakcheck"
 )
 
@@ -115,7 +115,7 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 			_ = srvConn.Close()
 		}
 		_ = sock.Close()
-		drainBacklog(ln)
+		kcpdrain.Backlog(ln)
 	})
 	// Client.
 	csock := listenUDP(t)
@@ -158,26 +158,6 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 		t.Fatalf("first bytes %q, %v", got, err)
 	}
 	return e
-}
-
-// drainBacklog closes the sessions left in a closed kcp-go listener's
-// backlog, once its read loop has ended (AcceptKCP then reports the socket's
-// error instead of io.ErrClosedPipe) so that no new one can appear.
-func drainBacklog(ln *kcp.Listener) {
-	deadline := time.Now().Add(testTimeout)
-	ended := false
-	for misses := 0; (!ended || misses < 64) && time.Now().Before(deadline); {
-		s, err := ln.AcceptKCP()
-		switch {
-		case err == nil:
-			misses = 0
-			_ = s.Close()
-		case ended:
-			misses++
-		case !errors.Is(err, io.ErrClosedPipe):
-			ended = true
-		}
-	}
 }
 
 // exchange sends size random bytes each way at once and checks them.

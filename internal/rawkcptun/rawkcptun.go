@@ -16,13 +16,13 @@ import (
 	"io"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/golang/snappy"
 	kcp "github.com/xtaci/kcp-go/v5"
 	"github.com/xtaci/smux"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/kcpdrain"
 )
 
 // Config holds the settings of both ends. Fields that the binaries set per
@@ -261,18 +261,9 @@ func (l *Listener) Close() error {
 			_ = m.Close()
 		}
 		l.wg.Wait()
-		// kcp-go's Close leaves sessions queued in its backlog running; take
-		// and close them for a bounded while.
-		deadline := time.Now().Add(time.Second)
-		for misses := 0; misses < 64 && time.Now().Before(deadline); {
-			ks, err := l.ln.AcceptKCP()
-			if err != nil {
-				misses++
-				continue
-			}
-			misses = 0
-			_ = ks.Close()
-		}
+		// kcp-go's Close leaves sessions queued in its backlog running, and
+		// its read loop may still queue one for a datagram it read.
+		kcpdrain.Backlog(l.ln)
 	})
 	return nil
 }
