@@ -246,8 +246,9 @@ type Config struct {
 	// sending it (KCP sends ACKs once per flush interval unless told to
 	// send them at once). The bandwidth-delay product, and with it the
 	// windows and the inflight limit, covers the time the peer is seen to
-	// hold its ACKs, at most this (State.AckHold); an RTT within this of
-	// the minimum is not taken for a queue. Default 0.
+	// hold its ACKs, at most this (State.AckHold), and an RTT within that
+	// hold (and a margin) of the minimum is not taken for a queue.
+	// Default 0.
 	AckDelay time.Duration
 }
 
