@@ -146,6 +146,7 @@ package adapt
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -371,7 +372,7 @@ func (c *Controller) ackExcess() time.Duration {
 // when an ACK was lost or the sender was idle, which errs on the side of the
 // larger window).
 func (c *Controller) measuredHold() time.Duration {
-	if c.ackGapRounds == 0 {
+	if c.rounds == 0 {
 		return c.cfg.AckDelay
 	}
 	return min(c.ackGapMax, c.cfg.AckDelay)
@@ -443,7 +444,6 @@ type Controller struct {
 	roundAckGap     time.Duration // the longest time between ACKs of the current round
 	lastAckAt       time.Duration // when OnAck was last called; -1: never
 	ackGapRing      [bwRounds]time.Duration
-	ackGapRounds    int           // rounds recorded in ackGapRing, up to bwRounds
 	ackGapMax       time.Duration // the longest of ackGapRing
 	bwRing          [bwRounds]float64
 	bwIdx           int
@@ -792,25 +792,15 @@ func (c *Controller) endRound(now time.Duration, endAppLimited bool) {
 	c.rounds++
 	prevBw := c.btlbw
 	completedMax, appLimited, minRTT := c.roundMax, c.roundAppLimited, c.roundMinRTT
-	older := 0.0 // the largest delivery rate of the rounds before
-	for _, b := range c.bwRing {
-		older = max(older, b)
-	}
+	older := slices.Max(c.bwRing[:]) // the largest delivery rate of the rounds before
 	c.bwRing[c.bwIdx] = completedMax
 	c.bwIdx = (c.bwIdx + 1) % bwRounds
-	c.btlbw = 0
-	for _, b := range c.bwRing {
-		c.btlbw = max(c.btlbw, b)
-	}
+	c.btlbw = slices.Max(c.bwRing[:])
 	c.roundMax, c.roundAppLimited, c.roundMinRTT, c.roundSamples = 0, false, 0, 0
 	c.roundStart = now
 	c.ackGapRing[c.rounds%bwRounds] = c.roundAckGap
 	c.roundAckGap = 0
-	c.ackGapRounds = min(c.ackGapRounds+1, bwRounds)
-	c.ackGapMax = 0
-	for _, g := range c.ackGapRing {
-		c.ackGapMax = max(c.ackGapMax, g)
-	}
+	c.ackGapMax = slices.Max(c.ackGapRing[:])
 
 	if !c.filled && !endAppLimited {
 		// A round that did not grow the rate by a quarter and kept a
