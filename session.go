@@ -279,6 +279,10 @@ func (c *config) adaptSession(ks *kcp.UDPSession, p *packet.Peer, server bool) {
 	}
 	_, minRcv := c.windows(server)
 	mtu := c.kcpMTU()
+	var ackNow func(bool)
+	if !c.ackNoDelay { // WithACKNoDelay(true) acknowledges everything at once
+		ackNow = ks.SetACKNoDelay
+	}
 	p.EnableAdaptive(packet.AdaptiveConfig{
 		MTU:              mtu,
 		Overhead:         c.mtu - mtu,
@@ -293,7 +297,8 @@ func (c *config) adaptSession(ks *kcp.UDPSession, p *packet.Peer, server bool) {
 		Seed:             rand.Uint64(),
 		// The peer's flush interval is not known; assume one like ours,
 		// and at least the default mode's.
-		AckDelay: time.Duration(max(c.timing().Interval, modeProfiles[ModeFast].Interval)) * time.Millisecond,
+		AckDelay:  time.Duration(max(c.timing().Interval, modeProfiles[ModeFast].Interval)) * time.Millisecond,
+		SetAckNow: ackNow,
 	})
 }
 

@@ -2,9 +2,12 @@ package packet
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // adaptPeer returns a client peer with an adaptive controller whose window
@@ -230,4 +233,145 @@ func TestAdaptiveScatteredDatagram(t *testing.T) {
 	if a.queued != 0 || a.inflight != 12*size {
 		t.Errorf("queued %d, inflight %d after the datagram left; want 0 and %d", a.queued, a.inflight, 12*size)
 	}
+}
+
+// TestAdaptiveAcksEvery checks that KCP is told to acknowledge the peer's
+// data at once (SetAckNow(true)) when it arrives an eighth of the minimum
+// RTT, at least ackEvery, or more after the last ACK left this end, and to
+// go back to its batch and flush timer as soon as an ACK left: so that the
+// peer's data waits about that long at most for an ACK, and a fast flow
+// keeps KCP's batched ACKs. Before an RTT was measured, on a path whose RTT
+// is twice the peer's flush interval or more, and when half a batch of ACKs
+// waits within the gap, KCP keeps its own timing.
+func TestAdaptiveAcksEvery(t *testing.T) {
+	const flush = 30 * time.Millisecond
+	for _, tc := range []struct {
+		minRTT, gap time.Duration
+	}{
+		{20 * time.Millisecond, ackEvery},
+		{58 * time.Millisecond, 58 * time.Millisecond / 8},
+	} {
+		var calls []bool
+		p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
+		a := p.ad.Load()
+		var now time.Duration
+		a.clock = func() time.Duration { return now }
+		push := func(sn uint32) { p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100)) }
+		ackOut := func() { p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0)) }
+		check := func(what string, want ...bool) {
+			t.Helper()
+			if !slices.Equal(calls, want) {
+				t.Fatalf("min RTT %v, %s: SetAckNow calls %v, want %v", tc.minRTT, what, calls, want)
+			}
+		}
+
+		now = time.Second
+		push(0)
+		check("no RTT measured")
+		a.mu.Lock()
+		a.minRTT = tc.minRTT
+		a.mu.Unlock()
+		push(1) // nothing acknowledged yet: at once
+		check("first data", true)
+		ackOut() // KCP acknowledged it
+		now += time.Millisecond
+		push(2) // 1 ms after that ACK: back to batching
+		now += tc.gap - 2*time.Millisecond
+		push(3) // still within the gap: no call
+		check("data within the gap", true, false)
+		now += time.Millisecond // the gap after the ACK
+		push(4)
+		push(5) // no ACK left in between: still at once
+		check("data the gap after the last ACK", true, false, true)
+		// An ACK from KCP's own timer or batch counts the same.
+		ackOut()
+		now += tc.gap / 2
+		push(6)
+		check("data after an ACK", true, false, true, false)
+		// ACKs and window probes from the peer (no data) change nothing.
+		now += time.Second
+		p.adaptIn(segment(nil, cmdAck, 0, 0, 0, 0))
+		p.adaptIn(segment(nil, cmdWask, 0, 0, 0, 0))
+		check("datagrams without data", true, false, true, false)
+	}
+
+	// Data that comes at half a batch of ACKs or more per gap is left to
+	// KCP's batch.
+	{
+		var calls []bool
+		p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
+		a := p.ad.Load()
+		var now time.Duration
+		a.clock = func() time.Duration { return now }
+		a.mu.Lock()
+		a.minRTT = 20 * time.Millisecond
+		a.mu.Unlock()
+		now = time.Second
+		p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0))
+		for sn := range uint32(1350 / kcpOverhead / 2) {
+			p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
+		}
+		now += ackEvery
+		p.adaptIn(segment(nil, cmdPush, 100, 200, 0, 100))
+		if len(calls) != 0 {
+			t.Errorf("half a batch within the gap: SetAckNow calls %v, want none", calls)
+		}
+	}
+
+	// A path of twice the flush interval or more: KCP's own timing.
+	var calls []bool
+	p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
+	a := p.ad.Load()
+	a.mu.Lock()
+	a.minRTT = 2 * flush
+	a.mu.Unlock()
+	for sn := range uint32(3) {
+		p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
+	}
+	if len(calls) != 0 {
+		t.Errorf("min RTT %v: SetAckNow calls %v, want none", 2*flush, calls)
+	}
+}
+
+// TestAdaptiveAckNowInteropKCP checks the glue against a real kcp-go
+// session: with SetAckNow wired to its SetACKNoDelay, data from the peer
+// that arrives the gap after the last ACK is acknowledged at once, where
+// kcp-go alone waits for its next flush (here its timer, set to 5 s).
+func TestAdaptiveAckNowInteropKCP(t *testing.T) {
+	e := makePair(t, side{cipher: "aes"}, side{ours: true, cipher: "aes"})
+	e.srv.SetNoDelay(1, 5000, 2, 1)
+	e.srvPeer.EnableAdaptive(AdaptiveConfig{MTU: 1350, AckDelay: 30 * time.Millisecond, SetAckNow: e.srv.SetACKNoDelay})
+	a := e.srvPeer.ad.Load()
+	st := e.srvPeer.Stats()
+	buf := make([]byte, 1)
+	// deliver writes one byte from the client, reads it at the server and
+	// waits until the server has sent as many datagrams as given.
+	deliver := func(datagrams uint64, within time.Duration) {
+		t.Helper()
+		if _, err := e.cli.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		_ = e.srv.SetReadDeadline(time.Now().Add(testTimeout))
+		if _, err := io.ReadFull(e.srv, buf); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(within)
+		for st.DatagramsOut.Load() < datagrams {
+			if time.Now().After(deadline) {
+				t.Fatalf("the server sent %d datagrams within %v, want %d", st.DatagramsOut.Load(), within, datagrams)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// With no RTT measured, kcp-go's timer acknowledges the first byte:
+	// the flush already scheduled at the old interval, or the first at
+	// the new one. The next is then 5 s away.
+	deliver(st.DatagramsOut.Load()+1, testTimeout)
+	// Now with a short path's RTT and the last ACK long ago: at once.
+	a.mu.Lock()
+	a.minRTT = 20 * time.Millisecond
+	later := a.now() + time.Second
+	a.clock = func() time.Duration { return later }
+	a.mu.Unlock()
+	deliver(st.DatagramsOut.Load()+1, 2*time.Second)
 }
