@@ -419,10 +419,11 @@ func WithCompression(on bool) Option {
 
 // WithACKNoDelay makes KCP send each ACK at once instead of on its next tick
 // (default off). Without it, an adaptive session (WithAdaptive, the
-// default) on a path whose RTT is under twice KCP's flush interval (60 ms
-// in ModeFast) still acknowledges data that arrives 5 ms or more after its
-// last ACK at once, so that the peer's windows need not cover the whole
-// flush interval.
+// default) still acknowledges at once data that arrives an eighth of the
+// RTT (at least 5 ms) after its last ACK, so that the peer's windows need
+// not cover KCP's whole flush interval; on a path whose RTT is twice that
+// interval (60 ms in ModeFast) or more it leaves KCP's timing alone while
+// some of the peer's data is missing.
 func WithACKNoDelay(on bool) Option { return func(c *config) { c.ackNoDelay = on } }
 
 // WithRateLimit caps each session's sending rate in bytes per second (default

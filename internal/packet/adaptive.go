@@ -66,28 +66,36 @@ const ackEvery = 5 * time.Millisecond
 
 // ackGap is how long this end lets the peer's data wait for an ACK when the
 // peer sends steadily (SetAckNow), with a.mu held: an eighth of the minimum
-// RTT, at least ackEvery, on a path whose minimum RTT is under twice the
-// peer's assumed flush interval (cfg.AckDelay); 0, KCP's own timing,
-// elsewhere and until an RTT was measured.
+// RTT, at least ackEvery; 0, KCP's own timing, until an RTT was measured,
+// and on a path whose minimum RTT is twice the peer's assumed flush
+// interval (cfg.AckDelay) or more that lost some of the peer's data in the
+// last lossQuiet (its sns skipped some).
 //
 // KCP holds its ACKs until its next flush, every 30 ms in the default mode,
 // or until a packet's worth (about 55) wait: at 10 Mbit/s that is the whole
 // 30 ms, which the sender's windows must cover and which then sits in the
 // bottleneck's queue. On a clean 10 Mbit/s, 40 ms path, messages beside a
-// transfer waited 92-97 ms at p99, 75-80 with ACKs every 5 ms; at 20 ms
-// and 5 or 10 % loss, transfers moved 7-25 % more. On 100 and 200 ms paths
-// with loss, where the hold is a small part of the RTT, ACKs that often
-// made KCP re-send more (up to 20 % more bytes on the wire) for less
-// goodput, and on a clean 200 ms path they made the end of Startup
-// overflow the queue worse. At 100 Mbit/s KCP's batch fills every 6 ms,
-// and forcing ACKs on top of it cost 2-4 % of goodput at 20 ms with loss:
-// data that came at half a batch or more per gap is left to KCP (adaptIn).
+// transfer waited 92-98 ms at p99, 75-80 with these ACKs; at 20 ms and 5
+// or 10 % loss, transfers moved 7-25 % more. On 100 and 200 ms paths with
+// loss, where the hold is a small part of the RTT, ACKs that often made
+// KCP re-send more (up to 20 % more bytes on the wire) for less goodput,
+// hence KCP's timing on a long path that loses data. The RTT alone does not
+// tell those paths apart: this end measures it from its own data, whose
+// ACKs wait in the queue the peer's transfer builds, and a clean 40 ms path
+// then looked longer than 60 ms. ACKs every 5 ms on a clean 200 ms path
+// made the end of Startup overflow the queue worse; an eighth of the RTT
+// did not. At 100 Mbit/s KCP's batch fills every 6 ms: data that came at
+// half a batch or more within the gap is left to KCP (adaptIn).
 func (a *adaptive) ackGap() time.Duration {
-	if a.minRTT <= 0 || a.minRTT >= 2*a.cfg.AckDelay {
+	if a.minRTT <= 0 || (a.minRTT >= 2*a.cfg.AckDelay && a.holeSeen && a.now()-a.holeAt < lossQuiet) {
 		return 0
 	}
 	return max(ackEvery, a.minRTT/8)
 }
+
+// lossQuiet is how long after the peer's data last skipped sns ackGap
+// treats a long path as lossy.
+const lossQuiet = time.Second
 
 // adaptive drives one peer's adapt.Controller from the packet path. The
 // controller is not safe for concurrent use: every call is made under mu,
@@ -147,6 +155,9 @@ type adaptive struct {
 	// pushSinceAck counts the peer's PUSH segments that arrived since
 	// then.
 	pushSinceAck int
+	// holeAt is when the peer's data last skipped sns (holeSeen: it did).
+	holeAt   time.Duration
+	holeSeen bool
 }
 
 // snRec is what the controller needs to know of one sent sn.
@@ -576,6 +587,9 @@ func (p *Peer) adaptIn(b []byte) {
 			a.pushSinceAck++
 			if received == 0 {
 				a.rx.add(sn, binary.LittleEndian.Uint32(b[8:]))
+			}
+			if a.haveTop && int32(sn-a.rcvTop) > 0 {
+				a.holeAt, a.holeSeen = now, true // sns before sn are missing
 			}
 			if !a.haveTop || int32(sn+1-a.rcvTop) > 0 {
 				a.rcvTop, a.haveTop = sn+1, true

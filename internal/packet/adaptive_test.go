@@ -240,9 +240,10 @@ func TestAdaptiveScatteredDatagram(t *testing.T) {
 // RTT, at least ackEvery, or more after the last ACK left this end, and to
 // go back to its batch and flush timer as soon as an ACK left: so that the
 // peer's data waits about that long at most for an ACK, and a fast flow
-// keeps KCP's batched ACKs. Before an RTT was measured, on a path whose RTT
-// is twice the peer's flush interval or more, and when half a batch of ACKs
-// waits within the gap, KCP keeps its own timing.
+// keeps KCP's batched ACKs. Before an RTT was measured, when half a batch
+// of ACKs waits within the gap, and on a path whose RTT is twice the peer's
+// flush interval or more for a while after it lost some of the peer's data,
+// KCP keeps its own timing.
 func TestAdaptiveAcksEvery(t *testing.T) {
 	const flush = 30 * time.Millisecond
 	for _, tc := range []struct {
@@ -318,18 +319,32 @@ func TestAdaptiveAcksEvery(t *testing.T) {
 		}
 	}
 
-	// A path of twice the flush interval or more: KCP's own timing.
+	// A path of twice the flush interval or more: the same while the
+	// peer's data comes in order, KCP's own timing for lossQuiet after
+	// some was lost.
 	var calls []bool
 	p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
 	a := p.ad.Load()
+	var now time.Duration
+	a.clock = func() time.Duration { return now }
 	a.mu.Lock()
 	a.minRTT = 2 * flush
 	a.mu.Unlock()
-	for sn := range uint32(3) {
-		p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
+	push := func(sn uint32) { p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100)) }
+	now = time.Second
+	push(0)
+	p.adaptOut(segment(nil, cmdAck, 0, 0, 1, 0))
+	now += time.Second
+	push(2) // sn 1 is missing
+	now += lossQuiet - time.Millisecond
+	push(3)
+	if want := []bool{true, false}; !slices.Equal(calls, want) {
+		t.Fatalf("min RTT %v, in order then a loss: SetAckNow calls %v, want %v", 2*flush, calls, want)
 	}
-	if len(calls) != 0 {
-		t.Errorf("min RTT %v: SetAckNow calls %v, want none", 2*flush, calls)
+	now += time.Millisecond
+	push(4)
+	if want := []bool{true, false, true}; !slices.Equal(calls, want) {
+		t.Errorf("min RTT %v, %v after the loss: SetAckNow calls %v, want %v", 2*flush, lossQuiet, calls, want)
 	}
 }
 
