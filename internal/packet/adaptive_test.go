@@ -245,52 +245,45 @@ func TestAdaptiveScatteredDatagram(t *testing.T) {
 // flush interval or more for a while after it lost some of the peer's data,
 // KCP keeps its own timing.
 func TestAdaptiveAcksEvery(t *testing.T) {
-	const flush = 30 * time.Millisecond
 	for _, tc := range []struct {
 		minRTT, gap time.Duration
 	}{
 		{20 * time.Millisecond, ackEvery},
 		{58 * time.Millisecond, 58 * time.Millisecond / 8},
 	} {
-		var calls []bool
-		p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
-		a := p.ad.Load()
-		var now time.Duration
-		a.clock = func() time.Duration { return now }
+		p, now, calls := ackNowPeer(t)
 		push := func(sn uint32) { p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100)) }
 		ackOut := func() { p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0)) }
 		check := func(what string, want ...bool) {
 			t.Helper()
-			if !slices.Equal(calls, want) {
-				t.Fatalf("min RTT %v, %s: SetAckNow calls %v, want %v", tc.minRTT, what, calls, want)
+			if !slices.Equal(*calls, want) {
+				t.Fatalf("min RTT %v, %s: SetAckNow calls %v, want %v", tc.minRTT, what, *calls, want)
 			}
 		}
 
-		now = time.Second
+		*now = time.Second
 		push(0)
 		check("no RTT measured")
-		a.mu.Lock()
-		a.minRTT = tc.minRTT
-		a.mu.Unlock()
+		setMinRTT(p, tc.minRTT)
 		push(1) // nothing acknowledged yet: at once
 		check("first data", true)
 		ackOut() // KCP acknowledged it
-		now += time.Millisecond
+		*now += time.Millisecond
 		push(2) // 1 ms after that ACK: back to batching
-		now += tc.gap - 2*time.Millisecond
+		*now += tc.gap - 2*time.Millisecond
 		push(3) // still within the gap: no call
 		check("data within the gap", true, false)
-		now += time.Millisecond // the gap after the ACK
+		*now += time.Millisecond // the gap after the ACK
 		push(4)
 		push(5) // no ACK left in between: still at once
 		check("data the gap after the last ACK", true, false, true)
 		// An ACK from KCP's own timer or batch counts the same.
 		ackOut()
-		now += tc.gap / 2
+		*now += tc.gap / 2
 		push(6)
 		check("data after an ACK", true, false, true, false)
 		// ACKs and window probes from the peer (no data) change nothing.
-		now += time.Second
+		*now += time.Second
 		p.adaptIn(segment(nil, cmdAck, 0, 0, 0, 0))
 		p.adaptIn(segment(nil, cmdWask, 0, 0, 0, 0))
 		check("datagrams without data", true, false, true, false)
@@ -298,54 +291,62 @@ func TestAdaptiveAcksEvery(t *testing.T) {
 
 	// Data that comes at half a batch of ACKs or more per gap is left to
 	// KCP's batch.
-	{
-		var calls []bool
-		p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
-		a := p.ad.Load()
-		var now time.Duration
-		a.clock = func() time.Duration { return now }
-		a.mu.Lock()
-		a.minRTT = 20 * time.Millisecond
-		a.mu.Unlock()
-		now = time.Second
-		p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0))
-		for sn := range uint32(1350 / kcpOverhead / 2) {
-			p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
-		}
-		now += ackEvery
-		p.adaptIn(segment(nil, cmdPush, 100, 200, 0, 100))
-		if len(calls) != 0 {
-			t.Errorf("half a batch within the gap: SetAckNow calls %v, want none", calls)
-		}
+	p, now, calls := ackNowPeer(t)
+	setMinRTT(p, 20*time.Millisecond)
+	*now = time.Second
+	p.adaptOut(segment(nil, cmdAck, 0, 0, 0, 0))
+	for sn := range uint32(1350 / kcpOverhead / 2) {
+		p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100))
+	}
+	*now += ackEvery
+	p.adaptIn(segment(nil, cmdPush, 100, 200, 0, 100))
+	if len(*calls) != 0 {
+		t.Errorf("half a batch within the gap: SetAckNow calls %v, want none", *calls)
 	}
 
 	// A path of twice the flush interval or more: the same while the
 	// peer's data comes in order, KCP's own timing for lossQuiet after
 	// some was lost.
-	var calls []bool
-	p, _ := adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: flush, SetAckNow: func(now bool) { calls = append(calls, now) }})
-	a := p.ad.Load()
-	var now time.Duration
-	a.clock = func() time.Duration { return now }
-	a.mu.Lock()
-	a.minRTT = 2 * flush
-	a.mu.Unlock()
+	p, now, calls = ackNowPeer(t)
+	setMinRTT(p, 2*testFlush)
 	push := func(sn uint32) { p.adaptIn(segment(nil, cmdPush, sn, 100+sn, 0, 100)) }
-	now = time.Second
+	*now = time.Second
 	push(0)
 	p.adaptOut(segment(nil, cmdAck, 0, 0, 1, 0))
-	now += time.Second
+	*now += time.Second
 	push(2) // sn 1 is missing
-	now += lossQuiet - time.Millisecond
+	*now += lossQuiet - time.Millisecond
 	push(3)
-	if want := []bool{true, false}; !slices.Equal(calls, want) {
-		t.Fatalf("min RTT %v, in order then a loss: SetAckNow calls %v, want %v", 2*flush, calls, want)
+	if want := []bool{true, false}; !slices.Equal(*calls, want) {
+		t.Fatalf("min RTT %v, in order then a loss: SetAckNow calls %v, want %v", 2*testFlush, *calls, want)
 	}
-	now += time.Millisecond
+	*now += time.Millisecond
 	push(4)
-	if want := []bool{true, false, true}; !slices.Equal(calls, want) {
-		t.Errorf("min RTT %v, %v after the loss: SetAckNow calls %v, want %v", 2*flush, lossQuiet, calls, want)
+	if want := []bool{true, false, true}; !slices.Equal(*calls, want) {
+		t.Errorf("min RTT %v, %v after the loss: SetAckNow calls %v, want %v", 2*testFlush, lossQuiet, *calls, want)
 	}
+}
+
+// testFlush is the peer's flush interval the ACK tests assume.
+const testFlush = 30 * time.Millisecond
+
+// ackNowPeer returns an adaptive peer whose controller's clock is the
+// returned duration, and the SetAckNow calls it makes.
+func ackNowPeer(t *testing.T) (p *Peer, now *time.Duration, calls *[]bool) {
+	t.Helper()
+	calls = new([]bool)
+	p, _ = adaptPeerWith(t, AdaptiveConfig{MTU: 1350, AckDelay: testFlush, SetAckNow: func(on bool) { *calls = append(*calls, on) }})
+	now = new(time.Duration)
+	p.ad.Load().clock = func() time.Duration { return *now }
+	return p, now, calls
+}
+
+// setMinRTT sets the minimum RTT the peer's glue has measured.
+func setMinRTT(p *Peer, d time.Duration) {
+	a := p.ad.Load()
+	a.mu.Lock()
+	a.minRTT = d
+	a.mu.Unlock()
 }
 
 // TestAdaptiveAckNowInteropKCP checks the glue against a real kcp-go
