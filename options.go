@@ -422,8 +422,8 @@ func WithCompression(on bool) Option {
 // default) still acknowledges at once data that arrives an eighth of the
 // RTT (at least 5 ms) after its last ACK, so that the peer's windows need
 // not cover KCP's whole flush interval; on a path whose RTT is twice that
-// interval (60 ms in ModeFast) or more it leaves KCP's timing alone while
-// some of the peer's data is missing.
+// interval (60 ms in ModeFast) or more it leaves KCP's timing alone for a
+// second after some of the peer's data was lost.
 func WithACKNoDelay(on bool) Option { return func(c *config) { c.ackNoDelay = on } }
 
 // WithRateLimit caps each session's sending rate in bytes per second (default

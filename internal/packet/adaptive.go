@@ -75,7 +75,7 @@ const ackEvery = 5 * time.Millisecond
 // or until a packet's worth (about 55) wait: at 10 Mbit/s that is the whole
 // 30 ms, which the sender's windows must cover and which then sits in the
 // bottleneck's queue. On a clean 10 Mbit/s, 40 ms path, messages beside a
-// transfer waited 92-98 ms at p99, 75-80 with these ACKs; at 20 ms and 5
+// transfer waited 93-98 ms at p99, 78-81 with these ACKs; at 20 ms and 5
 // or 10 % loss, transfers moved 7-25 % more. On 100 and 200 ms paths with
 // loss, where the hold is a small part of the RTT, ACKs that often made
 // KCP re-send more (up to 20 % more bytes on the wire) for less goodput,
