@@ -75,17 +75,17 @@ const ackEvery = 5 * time.Millisecond
 // or until a packet's worth (about 55) wait: at 10 Mbit/s that is the whole
 // 30 ms, which the sender's windows must cover and which then sits in the
 // bottleneck's queue. On a clean 10 Mbit/s, 40 ms path, messages beside a
-// transfer waited 93-98 ms at p99, 78-81 with these ACKs; at 20 ms and 5
-// or 10 % loss, transfers moved 7-25 % more. On 100 and 200 ms paths with
-// loss, where the hold is a small part of the RTT, ACKs that often made
-// KCP re-send more (up to 20 % more bytes on the wire) for less goodput,
-// hence KCP's timing on a long path that loses data. The RTT alone does not
-// tell those paths apart: this end measures it from its own data, whose
-// ACKs wait in the queue the peer's transfer builds, and a clean 40 ms path
-// then looked longer than 60 ms. ACKs every 5 ms on a clean 200 ms path
-// made the end of Startup overflow the queue worse; an eighth of the RTT
-// did not. At 100 Mbit/s KCP's batch fills every 6 ms: data that came at
-// half a batch or more within the gap is left to KCP (adaptIn).
+// transfer waited 93-98 ms at p99, 77-81 in most runs with these ACKs; at
+// 20 ms and 5 or 10 % loss, transfers moved 7-25 % more. On 100 and 200 ms
+// paths with loss, where the hold is a small part of the RTT, ACKs that
+// often made KCP re-send more (up to 20 % more bytes on the wire) for less
+// goodput, hence KCP's timing on a long path that loses data. The RTT alone
+// does not tell those paths apart: this end measures it from its own data,
+// whose ACKs wait in the queue the peer's transfer builds, and a clean 40 ms
+// path then looked longer than 60 ms. ACKs every 5 ms on a clean 200 ms
+// path made the end of Startup overflow the queue worse; an eighth of the
+// RTT did not. At 100 Mbit/s KCP's batch fills every 6 ms: data that came
+// at half a batch or more within the gap is left to KCP (adaptIn).
 func (a *adaptive) ackGap() time.Duration {
 	if a.minRTT <= 0 || (a.minRTT >= 2*a.cfg.AckDelay && a.holeSeen && a.now()-a.holeAt < lossQuiet) {
 		return 0
