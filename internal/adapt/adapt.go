@@ -924,7 +924,13 @@ func (c *Controller) enter(now time.Duration, m Mode) {
 // congestion in ProbeBW): a quarter of the minimum RTT, at least 5 ms, and
 // the ACK hold the windows cover (ackHold).
 func (c *Controller) queueMargin() time.Duration {
-	return max(c.minRTT/4, 5*time.Millisecond) + c.ackHold()
+	return c.queueSlack() + c.ackHold()
+}
+
+// queueSlack is the part of the queue margins beyond the ACK hold: a
+// quarter of the minimum RTT, at least 5 ms.
+func (c *Controller) queueSlack() time.Duration {
+	return max(c.minRTT/4, 5*time.Millisecond)
 }
 
 // queued reports whether the latest RTT sample shows a queue at the
@@ -933,7 +939,7 @@ func (c *Controller) queueMargin() time.Duration {
 // would raise ackHold, and with it the queue that overflows (a clean
 // simulated path settled at 3 % loss and a 23 ms hold that way).
 func (c *Controller) queued() bool {
-	return c.haveRTT && c.lastRTT > c.minRTT+max(c.minRTT/4, 5*time.Millisecond)+c.measuredHold()
+	return c.haveRTT && c.lastRTT > c.minRTT+c.queueSlack()+c.measuredHold()
 }
 
 // steady reports whether the rate model is past Startup and Drain, whose

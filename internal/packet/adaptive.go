@@ -65,7 +65,7 @@ type AdaptiveConfig struct {
 const ackEvery = 5 * time.Millisecond
 
 // ackGap is how long this end lets the peer's data wait for an ACK when the
-// peer sends steadily (SetAckNow), with a.mu held: an eighth of the minimum
+// peer sends steadily (SetAckNow), at now with a.mu held: an eighth of the minimum
 // RTT, at least ackEvery; 0, KCP's own timing, until an RTT was measured,
 // and on a path whose minimum RTT is twice the peer's assumed flush
 // interval (cfg.AckDelay) or more that lost some of the peer's data in the
@@ -86,8 +86,8 @@ const ackEvery = 5 * time.Millisecond
 // path made the end of Startup overflow the queue worse; an eighth of the
 // RTT did not. At 100 Mbit/s KCP's batch fills every 6 ms: data that came
 // at half a batch or more within the gap is left to KCP (adaptIn).
-func (a *adaptive) ackGap() time.Duration {
-	if a.minRTT <= 0 || (a.minRTT >= 2*a.cfg.AckDelay && a.holeSeen && a.now()-a.holeAt < lossQuiet) {
+func (a *adaptive) ackGap(now time.Duration) time.Duration {
+	if a.minRTT <= 0 || (a.minRTT >= 2*a.cfg.AckDelay && a.holeSeen && now-a.holeAt < lossQuiet) {
 		return 0
 	}
 	return max(ackEvery, a.minRTT/8)
@@ -696,12 +696,12 @@ func (p *Peer) adaptIn(b []byte) {
 		a.sndWnd, a.rcvWnd = snd, rcv
 	}
 	a.margin.Store(int64(a.ctl.TimeoutMargin()))
-	// The peer's data that arrives ackGap() or more after our last ACK
+	// The peer's data that arrives ackGap or more after our last ACK
 	// is acknowledged at once, with whatever else waits; data that comes
 	// sooner waits for the next such packet, KCP's batch or its flush.
 	setAck := false
 	if received > 0 && a.cfg.SetAckNow != nil {
-		gap := a.ackGap()
+		gap := a.ackGap(now)
 		// KCP sends its ACKs by itself once a packet's worth wait: when
 		// half of that came within the gap, the batch fills soon enough.
 		batch := a.cfg.MTU / kcpOverhead / 2
