@@ -440,7 +440,10 @@ func WithRateLimit(bytesPerSecond int) Option {
 // in the kcptun binaries, mis-decode around a change of shape), switched
 // only off and on; and for a thin flow, such as a game's small messages,
 // bare copies of each datagram (three from the first packet until loss is
-// measured), which every KCP receiver drops by sequence number.
+// measured), which every KCP receiver drops by sequence number. It also
+// sends a segment again by itself when KCP's re-send of it was lost too
+// (kcp-go re-sends a segment early only once, then waits for its timer);
+// SessionStats.SegmentsResentAgain counts those.
 // WithWindow, WithFEC and WithRateLimit pin or cap those parts,
 // and WithMode still chooses KCP's timing. Off restores the kcptun binaries'
 // fixed behaviour exactly: the role's windows, FEC 10+3, no pacing, and the

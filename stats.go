@@ -34,6 +34,10 @@ type SessionStats struct {
 	SegmentsSent uint64
 	// SegmentsResent counts PUSH segments sent again (an sn sent before).
 	SegmentsResent uint64
+	// SegmentsResentAgain counts the PUSH segments the SDK sent again by
+	// itself because KCP's re-send of them was lost as well (adaptive
+	// sessions only; see WithAdaptive). SegmentsResent counts them too.
+	SegmentsResentAgain uint64
 	// SegmentsReceived counts KCP segments received, of every command.
 	SegmentsReceived uint64
 	// AcksReceived counts ACK segments received.
@@ -145,7 +149,7 @@ func sessionStats(p *packet.Peer) SessionStats {
 	st := SessionStats{
 		Remote:      p.RemoteAddr(),
 		DatagramsIn: s.DatagramsIn, BytesIn: s.BytesIn, DatagramsOut: s.DatagramsOut, BytesOut: s.BytesOut,
-		SegmentsSent: s.SegmentsOut, SegmentsResent: s.SegmentsResent, SegmentsReceived: s.SegmentsIn,
+		SegmentsSent: s.SegmentsOut, SegmentsResent: s.SegmentsResent, SegmentsResentAgain: s.SegmentsResentAgain, SegmentsReceived: s.SegmentsIn,
 		AcksReceived: s.AcksIn, Unacked: s.Unacked, RTTSamples: s.RTTSamples,
 		RTTLast: time.Duration(s.RTTLastMs) * time.Millisecond, RTTMin: time.Duration(s.RTTMinMs) * time.Millisecond,
 		FECGroupsSent: s.FECGroupsOut, FECParitySent: s.FECParityOut, FECParityReceived: s.FECParityIn,

@@ -158,7 +158,36 @@ type adaptive struct {
 	// holeAt is when the peer's data last skipped sns (holeSeen: it did).
 	holeAt   time.Duration
 	holeSeen bool
+
+	// The PUSH segments KCP re-sent that are not yet acknowledged, each
+	// with its bytes in a buffer of pool (the Conn's), so that this end can
+	// send one again when its re-send was lost as well (resendLost).
+	again []againRec
+	pool  *bufPool
+	// ackedTx is when the latest transmission an ACK echoed left (µs since
+	// start, as snRec.txUs); ackedAny: an ACK did.
+	ackedTx  uint32
+	ackedAny bool
+	// ourWnd is the receive window our latest packet advertised.
+	ourWnd uint16
+	// resend holds, between adaptIn's locked part and its end, the
+	// segments to send again (only the reader calls adaptIn).
+	resend [][]byte
 }
+
+// againRec is a segment KCP re-sent, kept for resendLost.
+type againRec struct {
+	sn    uint32
+	seg   []byte // the segment, header and data, as KCP last sent it
+	times int    // how often this end sent it again
+}
+
+// againMax bounds the re-sent segments a peer keeps (each up to an MTU).
+const againMax = 256
+
+// againTimes bounds how often this end sends one segment again; after that
+// it is left to KCP's timer.
+const againTimes = 4
 
 // snRec is what the controller needs to know of one sent sn.
 type snRec struct {
@@ -197,7 +226,7 @@ type qmeta struct {
 // what the packet path measures. Call it once, before the session sends
 // data.
 func (p *Peer) EnableAdaptive(cfg AdaptiveConfig) {
-	a := &adaptive{cfg: cfg, start: time.Now()}
+	a := &adaptive{cfg: cfg, start: time.Now(), pool: &p.c.pool}
 	a.ctl = adapt.New(adapt.Config{
 		MSS:              cfg.MTU,
 		MaxWindow:        adaptMaxWindow,
@@ -374,6 +403,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 			a.rcvEdge = edge
 		}
 		a.ourUna, a.haveUna = una, true
+		a.ourWnd = binary.LittleEndian.Uint16(b[6:])
 	}
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
@@ -415,6 +445,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 					a.queued += int64(r.size)
 				}
 				r.st, r.ts = recQueued|recResent, ts
+				a.keep(sn, b[:size])
 			}
 		}
 		b = b[kcpOverhead+int(n):]
@@ -547,7 +578,9 @@ func (p *Peer) adaptIn(b []byte) {
 	us := uint32(now / time.Microsecond)
 	delivered, received, lost := 0, 0, 0
 	var rtt time.Duration
-	appLimited := false
+	// newerAck: an ACK echoed a transmission later than any before;
+	// passed: una moved.
+	appLimited, newerAck, passed := false, false, false
 	for len(b) >= kcpOverhead {
 		n := binary.LittleEndian.Uint32(b[20:])
 		if uint64(n) > uint64(len(b)-kcpOverhead) {
@@ -579,6 +612,9 @@ func (p *Peer) adaptIn(b []byte) {
 						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
 							rtt, appLimited = d, r.st&recAppLim != 0
 						}
+						if !a.ackedAny || int32(r.txUs-a.ackedTx) > 0 {
+							a.ackedTx, a.ackedAny, newerAck = r.txUs, true, true
+						}
 					}
 				}
 				r.st = r.st&^recQueued | recAcked
@@ -597,6 +633,7 @@ func (p *Peer) adaptIn(b []byte) {
 			received += kcpOverhead + int(n)
 		}
 		if una := binary.LittleEndian.Uint32(b[16:]); a.have && int32(una-a.base) > 0 && int32(una-a.next) <= 0 {
+			passed = true
 			hole := false
 			for ; a.base != una; a.base++ {
 				r := &a.ring[a.base&uint32(len(a.ring)-1)]
@@ -710,8 +747,17 @@ func (p *Peer) adaptIn(b []byte) {
 		}
 	}
 	ackNow := a.ackNow
+	if (newerAck || passed) && len(a.again) > 0 {
+		a.resendLost()
+	}
+	una, wnd := a.ourUna, a.ourWnd
 	a.mu.Unlock()
 
+	for i, seg := range a.resend {
+		p.sendAgain(seg, una, wnd)
+		a.resend[i] = seg[:0]
+	}
+	a.resend = a.resend[:0]
 	if setAck {
 		a.cfg.SetAckNow(ackNow)
 	}
@@ -731,6 +777,80 @@ func (p *Peer) adaptIn(b []byte) {
 			a.cfg.SetWindows(snd, rcv)
 		}
 		a.wmu.Unlock()
+	}
+}
+
+// keep stores seg, the segment sn that KCP re-sent (or this end sent
+// again), for resendLost (a.mu held).
+func (a *adaptive) keep(sn uint32, seg []byte) {
+	for i := range a.again {
+		if a.again[i].sn == sn {
+			a.again[i].seg = append(a.again[i].seg[:0], seg...)
+			return
+		}
+	}
+	if len(a.again) >= againMax {
+		return // left to KCP's timer
+	}
+	a.again = append(a.again, againRec{sn: sn, seg: append(a.pool.get(), seg...)})
+}
+
+// resendLost drops the re-sent segments acknowledged since, and finds those
+// whose re-send was lost as well and puts copies of them in a.resend for
+// adaptIn to send again (a.mu held, after an ACK or una moved).
+//
+// kcp-go fast-retransmits a segment once: if that re-send is lost too, the
+// segment waits for KCP's retransmission timer, the smoothed RTT plus a
+// margin and more on a lossy path, while the peer holds everything after it
+// (at 5 % loss each way about one segment in 400, a stall or two a second at
+// 10 Mbit/s). A re-send that left a quarter of the minimum RTT or more before
+// a transmission the peer acknowledged would have arrived first had it not
+// been lost (RACK's rule, RFC 8985), so this end sends it again at once,
+// with a fresh timestamp; the peer's ACK of it then removes it from KCP's
+// buffer before the timer fires. An ACK that was lost, while an earlier sn
+// still holds the peer's una, may cost one needless copy.
+func (a *adaptive) resendLost() {
+	reo := int32(max(a.minRTT/4, time.Millisecond) / time.Microsecond)
+	for i := 0; i < len(a.again); {
+		e := &a.again[i]
+		var r *snRec
+		if int32(e.sn-a.base) >= 0 && int32(e.sn-a.next) < 0 {
+			r = a.rec(e.sn)
+		}
+		if r == nil || r.st&recAcked != 0 {
+			a.pool.put(e.seg)
+			last := len(a.again) - 1
+			a.again[i], a.again[last] = a.again[last], againRec{}
+			a.again = a.again[:last]
+			continue
+		}
+		if r.st&recSent != 0 && e.times < againTimes && int32(a.ackedTx-r.txUs) > reo {
+			e.times++
+			k := len(a.resend)
+			if k < cap(a.resend) {
+				a.resend = a.resend[:k+1]
+				a.resend[k] = append(a.resend[k][:0], e.seg...)
+			} else {
+				a.resend = append(a.resend, append([]byte(nil), e.seg...))
+			}
+		}
+		i++
+	}
+}
+
+// sendAgain sends seg, a segment resendLost chose, with una and wnd as our
+// latest packet carried them and a timestamp of KCP's clock now, so that the
+// peer's ACK of it gives KCP a true RTT sample and counts towards the fast
+// retransmit of the segments sent before it, as an ACK of any transmission
+// this late does. Called by the reader, holding no lock.
+func (p *Peer) sendAgain(seg []byte, una uint32, wnd uint16) {
+	binary.LittleEndian.PutUint16(seg[6:], wnd)
+	if p.c.offOK.Load() {
+		binary.LittleEndian.PutUint32(seg[8:], uint32(p.c.nowMs()-p.c.offset.Load()))
+	}
+	binary.LittleEndian.PutUint32(seg[16:], una)
+	if _, err := p.write(seg); err == nil {
+		p.st.SegmentsResentAgain.Add(1)
 	}
 }
 

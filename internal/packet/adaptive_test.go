@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,12 +26,17 @@ func adaptPeer(t *testing.T) (*Peer, func() (snd int, calls int)) {
 func adaptPeerWith(t *testing.T, cfg AdaptiveConfig) (*Peer, func() (snd int, calls int)) {
 	t.Helper()
 	sink := listenUDP(t)
+	t.Cleanup(func() { _ = sink.Close() })
+	return adaptPeerTo(t, sink, cfg)
+}
+
+// adaptPeerTo is adaptPeerWith sending to sink, with no cipher: what the
+// peer sends arrives there as bare KCP packets.
+func adaptPeerTo(t *testing.T, sink *net.UDPConn, cfg AdaptiveConfig) (*Peer, func() (snd int, calls int)) {
+	t.Helper()
 	pc := listenUDP(t)
 	c := NewClientConn(pc, sink.LocalAddr().(*net.UDPAddr), Config{OwnSocket: true})
-	t.Cleanup(func() {
-		_ = c.Close()
-		_ = sink.Close()
-	})
+	t.Cleanup(func() { _ = c.Close() })
 	var mu sync.Mutex
 	snd, calls := 0, 0
 	p := c.Peer()
@@ -390,4 +396,203 @@ func TestAdaptiveAckNowInteropKCP(t *testing.T) {
 	a.clock = func() time.Duration { return later }
 	a.mu.Unlock()
 	deliver(st.DatagramsOut.Load()+1, 2*time.Second)
+}
+
+// TestAdaptiveResendsLostResend checks that a segment KCP re-sent is sent
+// again, as KCP last sent it but with this end's latest una and window, once
+// the peer acknowledged a transmission that left a quarter of the minimum
+// RTT or more after that re-send; not for an ACK of an earlier or a closer
+// transmission, not after the segment was acknowledged, and at most
+// againTimes times.
+func TestAdaptiveResendsLostResend(t *testing.T) {
+	sink := listenUDP(t)
+	t.Cleanup(func() { _ = sink.Close() })
+	p, _ := adaptPeerTo(t, sink, AdaptiveConfig{MTU: 1350})
+	a := p.ad.Load()
+	var now time.Duration
+	a.clock = func() time.Duration { return now }
+	setMinRTT(p, 40*time.Millisecond) // a quarter: 10 ms
+	again := func() uint64 { return p.Stats().SegmentsResentAgain.Load() }
+	// pushAt has the peer send sn at the given time (ms) with una 2 and
+	// window 99, and the peer acknowledge it.
+	pushAt := func(ms int, sn uint32) {
+		t.Helper()
+		now = time.Duration(ms) * time.Millisecond
+		seg := segment(nil, cmdPush, sn, uint32(ms), 2, testData)
+		binary.LittleEndian.PutUint16(seg[6:], 99)
+		m, ok := p.adaptOut(seg)
+		if !ok {
+			t.Fatal("adaptOut: no controller")
+		}
+		p.transmitted(m, true)
+	}
+	ackAt := func(ms int, sn, ts uint32) {
+		now = time.Duration(ms) * time.Millisecond
+		p.adaptIn(segment(nil, cmdAck, sn, ts, 0, 0))
+	}
+	for sn := range uint32(10) {
+		pushAt(0, sn)
+	}
+	pushAt(50, 3) // KCP's re-send of 3
+	ackAt(60, 9, 0)
+	if n := again(); n != 0 {
+		t.Fatalf("an ACK of a transmission before the re-send: %d sent again, want 0", n)
+	}
+	pushAt(55, 10)
+	ackAt(95, 10, 55)
+	if n := again(); n != 0 {
+		t.Fatalf("an ACK of a transmission 5 ms after the re-send: %d sent again, want 0", n)
+	}
+	pushAt(70, 11)
+	ackAt(110, 11, 70)
+	if n := again(); n != 1 {
+		t.Fatalf("an ACK of a transmission 20 ms after the re-send: %d sent again, want 1", n)
+	}
+	// What left: the segment as KCP re-sent it, with the latest una and
+	// window of this end.
+	_ = sink.SetReadDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 2048)
+	n, _, err := sink.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := segment(nil, cmdPush, 3, 50, 2, testData)
+	binary.LittleEndian.PutUint16(want[6:], 99)
+	got := buf[:n]
+	if len(got) != len(want) || got[4] != cmdPush || binary.LittleEndian.Uint32(got[12:]) != 3 ||
+		binary.LittleEndian.Uint32(got[16:]) != 2 || binary.LittleEndian.Uint16(got[6:]) != 99 ||
+		string(got[kcpOverhead:]) != string(want[kcpOverhead:]) {
+		t.Fatalf("sent again: %x..., want %x...", got[:kcpOverhead], want[:kcpOverhead])
+	}
+	// It left at 110 ms: an ACK of sn 12, which left at 115, is too close.
+	pushAt(115, 12)
+	ackAt(150, 12, 115)
+	if n := again(); n != 1 {
+		t.Fatalf("an ACK of a transmission 5 ms after the second send: %d sent again, want 1", n)
+	}
+	for i := range 5 {
+		ms := 200 + 100*i
+		pushAt(ms, uint32(13+i))
+		ackAt(ms+40, uint32(13+i), uint32(ms))
+	}
+	if n := again(); n != againTimes {
+		t.Fatalf("five more ACKs of later transmissions: %d sent again, want at most %d", n, againTimes)
+	}
+	// Acknowledged: no more, and its record is dropped.
+	pushAt(800, 3)
+	ackAt(840, 3, 800)
+	pushAt(900, 20)
+	ackAt(940, 20, 900)
+	if n := again(); n != againTimes {
+		t.Fatalf("after the ACK of the segment: %d sent again, want still %d", n, againTimes)
+	}
+	a.mu.Lock()
+	kept := len(a.again)
+	a.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d re-sent segments kept after their ACKs, want 0", kept)
+	}
+}
+
+// TestAdaptiveResendInteropKCP checks resendLost against real kcp-go
+// sessions: a segment whose first transmission and KCP's re-send are both
+// lost arrives as soon as the peer acknowledged data sent after that
+// re-send, where kcp-go alone waits for its retransmission timer (here 5 s
+// or more).
+func TestAdaptiveResendInteropKCP(t *testing.T) {
+	const target = 5 // the sn lost twice: the data below starts at sn 2
+	var lost atomic.Int32
+	twice := make(chan struct{})
+	lose := func(b []byte) bool { // no cipher: b is a bare KCP packet
+		for len(b) >= kcpOverhead {
+			n := binary.LittleEndian.Uint32(b[20:])
+			if uint64(n) > uint64(len(b)-kcpOverhead) {
+				return false
+			}
+			if b[4] == cmdPush && binary.LittleEndian.Uint32(b[12:]) == target {
+				switch lost.Add(1) {
+				case 1:
+					return true
+				case 2:
+					close(twice)
+					return true
+				}
+			}
+			b = b[kcpOverhead+int(n):]
+		}
+		return false
+	}
+	e := makePair(t, side{ours: true, cipher: "null", lose: lose}, side{cipher: "null"})
+	// FEC pinned off: no copies of a thin flow's datagrams.
+	e.cliPeer.EnableAdaptive(AdaptiveConfig{MTU: 1350, AckDelay: 10 * time.Millisecond, FECPinned: true})
+	a := e.cliPeer.ad.Load()
+	// KCP's timeout is its smoothed RTT plus at least its flush interval:
+	// with an interval of 5 s and one more RTT sample, 5 s or more.
+	e.cli.SetNoDelay(1, 5000, 2, 1)
+	if _, err := e.cli.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	_ = e.srv.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := io.ReadFull(e.srv, one); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
+
+	mss := 1350 - kcpOverhead
+	data := make([]byte, 21*mss)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := e.cli.Write(data[:20*mss]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-twice:
+	case <-time.After(testTimeout):
+		t.Fatal("KCP did not re-send the lost segment")
+	}
+	// Once the re-send is recorded as sent (or, when data the pacing queue
+	// held back left after it, already acknowledged), this end's clock
+	// stands still a second later: the data written next leaves a second
+	// after the re-send.
+	waitFor(t, "the re-send to be recorded", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if int32(target-a.base) < 0 {
+			return true
+		}
+		r := a.rec(target)
+		return r != nil && r.st&recResent != 0 && r.st&recSent != 0
+	})
+	a.mu.Lock()
+	later := a.now() + time.Second
+	a.clock = func() time.Duration { return later }
+	a.mu.Unlock()
+	if _, err := e.cli.Write(data[20*mss:]); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	_ = e.srv.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(e.srv, got); err != nil {
+		t.Fatalf("%v (segments sent again: %d)", err, e.cliPeer.Stats().SegmentsResentAgain.Load())
+	}
+	if string(got) != string(data) {
+		t.Fatal("the data arrived changed")
+	}
+	if n := e.cliPeer.Stats().SegmentsResentAgain.Load(); n == 0 {
+		t.Error("the data arrived with no segment sent again")
+	}
+}
+
+// waitFor polls cond until it holds, for testTimeout at most.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

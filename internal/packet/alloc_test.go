@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"testing"
+	"time"
 )
 
 // pipePC hands what a Conn sends to a receiving Conn, dropping every
@@ -72,5 +73,67 @@ func TestSteadyStateAllocations(t *testing.T) {
 			t.Errorf("%s: %.0f allocations per 10 groups with %.1f groups rebuilt", name, a, rebuilt)
 		}
 		t.Logf("%s: 1/7 loss: %.1f allocations per rebuilt group, all inside reedsolomon.ReconstructData", name, a/rebuilt)
+	}
+}
+
+// TestResendAgainAllocations checks that an adaptive peer keeps the
+// segments KCP re-sent and sends one again (resendLost) without allocating
+// once its buffers exist.
+func TestResendAgainAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	c := NewClientConn(nopPC{}, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, Config{})
+	p := c.Peer()
+	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	a := p.ad.Load()
+	var now time.Duration
+	a.clock = func() time.Duration { return now }
+	setMinRTT(p, 40*time.Millisecond)
+	push := segment(nil, cmdPush, 0, 0, 0, 1000)
+	ack := segment(nil, cmdAck, 0, 0, 0, 0)
+	var sn uint32
+	// sendAt has KCP send sn (a re-send if sent before) now.
+	sendAt := func(sn uint32) {
+		binary.LittleEndian.PutUint32(push[8:], uint32(now/time.Millisecond))
+		binary.LittleEndian.PutUint32(push[12:], sn)
+		if m, ok := p.adaptOut(push); ok {
+			p.transmitted(m, true) // as if the datagram left at once
+		}
+	}
+	ackOf := func(sn, ts, una uint32) {
+		binary.LittleEndian.PutUint32(ack[8:], ts)
+		binary.LittleEndian.PutUint32(ack[12:], sn)
+		binary.LittleEndian.PutUint32(ack[16:], una)
+		p.adaptIn(ack)
+	}
+	// One round: eight segments; KCP re-sends the first; one sent 20 ms
+	// later is acknowledged, so the first is sent again; then una passes
+	// all of them.
+	round := func() {
+		first := sn
+		for range 8 {
+			sendAt(sn)
+			sn++
+		}
+		now += 10 * time.Millisecond
+		sendAt(first)
+		now += 20 * time.Millisecond
+		sendAt(sn)
+		ts := uint32(now / time.Millisecond)
+		sn++
+		now += 40 * time.Millisecond
+		ackOf(sn-1, ts, first)
+		ackOf(sn-1, ts, sn)
+	}
+	for range 100 {
+		round()
+	}
+	before := p.st.SegmentsResentAgain.Load()
+	if a := testing.AllocsPerRun(100, round); a != 0 {
+		t.Errorf("%.1f allocations per round", a)
+	}
+	if n := p.st.SegmentsResentAgain.Load() - before; n < 100 {
+		t.Fatalf("%d segments sent again in 101 rounds, want one a round", n)
 	}
 }

@@ -76,6 +76,21 @@ type side struct {
 	cipher string
 	ds, ps int
 	drop   int // lose every drop-th datagram sent (0: none)
+	// lose, when set, loses every datagram sent for which it is true.
+	lose func(b []byte) bool
+}
+
+// loser is a PacketConn that loses the datagrams its function picks.
+type loser struct {
+	*net.UDPConn
+	lose func(b []byte) bool
+}
+
+func (l *loser) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if l.lose(b) {
+		return len(b), nil
+	}
+	return l.UDPConn.WriteTo(b, addr)
 }
 
 // pair connects a client and a server as described and returns both KCP
@@ -122,6 +137,9 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 	var cliPC net.PacketConn = csock
 	if cs.drop > 0 {
 		cliPC = plainPC{&dropper{UDPConn: csock, n: cs.drop}}
+	}
+	if cs.lose != nil {
+		cliPC = plainPC{&loser{UDPConn: csock, lose: cs.lose}}
 	}
 	raddr := sock.LocalAddr().(*net.UDPAddr)
 	if cs.ours {

@@ -20,6 +20,11 @@ type Stats struct {
 	RTTMinMs       atomic.Uint64 // the smallest sample (0 before the first)
 	RTTSumMs       atomic.Uint64 // sum of all samples, for a mean
 
+	// SegmentsResentAgain counts the PUSH segments this end sent again by
+	// itself, their re-send by KCP lost as well (an adaptive peer's
+	// resendLost); SegmentsResent counts them too.
+	SegmentsResentAgain atomic.Uint64
+
 	FECGroupsOut       atomic.Uint64 // FEC groups completed with parity sent
 	FECParityOut       atomic.Uint64 // parity shards sent
 	FECParityIn        atomic.Uint64 // parity shards received
@@ -59,6 +64,7 @@ type Snapshot struct {
 	FECGroupsRecovered, FECUnrecoverable                  uint64
 	FECDataExpected, FECDataLost, FECShapeChanges         uint64
 	QueueDrops, Migrations, StaleMoves, SendErrors        uint64
+	SegmentsResentAgain                                   uint64
 	Unacked                                               uint32
 }
 
@@ -78,7 +84,8 @@ func (s *Stats) Snapshot() Snapshot {
 		FECShapeChanges: s.FECShapeChanges.Load(),
 		QueueDrops:      s.QueueDrops.Load(), Migrations: s.Migrations.Load(),
 		StaleMoves: s.StaleMoves.Load(), SendErrors: s.SendErrors.Load(),
-		Unacked: s.Unacked(),
+		SegmentsResentAgain: s.SegmentsResentAgain.Load(),
+		Unacked:             s.Unacked(),
 	}
 }
 
