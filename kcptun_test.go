@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/seed-fc8f924e/kcptun/internal/crypt"
+	"github.com/seed-fc8f924e/kcptun/internal/testwait"
 	"go.uber.org/goleak"
 )
 
@@ -514,11 +515,5 @@ func serveAndConnect(t *testing.T, opts []Option, clientOpts ...Option) (*echoSe
 // for conditions that only a background goroutine can make true.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, testTimeout, what, cond)
 }

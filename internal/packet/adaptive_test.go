@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/seed-fc8f924e/kcptun/internal/testwait"
 )
 
 // adaptPeer returns a client peer with an adaptive controller whose window
@@ -537,7 +539,7 @@ func TestAdaptiveResendInteropKCP(t *testing.T) {
 	if _, err := io.ReadFull(e.srv, one); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
+	testwait.For(t, testTimeout, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
 
 	mss := 1350 - kcpOverhead
 	data := make([]byte, 21*mss)
@@ -556,7 +558,7 @@ func TestAdaptiveResendInteropKCP(t *testing.T) {
 	// held back left after it, already acknowledged), this end's clock
 	// stands still a second later: the data written next leaves a second
 	// after the re-send.
-	waitFor(t, "the re-send to be recorded", func() bool {
+	testwait.For(t, testTimeout, "the re-send to be recorded", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if int32(target-a.base) < 0 {
@@ -582,17 +584,5 @@ func TestAdaptiveResendInteropKCP(t *testing.T) {
 	}
 	if n := e.cliPeer.Stats().SegmentsResentAgain.Load(); n == 0 {
 		t.Error("the data arrived with no segment sent again")
-	}
-}
-
-// waitFor polls cond until it holds, for testTimeout at most.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
