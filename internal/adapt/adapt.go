@@ -58,8 +58,7 @@
 // wait, every 6 ms at 100 Mbit/s; covering its whole 30 ms interval kept a
 // standing queue of most of it at the bottleneck, which delayed everything
 // behind it and left two flows sharing a link anywhere from 13/87 to
-// 78/22), going back to the whole delay as the path's loss rises from 1 to
-// 4 % (ackHold). Where the configured delay exceeds twice the minimum RTT
+// 78/22; ackHold). Where the configured delay exceeds twice the minimum RTT
 // (loopback, a LAN), the excess is most of the round trip a window sees:
 // the probing phase's limit takes it times the gain as well, and a ProbeBW
 // phase lasts the minimum RTT plus the excess, so that probing can raise
@@ -361,43 +360,28 @@ func (c *Controller) ackExcess() time.Duration {
 	return max(c.cfg.AckDelay-2*c.minRTT, 0)
 }
 
-// measuredHold is how long the peer holds an ACK: the longest time between
-// two packets with ACKs over the last ten round trips, at most the
-// configured AckDelay (which it is until a round trip was measured). A
-// kcp-go peer sends its ACKs on every flush, and flushes at once when
-// enough ACKs for a packet of them wait (about 55 at the usual MTU), so at
-// 100 Mbit/s it holds an ACK for 6 ms, not for its whole flush interval. A
-// packet acknowledged by an ACK waited at the peer for no longer than the
-// time since the peer's previous ACKs, which is what this measures (longer
-// when an ACK was lost or the sender was idle, which errs on the side of the
-// larger window).
-func (c *Controller) measuredHold() time.Duration {
+// ackHold is how long the peer holds an ACK, which the windows cover beyond
+// the minimum RTT: the longest time between two packets with ACKs over the
+// last ten round trips, at most the configured AckDelay (which it is until a
+// round trip was measured). A kcp-go peer sends its ACKs on every flush, and
+// flushes at once when enough ACKs for a packet of them wait (about 55 at
+// the usual MTU), so at 100 Mbit/s it holds an ACK for 6 ms, not for its
+// whole flush interval; covering the whole interval kept a standing queue of
+// most of it at the bottleneck (everything behind it waited that long, and
+// two flows sharing a link split it anywhere from 13/87 to 78/22). A packet
+// acknowledged by an ACK waited at the peer for no longer than the time
+// since the peer's previous ACKs, which is what this measures (longer when
+// an ACK was lost or the sender was idle, which errs on the side of the
+// larger window). On a lossy path the cover used to rise to the whole
+// interval, as the windows counted lost packets in flight until KCP re-sent
+// them; the packet layer now takes them out as soon as a later transmission
+// is acknowledged (RACK's rule), and the whole interval only kept messages
+// beside a transfer at 5 % loss 20-60 ms longer at p99.
+func (c *Controller) ackHold() time.Duration {
 	if c.rounds == 0 {
 		return c.cfg.AckDelay
 	}
 	return min(c.ackGapMax, c.cfg.AckDelay)
-}
-
-// The path's loss rate (its FEC loss estimate) from which ackHold grows
-// from the hold measured to the whole AckDelay, and at which it reaches it.
-const (
-	lossyHoldFrom = 0.01
-	lossyHoldFull = 0.04
-)
-
-// ackHold is the time the windows cover beyond the minimum RTT for the
-// peer's ACK hold: measuredHold on a clean path, where covering the whole
-// flush interval kept a standing queue of most of it at the bottleneck
-// (everything behind it waited that long, and two flows sharing a link
-// split it anywhere from 13/87 to 78/22); rising to the whole AckDelay as
-// the path's loss goes from lossyHoldFrom to lossyHoldFull. On a lossy path
-// the windows also hold packets that were lost, or whose ACK was, until KCP
-// re-sends them, and the rate samples scatter: with only the hold
-// measured, a simulated 100 Mbit/s, 20 ms path at 10 % loss moved 5 % less.
-func (c *Controller) ackHold() time.Duration {
-	h := c.measuredHold()
-	f := min(max((c.fec.loss-lossyHoldFrom)/(lossyHoldFull-lossyHoldFrom), 0), 1)
-	return h + time.Duration(f*float64(c.cfg.AckDelay-h))
 }
 
 // probeCycle is ProbeBW's pacing gain per phase.
@@ -934,12 +918,9 @@ func (c *Controller) queueSlack() time.Duration {
 }
 
 // queued reports whether the latest RTT sample shows a queue at the
-// bottleneck, so that a loss now is likely its overflow. Its margin holds
-// the ACK hold measured, not ackHold: overflow losses taken for the path's
-// would raise ackHold, and with it the queue that overflows (a clean
-// simulated path settled at 3 % loss and a 23 ms hold that way).
+// bottleneck, so that a loss now is likely its overflow.
 func (c *Controller) queued() bool {
-	return c.haveRTT && c.lastRTT > c.minRTT+c.queueSlack()+c.measuredHold()
+	return c.haveRTT && c.lastRTT > c.minRTT+c.queueMargin()
 }
 
 // steady reports whether the rate model is past Startup and Drain, whose

@@ -168,6 +168,8 @@ type adaptive struct {
 	// start, as snRec.txUs); ackedAny: an ACK did.
 	ackedTx  uint32
 	ackedAny bool
+	// scan is the next sn presumeLost looks at.
+	scan uint32
 	// ourWnd is the receive window our latest packet advertised.
 	ourWnd uint16
 	// resend holds, between adaptIn's locked part and its end, the
@@ -204,6 +206,9 @@ const (
 	recAcked
 	recResent // re-sent: a loss if the ACK that comes echoes the re-send
 	recAppLim // left with nothing queued behind it: the sender was idle
+	// recGone: left inflight unacknowledged, as a transmission sent a
+	// while after it was acknowledged (presumeLost); KCP re-sends it soon.
+	recGone
 )
 
 // qmeta describes the KCP data of a queued datagram.
@@ -438,7 +443,7 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 				}
 			} else if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				m.resend = true
-				if r.st&recSent != 0 {
+				if r.st&(recSent|recGone) == recSent {
 					a.inflight -= int64(r.size)
 				}
 				if r.st&recQueued == 0 {
@@ -607,7 +612,9 @@ func (p *Peer) adaptIn(b []byte) {
 					a.queued -= int64(r.size) // acknowledged before it left again
 				}
 				if r.st&recSent != 0 {
-					a.inflight -= int64(r.size)
+					if r.st&recGone == 0 {
+						a.inflight -= int64(r.size)
+					}
 					if echoes {
 						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
 							rtt, appLimited = d, r.st&recAppLim != 0
@@ -640,7 +647,9 @@ func (p *Peer) adaptIn(b []byte) {
 				if r.st&recAcked == 0 {
 					delivered += int(r.size)
 					if r.st&recSent != 0 {
-						a.inflight -= int64(r.size)
+						if r.st&recGone == 0 {
+							a.inflight -= int64(r.size)
+						}
 						// A re-send that fills a hole is acknowledged by
 						// una only (kcp-go sends no ACK for an sn below
 						// its rcv_nxt): if una passes it a round trip
@@ -747,6 +756,9 @@ func (p *Peer) adaptIn(b []byte) {
 		}
 	}
 	ackNow := a.ackNow
+	if newerAck {
+		a.presumeLost()
+	}
 	if (newerAck || passed) && len(a.again) > 0 {
 		a.resendLost()
 	}
@@ -780,6 +792,39 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 }
 
+// reorderWindow is how long, in µs, a transmission may trail one that left
+// after it before it counts as lost (RACK's reordering window, RFC 8985): a
+// quarter of the minimum RTT, at least 1 ms (a.mu held).
+func (a *adaptive) reorderWindow() int32 {
+	return int32(max(a.minRTT/4, time.Millisecond) / time.Microsecond)
+}
+
+// presumeLost takes out of inflight the first transmissions still
+// unacknowledged that left a quarter of the minimum RTT (at least 1 ms) or
+// more before the newest transmission an ACK echoed (a.mu held): they were
+// lost, or their ACK was (RACK's rule), and KCP re-sends them once two later
+// ACKs came. Counted in flight until then, they held the inflight limit,
+// which on a lossy path then had to cover them with a standing queue.
+func (a *adaptive) presumeLost() {
+	reo := a.reorderWindow()
+	if int32(a.scan-a.base) < 0 {
+		a.scan = a.base
+	}
+	for ; a.scan != a.next; a.scan++ {
+		r := &a.ring[a.scan&uint32(len(a.ring)-1)]
+		if r.st&recResent != 0 || r.st&recAcked != 0 {
+			continue
+		}
+		if r.st&recSent == 0 || int32(a.ackedTx-r.txUs) <= reo {
+			break
+		}
+		if r.st&recGone == 0 {
+			r.st |= recGone
+			a.inflight -= int64(r.size)
+		}
+	}
+}
+
 // keep stores seg, the segment sn that KCP re-sent (or this end sent
 // again), for resendLost (a.mu held).
 func (a *adaptive) keep(sn uint32, seg []byte) {
@@ -810,7 +855,7 @@ func (a *adaptive) keep(sn uint32, seg []byte) {
 // buffer before the timer fires. An ACK that was lost, while an earlier sn
 // still holds the peer's una, may cost one needless copy.
 func (a *adaptive) resendLost() {
-	reo := int32(max(a.minRTT/4, time.Millisecond) / time.Microsecond)
+	reo := a.reorderWindow()
 	for i := 0; i < len(a.again); {
 		e := &a.again[i]
 		var r *snRec

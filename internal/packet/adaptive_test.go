@@ -586,3 +586,46 @@ func TestAdaptiveResendInteropKCP(t *testing.T) {
 		t.Error("the data arrived with no segment sent again")
 	}
 }
+
+// TestAdaptivePresumesLost checks that first transmissions still
+// unacknowledged a quarter of the minimum RTT before the newest one an ACK
+// echoed leave inflight at once (presumeLost), only once: not again when
+// their late ACK comes, nor when KCP re-sends them; and that one sent
+// within that quarter stays.
+func TestAdaptivePresumesLost(t *testing.T) {
+	p, _ := adaptPeer(t)
+	a := p.ad.Load()
+	var now time.Duration
+	a.clock = func() time.Duration { return now }
+	setMinRTT(p, 40*time.Millisecond) // a quarter: 10 ms
+	const size = kcpOverhead + testData
+	inflight := func() int64 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.inflight
+	}
+	at := func(ms int) { now = time.Duration(ms) * time.Millisecond }
+	for sn := range uint32(10) {
+		send(p, sn, sn) // at 0 ms
+	}
+	at(15)
+	send(p, 10, 10)
+	at(20)
+	send(p, 11, 11)
+	at(60)
+	p.adaptIn(segment(nil, cmdAck, 11, 11, 0, 0)) // left at 20 ms
+	if got := inflight(); got != size {
+		t.Fatalf("after an ACK of a transmission 20 ms after sn 0-9: inflight %d, want %d (sn 10, 5 ms before, only)", got, size)
+	}
+	for sn := range uint32(4) {
+		send(p, 12+sn, 12+sn) // at 60 ms
+	}
+	p.adaptIn(segment(nil, cmdAck, 3, 3, 0, 0)) // a late ACK of one presumed lost
+	if got := inflight(); got != 5*size {
+		t.Fatalf("after a late ACK of sn 3: inflight %d, want %d", got, 5*size)
+	}
+	send(p, 5, 100) // KCP re-sends sn 5: it leaves inflight no second time
+	if got := inflight(); got != 6*size {
+		t.Fatalf("after the re-send of sn 5: inflight %d, want %d", got, 6*size)
+	}
+}
