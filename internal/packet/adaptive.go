@@ -209,6 +209,7 @@ const (
 	// recGone: left inflight unacknowledged, as a transmission sent a
 	// while after it was acknowledged (presumeLost); KCP re-sends it soon.
 	recGone
+	recKept // its bytes are in a.again (keep)
 )
 
 // qmeta describes the KCP data of a queued datagram.
@@ -449,8 +450,8 @@ func (p *Peer) adaptOut(b []byte) (qmeta, bool) {
 				if r.st&recQueued == 0 {
 					a.queued += int64(r.size)
 				}
-				r.st, r.ts = recQueued|recResent, ts
-				a.keep(sn, b[:size])
+				r.st, r.ts = recQueued|recResent|r.st&recKept, ts
+				a.keep(r, sn, b[:size])
 			}
 		}
 		b = b[kcpOverhead+int(n):]
@@ -825,18 +826,14 @@ func (a *adaptive) presumeLost() {
 	}
 }
 
-// keep stores seg, the segment sn that KCP re-sent (or this end sent
-// again), for resendLost (a.mu held).
-func (a *adaptive) keep(sn uint32, seg []byte) {
-	for i := range a.again {
-		if a.again[i].sn == sn {
-			a.again[i].seg = append(a.again[i].seg[:0], seg...)
-			return
-		}
+// keep stores seg, the segment sn (record r) that KCP re-sent, for
+// resendLost, unless it is kept already: its data does not change, and
+// sendAgain writes a fresh header (a.mu held).
+func (a *adaptive) keep(r *snRec, sn uint32, seg []byte) {
+	if r.st&recKept != 0 || len(a.again) >= againMax {
+		return // kept, or left to KCP's timer
 	}
-	if len(a.again) >= againMax {
-		return // left to KCP's timer
-	}
+	r.st |= recKept
 	a.again = append(a.again, againRec{sn: sn, seg: append(a.pool.get(), seg...)})
 }
 

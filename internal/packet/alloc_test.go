@@ -84,6 +84,7 @@ func TestResendAgainAllocations(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	c := NewClientConn(nopPC{}, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, Config{})
+	t.Cleanup(func() { _ = c.Close() })
 	p := c.Peer()
 	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
 	a := p.ad.Load()
