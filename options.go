@@ -443,7 +443,11 @@ func WithRateLimit(bytesPerSecond int) Option {
 // measured), which every KCP receiver drops by sequence number. It also
 // sends a segment again by itself when KCP's re-send of it was lost too
 // (kcp-go re-sends a segment early only once, then waits for its timer);
-// SessionStats.SegmentsResentAgain counts those.
+// SessionStats.SegmentsResentAgain counts those. And it repeats, in its
+// next two datagrams with an ACK, each ACK of data that arrived above a hole,
+// so that a lost datagram of ACKs does not make the peer re-send what
+// arrived (SessionStats.AcksRepeated); a path that loses nothing has no
+// holes, and nothing is repeated.
 // WithWindow, WithFEC and WithRateLimit pin or cap those parts,
 // and WithMode still chooses KCP's timing. Off restores the kcptun binaries'
 // fixed behaviour exactly: the role's windows, FEC 10+3, no pacing, and the

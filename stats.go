@@ -38,6 +38,11 @@ type SessionStats struct {
 	// itself because KCP's re-send of them was lost as well (adaptive
 	// sessions only; see WithAdaptive). SegmentsResent counts them too.
 	SegmentsResentAgain uint64
+	// AcksRepeated counts the ACK segments the SDK sent a second and third
+	// time, of data that arrived above a hole, so that the loss of one
+	// datagram of ACKs does not make the peer re-send what arrived
+	// (adaptive sessions only; see WithAdaptive).
+	AcksRepeated uint64
 	// SegmentsReceived counts KCP segments received, of every command.
 	SegmentsReceived uint64
 	// AcksReceived counts ACK segments received.
@@ -149,7 +154,7 @@ func sessionStats(p *packet.Peer) SessionStats {
 	st := SessionStats{
 		Remote:      p.RemoteAddr(),
 		DatagramsIn: s.DatagramsIn, BytesIn: s.BytesIn, DatagramsOut: s.DatagramsOut, BytesOut: s.BytesOut,
-		SegmentsSent: s.SegmentsOut, SegmentsResent: s.SegmentsResent, SegmentsResentAgain: s.SegmentsResentAgain, SegmentsReceived: s.SegmentsIn,
+		SegmentsSent: s.SegmentsOut, SegmentsResent: s.SegmentsResent, SegmentsResentAgain: s.SegmentsResentAgain, AcksRepeated: s.AcksRepeated, SegmentsReceived: s.SegmentsIn,
 		AcksReceived: s.AcksIn, Unacked: s.Unacked, RTTSamples: s.RTTSamples,
 		RTTLast: time.Duration(s.RTTLastMs) * time.Millisecond, RTTMin: time.Duration(s.RTTMinMs) * time.Millisecond,
 		FECGroupsSent: s.FECGroupsOut, FECParitySent: s.FECParityOut, FECParityReceived: s.FECParityIn,

@@ -600,7 +600,9 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 			if r := a.rec(sn); r != nil && r.st&recAcked == 0 {
 				delivered += int(r.size)
-				ackTs := binary.LittleEndian.Uint32(b[8:])
+				// A repeated ACK (withRepeatedAcks) tells of the same
+				// transmission as its first send, later: no RTT sample.
+				ackTs, repeated := repeatedAckTs(binary.LittleEndian.Uint32(b[8:]), r.ts0)
 				echoes := r.ts == ackTs
 				if r.st&recResent != 0 && ackTs != r.ts0 {
 					// The ACK is of a re-send, any of them: the first
@@ -617,7 +619,7 @@ func (p *Peer) adaptIn(b []byte) {
 						a.inflight -= int64(r.size)
 					}
 					if echoes {
-						if d := time.Duration(us-r.txUs) * time.Microsecond; d > 0 && (rtt == 0 || d < rtt) {
+						if d := time.Duration(us-r.txUs) * time.Microsecond; !repeated && d > 0 && (rtt == 0 || d < rtt) {
 							rtt, appLimited = d, r.st&recAppLim != 0
 						}
 						if !a.ackedAny || int32(r.txUs-a.ackedTx) > 0 {

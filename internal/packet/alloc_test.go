@@ -138,3 +138,40 @@ func TestResendAgainAllocations(t *testing.T) {
 		t.Fatalf("%d segments sent again in 101 rounds, want one a round", n)
 	}
 }
+
+// TestRepeatedAckAllocations checks that repeating ACKs (withRepeatedAcks)
+// allocates nothing once its buffers exist.
+func TestRepeatedAckAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	c := NewClientConn(nopPC{}, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, Config{})
+	t.Cleanup(func() { _ = c.Close() })
+	p := c.Peer()
+	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	ack := segment(segment(nil, cmdAck, 0, 0, 0, 0), cmdAck, 0, 0, 0, 0)
+	var una uint32
+	// One round: a datagram of two ACKs above the hole at una, then una
+	// moves on.
+	round := func() {
+		for i := range uint32(2) {
+			seg := ack[i*kcpOverhead:]
+			binary.LittleEndian.PutUint32(seg[12:], una+1+i)
+			binary.LittleEndian.PutUint32(seg[16:], una)
+		}
+		if _, err := p.write(ack); err != nil {
+			t.Fatal(err)
+		}
+		una += 2
+	}
+	for range 300 {
+		round()
+	}
+	before := p.st.AcksRepeated.Load()
+	if a := testing.AllocsPerRun(100, round); a != 0 {
+		t.Errorf("%.1f allocations per round", a)
+	}
+	if n := p.st.AcksRepeated.Load() - before; n < 100 {
+		t.Fatalf("%d ACKs repeated in 101 rounds, want one a round or more", n)
+	}
+}

@@ -110,6 +110,9 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 	if ss.drop > 0 {
 		srvPC = plainPC{&dropper{UDPConn: sock, n: ss.drop}}
 	}
+	if ss.lose != nil {
+		srvPC = plainPC{&loser{UDPConn: sock, lose: ss.lose}}
+	}
 	var ln *kcp.Listener
 	var srvConn *Conn
 	var err error

@@ -36,6 +36,8 @@ type Peer struct {
 	sbuf []byte
 	pace pacer
 	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
+	// reacks holds the ACKs an adaptive peer repeats (withRepeatedAcks).
+	reacks ackRepeats
 
 	gone atomic.Bool
 }
@@ -174,9 +176,20 @@ func (p *Peer) write(b []byte) (int, error) {
 	if p.sbuf == nil {
 		p.sbuf = make([]byte, bufSize)
 	}
+	n := len(b)
+	b, extra := p.withRepeatedAcks(b)
 	p.accountOut(b)
 	meta, adaptive := p.adaptOut(b)
 	head := c.cip.head
+	if extra != nil {
+		// Repeated ACKs that did not fit in b leave at once, as ACKs do,
+		// and ahead of b: kcp-go counts each of b's ACKs towards the fast
+		// retransmit of every segment still unacknowledged before it, and
+		// re-sends as soon as it has taken a datagram.
+		if err := p.transmit(c.cip.seal(append(p.sbuf[:head], extra...), p.rnd)); err != nil {
+			return 0, err
+		}
+	}
 	buf := p.sbuf[:head]
 	encOn := p.enc.on() // once: a later call may apply a pending shape
 	// ACKs, window probes and re-sends leave at once, ahead of the new data
@@ -248,7 +261,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		}
 		p.enc.releaseParity() // sent: pace.send copies what it keeps
 	}
-	return len(b), nil
+	return n, nil
 }
 
 // accountOut counts the PUSH segments of an outgoing KCP packet and learns

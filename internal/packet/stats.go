@@ -24,6 +24,9 @@ type Stats struct {
 	// itself, their re-send by KCP lost as well (an adaptive peer's
 	// resendLost); SegmentsResent counts them too.
 	SegmentsResentAgain atomic.Uint64
+	// AcksRepeated counts the ACK segments this end repeated, of data that
+	// arrived above a hole (an adaptive peer's withRepeatedAcks).
+	AcksRepeated atomic.Uint64
 
 	FECGroupsOut       atomic.Uint64 // FEC groups completed with parity sent
 	FECParityOut       atomic.Uint64 // parity shards sent
@@ -64,7 +67,7 @@ type Snapshot struct {
 	FECGroupsRecovered, FECUnrecoverable                  uint64
 	FECDataExpected, FECDataLost, FECShapeChanges         uint64
 	QueueDrops, Migrations, StaleMoves, SendErrors        uint64
-	SegmentsResentAgain                                   uint64
+	SegmentsResentAgain, AcksRepeated                     uint64
 	Unacked                                               uint32
 }
 
@@ -84,8 +87,8 @@ func (s *Stats) Snapshot() Snapshot {
 		FECShapeChanges: s.FECShapeChanges.Load(),
 		QueueDrops:      s.QueueDrops.Load(), Migrations: s.Migrations.Load(),
 		StaleMoves: s.StaleMoves.Load(), SendErrors: s.SendErrors.Load(),
-		SegmentsResentAgain: s.SegmentsResentAgain.Load(),
-		Unacked:             s.Unacked(),
+		SegmentsResentAgain: s.SegmentsResentAgain.Load(), AcksRepeated: s.AcksRepeated.Load(),
+		Unacked: s.Unacked(),
 	}
 }
 
