@@ -271,24 +271,9 @@ func TestRepeatedAcksInteropKCP(t *testing.T) {
 	}
 	e := makePair(t, side{cipher: "null", lose: cliLose}, side{ours: true, cipher: "null", lose: srvLose})
 	e.srvPeer.EnableAdaptive(AdaptiveConfig{MTU: mtu, FECPinned: true})
-	// kcp-go's timeout 5 s or more (as in TestAdaptiveResendInteropKCP): it
-	// re-sends only on ACKs.
-	e.cli.SetNoDelay(1, 5000, 2, 1)
-	if _, err := e.cli.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	_ = e.srv.SetReadDeadline(time.Now().Add(testTimeout))
-	if _, err := io.ReadFull(e.srv, one); err != nil {
-		t.Fatal(err)
-	}
-	testwait.For(t, testTimeout, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
-
+	slowTimer(t, e)
 	mss := 1350 - kcpOverhead
-	data := make([]byte, 12*mss)
-	for i := range data {
-		data[i] = byte(i * 13)
-	}
+	data := pattern(12*mss, 13)
 	if _, err := e.cli.Write(data[:10*mss]); err != nil {
 		t.Fatal(err)
 	}

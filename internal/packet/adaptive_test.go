@@ -528,24 +528,9 @@ func TestAdaptiveResendInteropKCP(t *testing.T) {
 	// FEC pinned off: no copies of a thin flow's datagrams.
 	e.cliPeer.EnableAdaptive(AdaptiveConfig{MTU: 1350, AckDelay: 10 * time.Millisecond, FECPinned: true})
 	a := e.cliPeer.ad.Load()
-	// KCP's timeout is its smoothed RTT plus at least its flush interval:
-	// with an interval of 5 s and one more RTT sample, 5 s or more.
-	e.cli.SetNoDelay(1, 5000, 2, 1)
-	if _, err := e.cli.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
-	one := make([]byte, 1)
-	_ = e.srv.SetReadDeadline(time.Now().Add(testTimeout))
-	if _, err := io.ReadFull(e.srv, one); err != nil {
-		t.Fatal(err)
-	}
-	testwait.For(t, testTimeout, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
-
+	slowTimer(t, e)
 	mss := 1350 - kcpOverhead
-	data := make([]byte, 21*mss)
-	for i := range data {
-		data[i] = byte(i * 7)
-	}
+	data := pattern(21*mss, 7)
 	if _, err := e.cli.Write(data[:20*mss]); err != nil {
 		t.Fatal(err)
 	}
@@ -628,4 +613,31 @@ func TestAdaptivePresumesLost(t *testing.T) {
 	if got := inflight(); got != 6*size {
 		t.Fatalf("after the re-send of sn 5: inflight %d, want %d", got, 6*size)
 	}
+}
+
+// slowTimer sets the client's KCP retransmission timeout of pair e to 5 s
+// or more, so that kcp-go re-sends only on ACKs: KCP's timeout is its
+// smoothed RTT plus at least its flush interval, here 5 s, once one byte
+// sent and acknowledged gave it an RTT sample.
+func slowTimer(t *testing.T, e pairEnds) {
+	t.Helper()
+	e.cli.SetNoDelay(1, 5000, 2, 1)
+	if _, err := e.cli.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	_ = e.srv.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := io.ReadFull(e.srv, one); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, testTimeout, "kcp-go's timeout to pass 5 s", func() bool { return e.cli.GetRTO() >= 5000 })
+}
+
+// pattern returns n bytes, byte i being i*k (mod 256).
+func pattern(n int, k byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i) * k
+	}
+	return b
 }

@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,13 +81,7 @@ func TestSteadyStateAllocations(t *testing.T) {
 // segments KCP re-sent and sends one again (resendLost) without allocating
 // once its buffers exist.
 func TestResendAgainAllocations(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates")
-	}
-	c := NewClientConn(nopPC{}, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, Config{})
-	t.Cleanup(func() { _ = c.Close() })
-	p := c.Peer()
-	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	p := allocPeer(t)
 	a := p.ad.Load()
 	var now time.Duration
 	a.clock = func() time.Duration { return now }
@@ -127,21 +122,14 @@ func TestResendAgainAllocations(t *testing.T) {
 		ackOf(sn-1, ts, first)
 		ackOf(sn-1, ts, sn)
 	}
-	for range 100 {
-		round()
-	}
-	before := p.st.SegmentsResentAgain.Load()
-	if a := testing.AllocsPerRun(100, round); a != 0 {
-		t.Errorf("%.1f allocations per round", a)
-	}
-	if n := p.st.SegmentsResentAgain.Load() - before; n < 100 {
-		t.Fatalf("%d segments sent again in 101 rounds, want one a round", n)
-	}
+	noAllocs(t, round, 100, &p.st.SegmentsResentAgain, "segments sent again")
 }
 
-// TestRepeatedAckAllocations checks that repeating ACKs (withRepeatedAcks)
-// allocates nothing once its buffers exist.
-func TestRepeatedAckAllocations(t *testing.T) {
+// allocPeer returns an adaptive client peer whose datagrams go nowhere, for
+// an allocation test; it skips the test under the race detector, which
+// allocates.
+func allocPeer(t *testing.T) *Peer {
+	t.Helper()
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
@@ -149,6 +137,30 @@ func TestRepeatedAckAllocations(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	p := c.Peer()
 	p.EnableAdaptive(AdaptiveConfig{MTU: 1350})
+	return p
+}
+
+// noAllocs runs round warm times, then checks that it allocates nothing and
+// that, over the 101 rounds AllocsPerRun makes, count grew by one a round
+// or more (what is counts).
+func noAllocs(t *testing.T, round func(), warm int, count *atomic.Uint64, what string) {
+	t.Helper()
+	for range warm {
+		round()
+	}
+	before := count.Load()
+	if a := testing.AllocsPerRun(100, round); a != 0 {
+		t.Errorf("%.1f allocations per round", a)
+	}
+	if n := count.Load() - before; n < 100 {
+		t.Fatalf("%d %s in 101 rounds, want one a round or more", n, what)
+	}
+}
+
+// TestRepeatedAckAllocations checks that repeating ACKs (withRepeatedAcks)
+// allocates nothing once its buffers exist.
+func TestRepeatedAckAllocations(t *testing.T) {
+	p := allocPeer(t)
 	ack := segment(segment(nil, cmdAck, 0, 0, 0, 0), cmdAck, 0, 0, 0, 0)
 	var una uint32
 	// One round: a datagram of two ACKs above the hole at una, then una
@@ -164,14 +176,5 @@ func TestRepeatedAckAllocations(t *testing.T) {
 		}
 		una += 2
 	}
-	for range 300 {
-		round()
-	}
-	before := p.st.AcksRepeated.Load()
-	if a := testing.AllocsPerRun(100, round); a != 0 {
-		t.Errorf("%.1f allocations per round", a)
-	}
-	if n := p.st.AcksRepeated.Load() - before; n < 100 {
-		t.Fatalf("%d ACKs repeated in 101 rounds, want one a round or more", n)
-	}
+	noAllocs(t, round, 300, &p.st.AcksRepeated, "ACKs repeated")
 }
