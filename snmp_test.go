@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,5 +65,29 @@ func TestLogSNMP(t *testing.T) {
 	}
 	if err := LogSNMP(context.Background(), pattern, 0); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("period 0: %v", err)
+	}
+}
+
+// TestSessionStatsLogValue checks the one-line session summary: the
+// controller's part, with what the packet layer re-sent and repeated by
+// itself, only for an adaptive session.
+func TestSessionStatsLogValue(t *testing.T) {
+	line := func(s SessionStats) string {
+		var b strings.Builder
+		slog.New(slog.NewTextHandler(&b, nil)).Info("session", "stats", s)
+		return b.String()
+	}
+	s := SessionStats{SegmentsSent: 40, SegmentsResent: 5, SegmentsResentAgain: 2, AcksRepeated: 7, Created: time.Now()}
+	fixed := line(s)
+	if !strings.Contains(fixed, "stats.segments_resent=5") || strings.Contains(fixed, "stats.mode=") || strings.Contains(fixed, "acks_repeated") {
+		t.Errorf("a fixed session's summary: %s", fixed)
+	}
+	s.Adaptive = true
+	s.Control.Mode = "probe-bw"
+	adaptive := line(s)
+	for _, want := range []string{"stats.mode=probe-bw", "stats.resent_again=2", "stats.acks_repeated=7"} {
+		if !strings.Contains(adaptive, want) {
+			t.Errorf("an adaptive session's summary lacks %s: %s", want, adaptive)
+		}
 	}
 }

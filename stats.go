@@ -200,7 +200,8 @@ func (s *session) stats() SessionStats {
 }
 
 // LogValue summarises the session on one log line: its peer, age, RTT,
-// traffic, re-sends, FEC and, when it adapts, the controller's state. The
+// traffic, re-sends, FEC and, when it adapts, the controller's state and
+// what its packet layer re-sent and repeated by itself. The
 // forwarding programs log it when a session ends and on SIGUSR1.
 func (s SessionStats) LogValue() slog.Value {
 	attrs := []slog.Attr{
@@ -227,6 +228,8 @@ func (s SessionStats) LogValue() slog.Value {
 			slog.Duration("ack_hold", c.AckHold.Round(100*time.Microsecond)),
 			slog.String("fec", fmt.Sprintf("%d+%d", c.DataShards, c.ParityShards)),
 			slog.String("loss", fmt.Sprintf("%.2f%%", 100*c.Loss)),
+			slog.Uint64("resent_again", s.SegmentsResentAgain),
+			slog.Uint64("acks_repeated", s.AcksRepeated),
 		)
 	}
 	return slog.GroupValue(attrs...)
