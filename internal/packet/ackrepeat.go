@@ -83,19 +83,8 @@ func (p *Peer) withRepeatedAcks(b []byte) (out, extra []byte) {
 	}
 	r.recs = kept
 
-	lastAck := -1
-	for s := b; len(s) >= kcpOverhead; {
-		n := binary.LittleEndian.Uint32(s[20:])
-		if uint64(n) > uint64(len(s)-kcpOverhead) {
-			break
-		}
-		if s[4] == cmdAck {
-			lastAck = len(b) - len(s)
-		}
-		s = s[kcpOverhead+int(n):]
-	}
 	out = b
-	if lastAck >= 0 && len(r.recs) > 0 {
+	if info := scanSegments(b); info.ack && len(r.recs) > 0 {
 		if r.buf == nil {
 			r.buf = make([]byte, 0, bufSize)
 			r.extra = make([]byte, 0, bufSize)
@@ -106,7 +95,7 @@ func (p *Peer) withRepeatedAcks(b []byte) (out, extra []byte) {
 		}
 		if r.unrepeated() {
 			x := p.repeatAcks(r.extra[:0], b[:kcpOverhead], a.cfg.MTU/kcpOverhead-1, true)
-			x = append(x, b[lastAck:lastAck+kcpOverhead]...)
+			x = append(x, b[info.lastAck:info.lastAck+kcpOverhead]...)
 			t := x[len(x)-kcpOverhead:]
 			binary.LittleEndian.PutUint32(t[12:], una-1)
 			binary.LittleEndian.PutUint32(t[20:], 0)
