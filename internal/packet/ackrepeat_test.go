@@ -211,7 +211,6 @@ func TestRepeatedAckCountsOnce(t *testing.T) {
 // retransmit, nor as an RTT sample. Only the segment that was lost is
 // re-sent.
 func TestRepeatedAcksInteropKCP(t *testing.T) {
-	const mtu = 1350
 	const (
 		hole = 5  // lost once on the way to the receiver
 		last = 11 // the first write's last sn: it starts at sn 2
@@ -270,7 +269,7 @@ func TestRepeatedAcksInteropKCP(t *testing.T) {
 		return true
 	}
 	e := makePair(t, side{cipher: "null", lose: cliLose}, side{ours: true, cipher: "null", lose: srvLose})
-	e.srvPeer.EnableAdaptive(AdaptiveConfig{MTU: mtu, FECPinned: true})
+	e.srvPeer.EnableAdaptive(AdaptiveConfig{MTU: 1350, FECPinned: true})
 	slowTimer(t, e)
 	mss := 1350 - kcpOverhead
 	data := pattern(12*mss, 13)
