@@ -15,11 +15,27 @@ import (
 // replaced in the background; with WithAutoExpire a session stops taking new
 // streams after a while and is closed once its last stream ends or the
 // scavenge TTL passes. A Client is safe for concurrent use.
+//
+// KCP delivers a session's bytes in order, so every stream of a session
+// waits behind any packet the session lost, and behind what a transfer on
+// another stream has queued. Unless WithConns or WithAdaptive(false) is
+// given, a Client therefore opens a stream on a side session (a second KCP
+// session, from its own UDP port) when its session is busy: at least
+// busySegments of its packets unacknowledged, or data arriving at a rate
+// that keeps as many in flight toward it. Messages beside a bulk transfer
+// then see the path's delay rather than the transfer's queue and losses.
+// The side session is dialed when first needed (the Dial that needs it
+// waits for it up to two round trips and a retransmission timeout, 1 s at
+// most, and otherwise uses the busy session), and closed once it has
+// carried no stream for 30 s. Two
+// transfers at once then run as two KCP flows, as with WithConns(2).
 type Client struct {
 	cfg    *config
 	addr   string
 	ra     remoteAddr
 	slots  []*slot
+	side   *slot               // the side session, nil when the pool is pinned (WithConns, WithAdaptive(false))
+	busy   func(*session) bool // (*session).busy; tests replace it
 	next   atomic.Uint32
 	ctx    context.Context // ends when the Client is closed
 	cancel context.CancelFunc
@@ -40,7 +56,8 @@ type Client struct {
 
 // ClientStats is a snapshot of a Client's pool.
 type ClientStats struct {
-	Sessions    int    // live sessions taking new streams
+	Sessions    int    // live sessions taking new streams, the side session included
+	Side        int    // 1 while the side session is open (see Client), else 0
 	Retired     int    // expired sessions still serving their streams
 	Streams     int    // streams open on all sessions (a closed one until its last bytes went to smux)
 	Dials       uint64 // sessions dialed successfully since NewClient
@@ -52,10 +69,13 @@ type ClientStats struct {
 // Stats returns a snapshot of the Client's pool.
 func (c *Client) Stats() ClientStats {
 	st := ClientStats{Dials: c.dials.Load(), FailedDials: c.failures.Load()}
-	for _, sl := range c.slots {
+	for _, sl := range c.pool() {
 		sl.mu.Lock()
 		if s := sl.sess; s != nil && !s.isClosed() {
 			st.Sessions++
+			if sl == c.side {
+				st.Side++
+			}
 			st.Streams += int(s.streams.Load())
 			st.PerSession = append(st.PerSession, s.stats())
 		}
@@ -73,10 +93,20 @@ func (c *Client) Stats() ClientStats {
 
 // slot holds one pooled session, or the dial that will fill it.
 type slot struct {
-	mu      sync.Mutex
-	sess    *session
-	dialing chan struct{} // closed when the dial in flight ends; nil if none
-	err     error         // the last dial's error
+	mu       sync.Mutex
+	sess     *session
+	dialing  chan struct{} // closed when the dial in flight ends; nil if none
+	err      error         // the last dial's error
+	failed   time.Time     // when the last dial failed
+	onDemand bool          // the side slot: dialed when needed, not refilled when its session dies
+}
+
+// pool returns every slot of the Client: the pooled ones and the side slot.
+func (c *Client) pool() []*slot {
+	if c.side == nil {
+		return c.slots
+	}
+	return append(c.slots[:len(c.slots):len(c.slots)], c.side)
 }
 
 // NewClient returns a Client for the kcptun server at addr ("host:port", or
@@ -101,6 +131,10 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		c.startDial(c.slots[i])
 		c.slots[i].mu.Unlock()
 	}
+	if cfg.adaptive && !cfg.connsSet {
+		c.side = &slot{onDemand: true}
+	}
+	c.busy = (*session).busy
 	return c, nil
 }
 
@@ -121,8 +155,7 @@ func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
 	// A session can die between being picked and opening the stream; try each
 	// slot once more before giving up.
 	for range len(c.slots) + 1 {
-		sl := c.slots[int(c.next.Add(1)-1)%len(c.slots)]
-		s, err := c.sessionOf(ctx, sl, start)
+		s, err := c.pick(ctx, start)
 		if err != nil {
 			return nil, err
 		}
@@ -145,6 +178,81 @@ func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
 	return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", c.addr, lastErr)
 }
 
+// busySegments is how many KCP segments in flight, in either direction,
+// make a session busy for the Client's placement of new streams: a bulk
+// transfer keeps hundreds out, a request or a game's messages a few.
+const busySegments = 32
+
+// sideSessionLinger is how long a side session that carries no stream stays
+// open for the next one.
+const sideSessionLinger = 30 * time.Second
+
+// sideWait bounds how long a Dial waits for the side session to be dialed
+// before it opens its stream on the busy session instead: two round trips
+// of that session and KCP's first retransmission timeout (so that one lost
+// packet of the dial does not leave the stream behind the busy one for
+// good), at most 1 s. sideRetry is how long the Client leaves the side
+// session alone after its dial failed.
+const (
+	sideWaitMax = time.Second
+	sideRetry   = 30 * time.Second
+)
+
+// busy reports whether the session carries a transfer: busySegments of its
+// own segments unacknowledged, or data arriving fast enough to keep that many
+// of the peer's in flight over the round trip.
+func (s *session) busy() bool {
+	if s.peer == nil {
+		return false
+	}
+	if s.peer.Stats().Unacked() >= busySegments {
+		return true
+	}
+	a, ok := s.peer.Adaptive()
+	if !ok {
+		return false
+	}
+	rtt := a.SmoothedRTT
+	if rtt <= 0 {
+		rtt = a.MinRTT
+	}
+	return float64(a.ReceiveRate)*rtt.Seconds() >= float64(busySegments*s.cfg.kcpMTU())
+}
+
+// pick returns the session for a new stream: the next pooled session in
+// turn or, when that one is busy and the Client keeps a side session, the
+// side session, dialed if needed, unless it is busy too and carries more
+// streams. When the side session cannot be had in time the busy one serves.
+func (c *Client) pick(ctx context.Context, start time.Time) (*session, error) {
+	s, err := c.sessionOf(ctx, c.slots[int(c.next.Add(1)-1)%len(c.slots)], start)
+	if err != nil || c.side == nil || !c.busy(s) {
+		return s, err
+	}
+	c.side.mu.Lock()
+	skip := c.side.sess == nil && c.side.dialing == nil && !c.side.failed.IsZero() && time.Since(c.side.failed) < sideRetry
+	c.side.mu.Unlock()
+	if skip {
+		return s, nil
+	}
+	wait := sideWaitMax
+	if st, ok := s.peer.Adaptive(); ok && st.SmoothedRTT > 0 {
+		wait = min(2*st.SmoothedRTT+(initialRTO+50)*time.Millisecond, sideWaitMax)
+	}
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	side, err := c.sessionOf(sctx, c.side, start)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, err // the caller's own deadline or cancellation
+	case err != nil:
+		c.cfg.logger.Debug("kcptun: no side session yet, opening the stream on the busy one", "addr", c.addr, "err", err)
+		return s, nil
+	case c.busy(side) && side.streams.Load() > s.streams.Load():
+		return s, nil
+	}
+	return side, nil
+}
+
 // sessionOf returns the slot's live session, dialing a new one if needed.
 func (c *Client) sessionOf(ctx context.Context, sl *slot, start time.Time) (*session, error) {
 	for {
@@ -157,6 +265,7 @@ func (c *Client) sessionOf(ctx context.Context, sl *slot, start time.Time) (*ses
 				sl.sess = nil
 				c.retire(s)
 			default:
+				s.picked.Store(time.Now().UnixNano())
 				sl.mu.Unlock()
 				return s, nil
 			}
@@ -191,6 +300,7 @@ func (c *Client) sessionOf(ctx context.Context, sl *slot, start time.Time) (*ses
 		if !s.isClosed() {
 			// A session dialed for this caller serves it even if it is
 			// already past WithAutoExpire.
+			s.picked.Store(time.Now().UnixNano())
 			return s, nil
 		}
 	}
@@ -211,7 +321,7 @@ func (c *Client) startDial(sl *slot) error {
 		s, err := c.formats.open(c.ctx, c.cfg, c.addr, c.ra) // in the server's format, once known
 		if err != nil {
 			c.failures.Add(1)
-			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "err", err)
+			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "side", sl.onDemand, "err", err)
 		} else {
 			c.dials.Add(1)
 		}
@@ -221,9 +331,15 @@ func (c *Client) startDial(sl *slot) error {
 			s.close()
 			s, err = nil, c.closedError()
 		}
-		if s != nil {
+		switch {
+		case s != nil && sl.onDemand:
+			c.wg.Add(1)
+			go c.watchSide(sl, s)
+		case s != nil:
 			c.wg.Add(1)
 			go c.watch(sl, s)
+		default:
+			sl.failed = time.Now()
 		}
 		c.mu.Unlock()
 		sl.sess, sl.err, sl.dialing = s, err, nil
@@ -252,6 +368,52 @@ func (c *Client) watch(sl *slot, s *session) {
 			_ = c.startDial(sl)
 		}
 	}
+}
+
+// watchSide closes the side session once it has carried no stream for the
+// linger time, and forgets it when it dies: the next busy Dial dials
+// another.
+func (c *Client) watchSide(sl *slot, s *session) {
+	defer c.wg.Done()
+	linger := c.cfg.sideLinger
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.mux.CloseChan():
+			c.cfg.logger.Info("kcptun: side session closed", "addr", c.addr, "session", s.stats())
+		case <-c.ctx.Done():
+			return
+		case <-s.idle:
+			t.Reset(linger)
+			continue
+		case <-t.C:
+			sl.mu.Lock()
+			unused := time.Since(time.Unix(0, s.picked.Load()))
+			switch {
+			case s.streams.Load() > 0: // s.idle restarts the wait when they end
+				sl.mu.Unlock()
+				t.Reset(linger)
+				continue
+			case unused < linger: // picked for a stream that is being opened
+				sl.mu.Unlock()
+				t.Reset(linger - unused)
+				continue
+			}
+			if sl.sess == s {
+				sl.sess = nil
+			}
+			sl.mu.Unlock()
+			c.cfg.logger.Info("kcptun: side session unused, closing it", "addr", c.addr, "session", s.stats())
+		}
+		break
+	}
+	s.close()
+	sl.mu.Lock()
+	if sl.sess == s {
+		sl.sess = nil
+	}
+	sl.mu.Unlock()
 }
 
 // retire takes an expired session out of rotation and closes it once its last
@@ -309,7 +471,7 @@ func (c *Client) Close() error {
 	for _, s := range retired {
 		s.close()
 	}
-	for _, sl := range c.slots {
+	for _, sl := range c.pool() {
 		sl.mu.Lock()
 		if sl.sess != nil {
 			c.cfg.logger.Info("kcptun: session closed", "addr", c.addr, "session", sl.sess.stats())
@@ -374,7 +536,7 @@ func (c *Client) unacked() uint64 {
 			n += uint64(s.peer.Stats().Unacked())
 		}
 	}
-	for _, sl := range c.slots {
+	for _, sl := range c.pool() {
 		sl.mu.Lock()
 		add(sl.sess)
 		sl.mu.Unlock()

@@ -165,6 +165,7 @@ type config struct {
 	frameSize    int
 	keepAlive    time.Duration
 	conns        int
+	sideLinger   time.Duration // how long an unused side session stays open (client.go)
 	autoExpire   time.Duration
 	scavengeTTL  time.Duration
 	dialTimeout  time.Duration
@@ -188,6 +189,9 @@ type config struct {
 	// pins those parts; smuxBufSet says WithSmuxBuffer was given, which
 	// keeps the adaptive buffers (AdaptiveSmuxBuffer) out.
 	adaptive, windowSet, fecSet, smuxBufSet bool
+	// connsSet says WithConns was given: the Client then keeps exactly that
+	// many sessions, without a side session.
+	connsSet bool
 }
 
 func defaultConfig() config {
@@ -207,6 +211,7 @@ func defaultConfig() config {
 		frameSize:    DefaultFrameSize,
 		keepAlive:    DefaultKeepAlive,
 		conns:        1,
+		sideLinger:   sideSessionLinger,
 		scavengeTTL:  DefaultScavengeTTL,
 		dialTimeout:  DefaultDialTimeout,
 		maxSessions:  DefaultMaxSessions,
@@ -486,10 +491,14 @@ func WithFrameSize(bytes int) Option { return func(c *config) { c.frameSize = by
 // WithIdleTimeout.
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
 
-// WithConns sets how many KCP sessions a Client keeps (default 1); streams are
-// spread over them round-robin. Only NewClient uses it.
+// WithConns sets how many KCP sessions a Client keeps; streams are spread
+// over them round-robin. Only NewClient uses it. Without this option a
+// Client keeps one session and, while adaptation is on, a side session for
+// the streams dialed while that one is busy with a transfer (see Client);
+// with it, the Client keeps exactly n sessions, as the kcptun binaries'
+// -conn does.
 func WithConns(n int) Option {
-	return scope("WithConns", n, entryClient, func(c *config) { c.conns = n })
+	return scope("WithConns", n, entryClient, func(c *config) { c.conns, c.connsSet = n, true })
 }
 
 // WithAutoExpire makes a Client stop opening streams on a session older than d

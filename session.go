@@ -47,6 +47,7 @@ type session struct {
 	mux     *smux.Session
 	created time.Time
 	streams atomic.Int64  // Streams handed out and not yet closed
+	picked  atomic.Int64  // UnixNano when a Client last picked it for a new stream
 	idle    chan struct{} // receives a token whenever streams drops to 0
 	bufs    sync.Pool     // chunk buffers of the Streams' writers
 	closing sync.Once

@@ -96,8 +96,9 @@ func btoi(b bool) int {
 	return 0
 }
 
-// TestAdaptivePartsPinOnlyWhenGiven checks that windows, FEC and smux's
-// buffers are pinned only by the flags or JSON keys that set them, so that a
+// TestAdaptivePartsPinOnlyWhenGiven checks that windows, FEC, smux's
+// buffers and the client's pool size are pinned only by the flags or JSON
+// keys that set them, so that a
 // forwarding program run without them adapts as the SDK does.
 func TestAdaptivePartsPinOnlyWhenGiven(t *testing.T) {
 	base := len(defaults(Client).Options(nil))
@@ -106,26 +107,27 @@ func TestAdaptivePartsPinOnlyWhenGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		args               []string
-		snd, rcv, fec, buf bool
+		args                     []string
+		snd, rcv, fec, buf, conn bool
 	}{
-		{nil, false, false, false, false},
-		{[]string{"--sndwnd", "256"}, true, false, false, false},
-		{[]string{"-rcvwnd=2048", "-ds", "4"}, false, true, true, false},
-		{[]string{"-c", path}, false, false, true, false},
-		{[]string{"-streambuf", "1048576"}, false, false, false, true},
-		{[]string{"--smuxbuf=8388608"}, false, false, false, true},
+		{nil, false, false, false, false, false},
+		{[]string{"--sndwnd", "256"}, true, false, false, false, false},
+		{[]string{"-rcvwnd=2048", "-ds", "4"}, false, true, true, false, false},
+		{[]string{"-c", path}, false, false, true, false, false},
+		{[]string{"-streambuf", "1048576"}, false, false, false, true, false},
+		{[]string{"--smuxbuf=8388608"}, false, false, false, true, false},
+		{[]string{"--conn", "1"}, false, false, false, false, true},
 	}
 	for _, tc := range cases {
 		c, err := parse(Client, tc.args, noEnv)
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
-		if c.SndWndSet != tc.snd || c.RcvWndSet != tc.rcv || c.FECSet != tc.fec || c.SmuxBufSet != tc.buf {
-			t.Errorf("%v: pinned snd %v rcv %v fec %v buffers %v, want %v %v %v %v", tc.args,
-				c.SndWndSet, c.RcvWndSet, c.FECSet, c.SmuxBufSet, tc.snd, tc.rcv, tc.fec, tc.buf)
+		if c.SndWndSet != tc.snd || c.RcvWndSet != tc.rcv || c.FECSet != tc.fec || c.SmuxBufSet != tc.buf || c.ConnSet != tc.conn {
+			t.Errorf("%v: pinned snd %v rcv %v fec %v buffers %v conn %v, want %v %v %v %v %v", tc.args,
+				c.SndWndSet, c.RcvWndSet, c.FECSet, c.SmuxBufSet, c.ConnSet, tc.snd, tc.rcv, tc.fec, tc.buf, tc.conn)
 		}
-		if n, want := len(c.Options(nil)), base+btoi(tc.snd || tc.rcv)+btoi(tc.fec)+btoi(tc.buf); n != want {
+		if n, want := len(c.Options(nil)), base+btoi(tc.snd || tc.rcv)+btoi(tc.fec)+btoi(tc.buf)+btoi(tc.conn); n != want {
 			t.Errorf("%v: %d options, want %d", tc.args, n, want)
 		}
 	}

@@ -114,6 +114,10 @@ type Config struct {
 	// buffers are then pinned at SmuxBuf and StreamBuf. Unset, the SDK's
 	// adaptive buffers apply (kcptun.AdaptiveSmuxBuffer).
 	SmuxBufSet bool
+	// ConnSet records that --conn was given: the client then keeps exactly
+	// Conn sessions. Unset, it keeps one and opens a side session for the
+	// connections that arrive while that one is busy (kcptun.Client).
+	ConnSet bool
 }
 
 // markGiven records that the setting called name (a flag, an alias or a
@@ -132,6 +136,8 @@ func (c *Config) markGiven(name string) {
 		c.FECSet = true
 	case "smuxbuf", "streambuf":
 		c.SmuxBufSet = true
+	case "conn":
+		c.ConnSet = true
 	}
 }
 
@@ -175,7 +181,7 @@ var settings = []setting{
 		usage: "profiles: normal, fast, fast2, fast3, manual (uses --nodelay --interval --resend --nc); default, as the old binaries run it, is manual",
 		field: func(c *Config) any { return &c.Mode }},
 	{name: "conn", roles: Client, def: 1, sdk: "WithConns",
-		usage: "number of KCP sessions to the server",
+		usage: "number of KCP sessions to the server; unset, 1 plus a side session for connections that arrive while it is busy",
 		field: func(c *Config) any { return &c.Conn }},
 	{name: "autoexpire", roles: Client, def: 0, sdk: "WithAutoExpire",
 		usage: "seconds before a session stops taking new streams; 0 never",
@@ -572,9 +578,11 @@ func (c *Config) Options(logger *slog.Logger) []kcptun.Option {
 	if c.SmuxVerSet {
 		opts = append(opts, kcptun.WithSmuxVersion(c.SmuxVer))
 	}
+	if c.Role == Client && c.ConnSet {
+		opts = append(opts, kcptun.WithConns(c.Conn))
+	}
 	if c.Role == Client {
 		opts = append(opts,
-			kcptun.WithConns(c.Conn),
 			kcptun.WithAutoExpire(time.Duration(c.AutoExpire)*time.Second),
 			kcptun.WithScavengeTTL(time.Duration(c.ScavengeTTL)*time.Second),
 		)
@@ -642,7 +650,8 @@ func (c *Config) logAttrs() []any {
 		case s.name == "smuxver" && !c.SmuxVerSet, s.name == "nocomp" && !c.NoCompSet,
 			s.name == "sndwnd" && !c.SndWndSet, s.name == "rcvwnd" && !c.RcvWndSet,
 			(s.name == "datashard" || s.name == "parityshard") && !c.FECSet,
-			(s.name == "smuxbuf" || s.name == "streambuf") && !c.SmuxBufSet:
+			(s.name == "smuxbuf" || s.name == "streambuf") && !c.SmuxBufSet,
+			s.name == "conn" && !c.ConnSet:
 			attrs = append(attrs, slog.String(s.name, "auto"))
 			continue
 		}
