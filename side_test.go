@@ -174,45 +174,101 @@ func TestClientSideSessionUnreachable(t *testing.T) {
 	echoRoundTrip(t, msg2, randomBytes(t, 64))
 }
 
-// TestSessionBusy checks the measure the Client places streams by: a
-// session is not busy while it exchanges a message, and busy while a
-// transfer fills a 20 Mbit/s path.
+// TestSessionBusy checks the measure the Client places streams by, each
+// way: a session is not busy once its one message is acknowledged, and busy
+// while a transfer fills a 20 Mbit/s path, by its own unacknowledged
+// segments when it uploads and by the rate data arrives at when it
+// downloads.
 func TestSessionBusy(t *testing.T) {
-	link := kcptuntest.Link{Delay: 10 * time.Millisecond, Bandwidth: 20e6}
-	_, relay := listenEchoBehindRelay(t, kcptuntest.Config{Up: link, Down: link, Seed: 1})
-	c, err := Dial(relay.Addr().String())
+	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	echoRoundTrip(t, c, randomBytes(t, 64))
-	if streamSession(c).busy() {
-		t.Error("a session that exchanged one message is busy")
-	}
 	chunk := randomBytes(t, 64<<10)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // bounded: until the test has seen the session busy, or 1 GiB
-		defer wg.Done()
-		for range 1 << 14 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := c.Write(chunk); err != nil {
+	var served sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); served.Wait() })
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
 				return
 			}
+			served.Add(1)
+			go func() { // 'u': discard an upload; 'd': send a download (at most 1 GiB)
+				defer served.Done()
+				defer c.Close()
+				var mode [1]byte
+				if _, err := io.ReadFull(c, mode[:]); err != nil {
+					return
+				}
+				if mode[0] == 'u' {
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				for range 1 << 14 {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(io.Discard, c)
-	}()
-	testwait.For(t, 20*time.Second, "a transfer to make its session busy", func() bool {
-		return streamSession(c).busy()
-	})
-	close(stop)
-	_ = c.Close()
-	wg.Wait()
+	link := kcptuntest.Link{Delay: 10 * time.Millisecond, Bandwidth: 20e6}
+	relay, err := kcptuntest.NewRelay(ln.Addr().String(), kcptuntest.Config{Up: link, Down: link, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relay.Close() })
+
+	for _, mode := range []string{"u", "d"} {
+		t.Run(map[string]string{"u": "upload", "d": "download"}[mode], func(t *testing.T) {
+			c, err := Dial(relay.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s := streamSession(c)
+			if _, err := c.Write([]byte(mode)); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, 10*time.Second, "the first byte to be acknowledged", func() bool {
+				return s.peer.Stats().Unacked() == 0
+			})
+			if s.busy() {
+				t.Error("a session that sent one byte is busy")
+			}
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() { // bounded: until the test has seen the session busy, or 1 GiB
+				defer close(done)
+				if mode == "d" {
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				for range 1 << 14 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+			defer func() { close(stop); _ = c.Close(); <-done }()
+			testwait.For(t, 20*time.Second, "the transfer to make the session busy", func() bool {
+				return s.busy()
+			})
+			if mode == "d" {
+				// What the client sends (window updates) stays far below
+				// busySegments: the rate data arrives at made it busy.
+				testwait.For(t, 10*time.Second, "a busy session with few segments of its own out", func() bool {
+					return s.busy() && s.peer.Stats().Unacked() < busySegments
+				})
+			}
+		})
+	}
 }
