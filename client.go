@@ -20,9 +20,9 @@ import (
 // waits behind any packet the session lost, and behind what a transfer on
 // another stream has queued. Unless WithConns or WithAdaptive(false) is
 // given, a Client therefore opens a stream on a side session (a second KCP
-// session, from its own UDP port) when its session is busy: at least
-// busySegments of its packets unacknowledged, or data arriving at a rate
-// that keeps as many in flight toward it. Messages beside a bulk transfer
+// session, from its own UDP port) when its session is busy: at least 32 of
+// its packets unacknowledged, or data arriving at a rate that keeps as many
+// in flight toward it. Messages beside a bulk transfer
 // then see the path's delay rather than the transfer's queue and losses.
 // The side session is dialed when first needed (the Dial that needs it
 // waits for it up to two round trips and a retransmission timeout, 1 s at
