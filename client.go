@@ -22,12 +22,11 @@ import (
 // given, a Client therefore opens a stream on a side session (a second KCP
 // session, from its own UDP port) when its session is busy: at least 8 of
 // its packets unacknowledged, or data arriving at a rate that keeps as many
-// in flight toward it. Messages beside a bulk transfer
-// then see the path's delay rather than the transfer's queue and losses.
-// The side session is dialed when first needed (the Dial that needs it
-// waits for it up to two round trips and a retransmission timeout, 1 s at
-// most, and otherwise uses the busy session), and closed once it has
-// carried no stream for 30 s. Two
+// in flight toward it. Messages beside a bulk transfer then see the path's
+// delay rather than the transfer's queue and losses. The side session is
+// dialed when first needed (the Dial that needs it waits for it up to two
+// round trips and a retransmission timeout, 1 s at most, and otherwise uses
+// the busy session), and closed once it has carried no stream for 30 s. Two
 // transfers at once then run as two KCP flows, as with WithConns(2).
 type Client struct {
 	cfg    *config
