@@ -92,12 +92,11 @@ func (c *Client) Stats() ClientStats {
 
 // slot holds one pooled session, or the dial that will fill it.
 type slot struct {
-	mu       sync.Mutex
-	sess     *session
-	dialing  chan struct{} // closed when the dial in flight ends; nil if none
-	err      error         // the last dial's error
-	failed   time.Time     // when the last dial failed
-	onDemand bool          // the side slot: dialed when needed, not refilled when its session dies
+	mu      sync.Mutex
+	sess    *session
+	dialing chan struct{} // closed when the dial in flight ends; nil if none
+	err     error         // the last dial's error
+	failed  time.Time     // when the last dial failed
 }
 
 // pool returns every slot of the Client: the pooled ones and the side slot.
@@ -123,6 +122,12 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, addr: addr, ra: ra, retired: make(map[*session]struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// Set before the first dial starts: its goroutine compares its slot
+	// with c.side.
+	if cfg.adaptive && !cfg.connsSet {
+		c.side = &slot{} // dialed when needed, not refilled when its session dies
+	}
+	c.busy = (*session).busy
 	c.slots = make([]*slot, cfg.conns)
 	for i := range c.slots {
 		c.slots[i] = &slot{}
@@ -130,10 +135,6 @@ func NewClient(addr string, opts ...Option) (*Client, error) {
 		c.startDial(c.slots[i])
 		c.slots[i].mu.Unlock()
 	}
-	if cfg.adaptive && !cfg.connsSet {
-		c.side = &slot{onDemand: true}
-	}
-	c.busy = (*session).busy
 	return c, nil
 }
 
@@ -232,7 +233,7 @@ func (c *Client) pick(ctx context.Context, start time.Time) (*session, error) {
 		return s, err
 	}
 	c.side.mu.Lock()
-	skip := c.side.sess == nil && c.side.dialing == nil && !c.side.failed.IsZero() && time.Since(c.side.failed) < sideRetry
+	skip := c.side.sess == nil && c.side.dialing == nil && time.Since(c.side.failed) < sideRetry
 	c.side.mu.Unlock()
 	if skip {
 		return s, nil
@@ -324,7 +325,7 @@ func (c *Client) startDial(sl *slot) error {
 		s, err := c.formats.open(c.ctx, c.cfg, c.addr, c.ra) // in the server's format, once known
 		if err != nil {
 			c.failures.Add(1)
-			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "side", sl.onDemand, "err", err)
+			c.cfg.logger.Warn("kcptun: session dial failed", "addr", c.addr, "side", sl == c.side, "err", err)
 		} else {
 			c.dials.Add(1)
 		}
@@ -335,7 +336,7 @@ func (c *Client) startDial(sl *slot) error {
 			s, err = nil, c.closedError()
 		}
 		switch {
-		case s != nil && sl.onDemand:
+		case s != nil && sl == c.side:
 			c.wg.Add(1)
 			go c.watchSide(sl, s)
 		case s != nil:
