@@ -100,6 +100,9 @@ func TestClientSideSessionBusyToo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer msg2.Close()
+	if side := streamSession(msg); side == streamSession(first) || streamSession(msg2) != side {
+		t.Fatal("the two streams dialed beside the busy session did not both go on the side session")
+	}
 	cl.busy = func(*session) bool { return true }
 	// The busy session carries one stream, the side session two.
 	msg3, err := cl.Dial()
