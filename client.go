@@ -159,7 +159,7 @@ func (c *Client) DialContext(ctx context.Context) (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		st, err := s.mux.OpenStream()
+		st, err := s.openStream()
 		if err == nil {
 			c.mu.Lock()
 			if c.stopped {

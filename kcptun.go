@@ -75,7 +75,7 @@ func DialContext(ctx context.Context, addr string, opts ...Option) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.mux.OpenStream()
+	st, err := s.openStream()
 	if err != nil {
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)

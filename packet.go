@@ -133,7 +133,7 @@ func DialPacket(ctx context.Context, pc net.PacketConn, raddr net.Addr, opts ...
 	default:
 		return nil, fmt.Errorf("kcptun: dial %s: %w", addr, err)
 	}
-	st, err := s.mux.OpenStream()
+	st, err := s.openStream()
 	if err != nil {
 		s.close()
 		return nil, fmt.Errorf("kcptun: dial %s: open stream: %w", addr, err)

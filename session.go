@@ -111,6 +111,7 @@ type kcpConn struct {
 	head         []byte       // bytes read before the transport existed (detection), served first
 	waitingSince atomic.Int64 // UnixNano when the pending Read began, 0 if none
 	writes       atomic.Uint64
+	opening      sync.RWMutex // held by openStream: Read hands over nothing meanwhile
 }
 
 func (c *kcpConn) Read(p []byte) (int, error) {
@@ -124,6 +125,10 @@ func (c *kcpConn) Read(p []byte) (int, error) {
 	c.waitingSince.Store(time.Now().UnixNano())
 	n, err := c.s.Read(p)
 	c.waitingSince.Store(0)
+	// Bytes that arrived while a stream is being opened wait until smux
+	// has recorded it (openStream).
+	c.opening.RLock()
+	c.opening.RUnlock()
 	return n, err
 }
 
@@ -143,6 +148,18 @@ func (c *kcpConn) Close() error { return c.s.Close() }
 // LocalAddr and RemoteAddr let smux report the session's addresses.
 func (c *kcpConn) LocalAddr() net.Addr  { return c.s.LocalAddr() }
 func (c *kcpConn) RemoteAddr() net.Addr { return c.s.RemoteAddr() }
+
+// openStream opens a stream on the session. smux (v1.5.56) sends the
+// stream's SYN before it records the stream, and drops the frames of a
+// stream it has not recorded: a peer that answered at once (a server's
+// banner, a reply already waiting) lost its first bytes and its end when
+// the opening goroutine was slow to run, and the stream hung. So the
+// transport hands smux nothing until the stream is recorded.
+func (s *session) openStream() (*smux.Stream, error) {
+	s.base.opening.Lock()
+	defer s.base.opening.Unlock()
+	return s.mux.OpenStream()
+}
 
 // sendFIN writes a smux FIN frame for stream sid straight to the transport,
 // instead of smux's CloseWrite (see internal/smuxwire).
