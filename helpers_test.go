@@ -21,8 +21,8 @@ import (
 
 // kcp-go runs process-wide timer workers from its init; they are not ours.
 var goleakOpts = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
-	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
+	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).run"),
+	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.postProcessWorker"),
 }
 
 // TestMain fails the run if any goroutine outlives the tests (or, in the

@@ -26,12 +26,14 @@
 //
 // Every goroutine the package starts ends when the stream, Client or Listener
 // that owns it is closed (a closed Dial stream's session once KCP has
-// delivered what it holds, at most 5 s). kcp-go itself starts two goroutines
-// from its init that live as long as the process; a go.uber.org/goleak check
-// ignores them with
+// delivered what it holds, at most 5 s). kcp-go itself keeps goroutines that
+// live as long as the process, shared by every session: its timer
+// scheduler's (started from its init) and a small pool of packet workers
+// (started with the first session). A go.uber.org/goleak check ignores them
+// with
 //
-//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
-//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).run"),
+//	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.postProcessWorker"),
 package kcptun
 
 import (

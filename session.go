@@ -438,26 +438,31 @@ func noResponseError(addr string, c *config, wait time.Duration) error {
 
 // waitUnacked waits until KCP holds at most keep segments that are queued or
 // sent and not yet acknowledged, or until deadline; it reports whether it
-// got there. kcp-go exposes no per-session queue length, but its write
-// blocks, without queueing anything, while queued and unacknowledged segments
-// reach the send window, and wakes as acknowledgements arrive. So an empty
-// write with the send window lowered to keep+1 returns exactly when at most
-// keep are left. The window is lowered by halves, so that what still waits to
-// enter it is never throttled below half its previous pace. Only a session
-// that is about to close may call it: it leaves the send window lowered (and
-// out of the adaptive controller's hands) and the write deadline set.
+// got there. kcp-go exposes no per-session queue length, but a write to it
+// blocks while queued and unacknowledged segments reach the send window, and
+// wakes as acknowledgements arrive. So a write with the send window lowered
+// to keep+1 returns exactly when at most keep are left. What is written is a
+// smux NOP frame (8 bytes, which every smux ignores), through the transport
+// so that compression frames it too; an empty write returns at once. The
+// window is lowered by halves, from twice what is in flight, so that what
+// still waits to enter it is never throttled below half its pace. Only a
+// session that is about to close may call it: it leaves the send window
+// lowered (and out of the adaptive controller's hands) and the write
+// deadline set.
 func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 	if err := s.kcp.SetWriteDeadline(deadline); err != nil {
 		return false
 	}
+	w, _ := s.cfg.windows(s.server)
 	if s.peer != nil {
 		s.peer.HoldWindows() // the adaptive controller must not raise it again
+		w = min(w, 2*int(s.peer.Stats().Unacked()))
 	}
-	w, _ := s.cfg.windows(s.server)
+	nop := smuxwire.NOP(s.version)
 	for {
 		w = max(w/2, keep+1)
 		s.kcp.SetWindowSize(w, 0)
-		if _, err := s.kcp.WriteBuffers(nil); err != nil {
+		if _, err := s.tr.Write(nop[:]); err != nil {
 			return false
 		}
 		if w == keep+1 {

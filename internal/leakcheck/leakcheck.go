@@ -1,7 +1,8 @@
 // Package leakcheck ends a test binary with a goroutine-leak check
-// (go.uber.org/goleak) that knows the two goroutines kcp-go starts from its
-// init and keeps for the life of the process: its timer scheduler, shared by
-// every session. Every other goroutine a test leaves behind fails the run.
+// (go.uber.org/goleak) that knows the goroutines kcp-go keeps for the life of
+// the process, shared by every session: its timer scheduler's (started from
+// its init) and its pool of packet post-processing workers (started with the
+// first session). Every other goroutine a test leaves behind fails the run.
 package leakcheck
 
 import (
@@ -14,8 +15,8 @@ import (
 // goroutines, for tests that call goleak themselves.
 func Options() []goleak.Option {
 	return []goleak.Option{
-		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
-		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
+		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).run"),
+		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.postProcessWorker"),
 	}
 }
 

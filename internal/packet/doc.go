@@ -14,6 +14,7 @@
 //
 // The package owns no goroutine that runs while a peer is idle: reading
 // happens in the goroutine kcp-go runs on the Conn (ReadFrom), sealing and
-// sending in kcp-go's per-session output goroutine (WriteTo), and a paced
-// queue drains from a timer only while it holds datagrams.
+// sending in kcp-go's packet workers (WriteTo; a process-wide pool, where
+// one worker at a time handles a session's datagrams), and a paced queue
+// drains from a timer only while it holds datagrams.
 package packet

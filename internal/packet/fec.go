@@ -212,4 +212,6 @@ func (e *encoder) parityShard(i, head int) []byte {
 // rsOptions configure every Reed-Solomon codec. Shards are at most a
 // datagram long, where the AVX2 code path gains nothing measurable but
 // allocates a scratch slice per call (it puts a []byte into a sync.Pool).
-func rsOptions() []reedsolomon.Option { return []reedsolomon.Option{reedsolomon.WithAVX2(false)} }
+func rsOptions() []reedsolomon.Option {
+	return []reedsolomon.Option{reedsolomon.WithAVX2(false), reedsolomon.WithGFNI(false), reedsolomon.WithAVXGFNI(false)}
+}
