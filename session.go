@@ -49,7 +49,8 @@ type session struct {
 	streams atomic.Int64  // Streams handed out and not yet closed
 	picked  atomic.Int64  // UnixNano when a Client last picked it for a new stream
 	idle    chan struct{} // receives a token whenever streams drops to 0
-	bufs    sync.Pool     // chunk buffers of the Streams' writers
+	bufs    sync.Pool     // chunk buffers of the Streams' writers, frameSize bytes
+	small   sync.Pool     // smallChunk-byte chunk buffers, for short writes
 	closing sync.Once
 
 	idleMu    sync.Mutex
@@ -65,7 +66,32 @@ func newSession(k *kcp.UDPSession, c *config, server bool) *session {
 	s.tr = c.transport(s.base)
 	size := c.frameSize
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
+	s.small.New = func() any { b := make([]byte, smallChunk); return &b }
 	return s
+}
+
+// smallChunk is the size of the buffers that carry writes this short or
+// shorter (when frames are longer). smux keeps the last frame it wrote
+// referenced until it writes the next one, so a session that last sent a
+// short message holds a small buffer while idle, not a whole frame's.
+const smallChunk = 1024
+
+// writeBuf returns a buffer from the session's pools for a write of n bytes:
+// a small one when n fits, otherwise one of frameSize bytes.
+func (s *session) writeBuf(n int) *[]byte {
+	if n <= smallChunk && smallChunk < s.cfg.frameSize {
+		return s.small.Get().(*[]byte)
+	}
+	return s.bufs.Get().(*[]byte)
+}
+
+// putWriteBuf returns a buffer from writeBuf to its pool.
+func (s *session) putWriteBuf(b *[]byte) {
+	if len(*b) == smallChunk && smallChunk < s.cfg.frameSize {
+		s.small.Put(b)
+		return
+	}
+	s.bufs.Put(b)
 }
 
 // start records the smux session running over s.tr (or over a wrapper of

@@ -194,7 +194,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		}
 		// The buffer comes from the session's pool only now, so that an
 		// idle stream holds none.
-		b := s.sess.bufs.Get().(*[]byte)
+		b := s.sess.writeBuf(len(p))
 		c := copy(*b, p)
 		// Under state, so that a concurrent Close or CloseWrite queues its
 		// end after it, never before.
@@ -205,7 +205,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 				err = net.ErrClosed
 			}
 			s.state.Unlock()
-			s.sess.bufs.Put(b)
+			s.sess.putWriteBuf(b)
 			w.free <- struct{}{}
 			return n, s.opError("write", err)
 		}
@@ -304,7 +304,7 @@ func (s *Stream) runWriter(w *writer) {
 					marks = s.sess.base.writes.Load()
 				}
 			}
-			s.sess.bufs.Put(c.buf)
+			s.sess.putWriteBuf(c.buf)
 			w.free <- struct{}{}
 		case c.fin:
 			if !failed && !finSent {
