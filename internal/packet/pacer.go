@@ -24,7 +24,8 @@ type pacer struct {
 	rate atomic.Uint64 // bytes per second; 0: unpaced
 
 	mu      sync.Mutex
-	q       []qent // ring of pool buffers; grows up to maxQueue
+	q       []qent  // ring of pool buffers; grows up to maxQueue, nil while empty
+	ring    *[]qent // what q came from, for ringPools
 	head, n int
 	dups    int       // queued copies (qmeta.dup)
 	next    time.Time // when the next datagram may leave
@@ -118,20 +119,77 @@ func (pc *pacer) drainLocked() {
 		}
 		pc.p.c.pool.put(d)
 	}
+	pc.release()
 }
 
 // grow enlarges the full ring, keeping its order; it reports false at
-// maxQueue.
+// maxQueue. The rings come from ringPools, by size.
 func (pc *pacer) grow() bool {
 	if len(pc.q) >= maxQueue {
 		return false
 	}
-	q := make([]qent, min(max(2*len(pc.q), 64), maxQueue))
+	ring := takeRing(min(max(2*len(pc.q), minRing), maxQueue))
+	q := *ring
 	for i := range pc.n {
 		q[i] = pc.q[(pc.head+i)%len(pc.q)]
+		pc.q[(pc.head+i)%len(pc.q)] = qent{}
 	}
-	pc.q, pc.head = q, 0
+	putRing(pc.ring)
+	pc.q, pc.ring, pc.head = q, ring, 0
 	return true
+}
+
+// release hands the ring back once the queue is empty, so that an idle peer
+// holds none; pc.mu is held.
+func (pc *pacer) release() {
+	if pc.n == 0 && pc.ring != nil {
+		putRing(pc.ring)
+		pc.q, pc.ring, pc.head = nil, nil, 0
+	}
+}
+
+// minRing is the size of a pacing queue's first ring; each growth doubles it.
+const minRing = 64
+
+// ringPools recycle the pacers' rings among all peers, one pool per size
+// (minRing, 2·minRing, ... maxQueue), so that a queue that empties and fills
+// again allocates nothing.
+var ringPools [ringSizes]sync.Pool // *[]qent
+
+// ringSizes is how many ring sizes there are, minRing to maxQueue.
+const ringSizes = 8
+
+// ringClass returns the pool index of a ring of n entries, or -1 if n is
+// not one of the sizes grow makes.
+func ringClass(n int) int {
+	for i, size := 0, minRing; i < ringSizes; i, size = i+1, 2*size {
+		if n == size {
+			return i
+		}
+	}
+	return -1
+}
+
+// takeRing returns an empty ring of n entries.
+func takeRing(n int) *[]qent {
+	if c := ringClass(n); c >= 0 {
+		if r, ok := ringPools[c].Get().(*[]qent); ok {
+			return r
+		}
+	}
+	q := make([]qent, n)
+	return &q
+}
+
+// putRing recycles a ring from takeRing (nil is ignored), whose entries must
+// be clear.
+func putRing(r *[]qent) {
+	if r == nil {
+		return
+	}
+	if c := ringClass(len(*r)); c >= 0 {
+		ringPools[c].Put(r)
+	}
 }
 
 func (pc *pacer) fire() {
@@ -157,4 +215,5 @@ func (pc *pacer) stop() {
 		pc.p.st.QueueDrops.Add(1)
 	}
 	pc.dups = 0
+	pc.release()
 }
