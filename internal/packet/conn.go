@@ -395,6 +395,9 @@ func (c *Conn) input(dgram []byte, from netip.AddrPort, b []byte) (int, net.Addr
 	p.account(info)
 	if fec {
 		if len(c.pend) < maxPending {
+			if p.dec == nil { // the peer's first FEC datagram
+				p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
+			}
 			before := len(c.pend)
 			c.pend = p.dec.feed(seq, parity, data[fecShardStart:], c.pend)
 			for range len(c.pend) - before {

@@ -74,6 +74,9 @@ const lossWindow = 1024
 // takeLoss returns the data shards that arrived and that were missing
 // (before recovery) since the last call.
 func (d *decoder) takeLoss() (seen, missed int) {
+	if d == nil { // the peer has sent no FEC datagram
+		return 0, 0
+	}
 	seen, missed = d.lossSeen, d.lossMissed
 	d.lossSeen, d.lossMissed = 0, 0
 	return seen, missed

@@ -21,7 +21,7 @@ type Peer struct {
 	conv uint32 // fixed at Bind; 0 for a client peer
 
 	// receive side: the reader goroutine only
-	dec      *decoder
+	dec      *decoder // made with the peer's first FEC datagram
 	pushTS   uint32
 	ackTS    uint32
 	havePush bool
@@ -33,7 +33,7 @@ type Peer struct {
 	enc  encoder
 	dups int // extra bare copies of each datagram with data (setShape)
 	rnd  *rand.ChaCha8
-	sbuf []byte
+	sbuf []byte // a pool buffer while write runs, nil otherwise
 	pace pacer
 	ad   atomic.Pointer[adaptive] // the adaptive controller, if enabled
 	// reacks holds the ACKs an adaptive peer repeats (withRepeatedAcks).
@@ -59,7 +59,6 @@ func (c *Conn) newPeer(addr *net.UDPAddr) *Peer {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	p := &Peer{c: c, addr: addr, ap: ap, rnd: newSeededRand(), upSeq: 1}
 	p.dst.Store(&dest{ap: ap, ua: addr})
-	p.dec = newDecoder(c.cfg.DataShards, c.cfg.ParityShards, &c.pool, &p.st)
 	p.enc.pool = &c.pool
 	p.enc.setShape(c.cfg.DataShards, c.cfg.ParityShards)
 	p.pace.p = p
@@ -173,9 +172,13 @@ func (p *Peer) write(b []byte) (int, error) {
 	c := p.c
 	p.smu.Lock()
 	defer p.smu.Unlock()
-	if p.sbuf == nil {
-		p.sbuf = make([]byte, bufSize)
-	}
+	// A pool buffer for the time of the call (everything sent is copied),
+	// so that an idle peer holds none.
+	p.sbuf = c.pool.get()[:bufSize]
+	defer func() {
+		c.pool.put(p.sbuf)
+		p.sbuf = nil
+	}()
 	n := len(b)
 	b, extra := p.withRepeatedAcks(b)
 	p.accountOut(b)
