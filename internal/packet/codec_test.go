@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"testing"
 
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -475,5 +476,36 @@ func TestInteropOneDataShard(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDecoderMadeOnFirstFEC checks that a peer gets its FEC decoder only
+// with the first FEC-framed datagram it sends: a peer that sends bare
+// datagrams holds none.
+func TestDecoderMadeOnFirstFEC(t *testing.T) {
+	b := block(t, "aes")
+	from := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 2}
+	rx := NewConn(nopPC{}, Config{Block: b, DataShards: 10, ParityShards: 3, Migrate: true})
+	pkt := kcpPacket(1, 100)
+	bound := rx.Bind(from, binary.LittleEndian.Uint32(pkt))
+	send := func(data, parity int) {
+		pipe := &pipePC{rx: rx, from: from, buf: make([]byte, bufSize), out: make([]byte, MaxDatagram)}
+		tx := NewClientConn(pipe, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, Config{Block: b, DataShards: data, ParityShards: parity})
+		for range 3 {
+			if _, err := tx.WriteTo(pkt, tx.Peer().Addr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(0, 0)
+	if n := bound.st.DatagramsIn.Load(); n != 3 {
+		t.Fatalf("the peer received %d datagrams, want 3", n)
+	}
+	if bound.dec != nil {
+		t.Fatal("a peer that sent bare datagrams has an FEC decoder")
+	}
+	send(10, 3)
+	if bound.dec == nil || bound.st.DatagramsIn.Load() != 6 {
+		t.Fatalf("after 3 FEC datagrams (%d in all): decoder %v", bound.st.DatagramsIn.Load(), bound.dec != nil)
 	}
 }

@@ -88,3 +88,52 @@ func TestPacingRate(t *testing.T) {
 		t.Fatalf("after clearing the rate: %d sent + %d dropped, want %d", got, p.Stats().QueueDrops.Load(), count+maxQueue+extra)
 	}
 }
+
+// TestPacerReleasesRing checks that a pacing queue gives its ring back once
+// it is empty, so that an idle peer holds none, and that a ring taken again
+// comes from the shared pools: a queue that fills and empties again
+// allocates no new ring. (The race detector drops pooled items at random,
+// so the reuse is checked without it only.)
+func TestPacerReleasesRing(t *testing.T) {
+	c, rx := pacedPair(t)
+	p := c.Peer()
+	ringOf := func() (*[]qent, int) {
+		p.pace.mu.Lock()
+		defer p.pace.mu.Unlock()
+		return p.pace.ring, len(p.pace.q)
+	}
+	var first *[]qent
+	sent := 0
+	for round := range 3 {
+		p.SetRate(1) // everything but the burst allowance queues
+		for range 2 * minRing {
+			if _, err := c.WriteTo(kcpPacket(uint32(sent), 10), p.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		ring, n := ringOf()
+		if ring == nil || n != 2*minRing {
+			t.Fatalf("round %d: queue of %d datagrams has a ring of %d entries, want %d", round, 2*minRing, n, 2*minRing)
+		}
+		if round == 0 {
+			first = ring
+		} else if !raceEnabled && ring != first {
+			t.Errorf("round %d: the queue allocated a new ring instead of taking the pooled one", round)
+		}
+		p.SetRate(0) // sends what is queued and empties the queue
+		if ring, n := ringOf(); ring != nil || n != 0 {
+			t.Fatalf("round %d: the empty queue still holds a ring of %d entries", round, n)
+		}
+	}
+	buf := make([]byte, 2048)
+	_ = rx.SetReadDeadline(time.Now().Add(testTimeout))
+	for i := range sent {
+		if _, _, err := rx.ReadFrom(buf); err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, sent, err)
+		}
+	}
+	if d := p.Stats().QueueDrops.Load(); d != 0 {
+		t.Fatalf("%d datagrams dropped", d)
+	}
+}
