@@ -319,6 +319,7 @@ const (
 	baselineWindows    = 5                      // windows whose median starts the loss baseline
 	defaultRTT         = 100 * time.Millisecond // assumed before any RTT sample
 	cpRing             = 256                    // delivered checkpoints kept
+	cpFirst            = 16                     // checkpoints room is made for at first
 	minCPGap           = 250 * time.Microsecond // finest checkpoint spacing
 )
 
@@ -412,8 +413,8 @@ type Controller struct {
 	// Delivery rate.
 	delivered int64
 	lastSent  time.Duration // send time of the newest packet acknowledged; -1: none
-	cps       [cpRing]checkpoint
-	cpHead    int // index of the newest checkpoint
+	cps       []checkpoint  // ring; grows by doubling from cpFirst to cpRing
+	cpHead    int           // index of the newest checkpoint
 	cpLen     int
 
 	// Rounds and the bandwidth filter.
@@ -511,6 +512,7 @@ func (c *Controller) start(now time.Duration) time.Duration {
 	c.roundStart = now
 	c.modeStart = now
 	c.rcvStart = now
+	c.cps = make([]checkpoint, cpFirst)
 	c.cps[0] = checkpoint{at: now, lastSent: -1}
 	c.cpHead, c.cpLen = 0, 1
 	c.fec.start(now)
@@ -716,18 +718,37 @@ func (c *Controller) cpGap() time.Duration {
 // time. (Freezing it at the first of several ACKs taken at one instant left
 // a checkpoint that missed the others, and rate samples measured from it
 // counted them as delivered later: a burst of ACKs read as a faster rate.)
+//
+// The ring starts with room for cpFirst checkpoints and doubles whenever it
+// is full, up to cpRing, from where the oldest one makes room: a session
+// that exchanged a few messages holds a small one.
 func (c *Controller) addCheckpoint(now time.Duration) {
-	prev := c.cps[(c.cpHead-1+cpRing)%cpRing]
+	n := len(c.cps)
+	prev := c.cps[(c.cpHead-1+n)%n]
 	if head := c.cps[c.cpHead].at; head < now && (c.cpLen == 1 || head-prev.at >= c.cpGap()) {
-		c.cpHead = (c.cpHead + 1) % cpRing
-		c.cpLen = min(c.cpLen+1, cpRing)
+		if c.cpLen == n && n < cpRing {
+			c.growCheckpoints()
+			n = len(c.cps)
+		}
+		c.cpHead = (c.cpHead + 1) % n
+		c.cpLen = min(c.cpLen+1, n)
 	}
 	c.cps[c.cpHead] = checkpoint{at: now, delivered: c.delivered, lastSent: c.lastSent}
 }
 
+// growCheckpoints doubles the full ring. The ring fills from index 0 and
+// wraps only once it has cpRing entries, so a full ring that grows holds its
+// checkpoints in order, the newest last.
+func (c *Controller) growCheckpoints() {
+	cps := make([]checkpoint, min(2*len(c.cps), cpRing))
+	copy(cps, c.cps)
+	c.cps = cps
+}
+
 // cp returns the i-th oldest checkpoint.
 func (c *Controller) cp(i int) checkpoint {
-	return c.cps[(c.cpHead-c.cpLen+1+i+cpRing)%cpRing]
+	n := len(c.cps)
+	return c.cps[(c.cpHead-c.cpLen+1+i+n)%n]
 }
 
 // rateSample returns the delivery rate of the packet acknowledged now,

@@ -1,6 +1,7 @@
 package adapt
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -100,5 +101,51 @@ func TestRateSampleACKsAtOneInstant(t *testing.T) {
 			t.Errorf("round %d: bandwidth %.0f B/s, want about %.0f (%d packets per %v)", round, bw, want, n, rtt+gap)
 		}
 		now = at + gap
+	}
+}
+
+// TestCheckpointRingGrows checks that the ring of delivered checkpoints
+// starts small, grows as checkpoints accumulate, keeps them oldest first
+// across each growth, and stops at cpRing, from where the oldest makes
+// room; and that a rate sample that reaches back to a checkpoint from
+// before a growth measures from it.
+func TestCheckpointRingGrows(t *testing.T) {
+	const rtt = 40 * time.Millisecond
+	c := New(Config{Seed: 1})
+	mss := c.cfg.MSS
+	// One packet per millisecond, each acknowledged one RTT later: after
+	// the first RTT, a new checkpoint every two ACKs (cpGap, minRTT/32, is
+	// 1.25 ms).
+	step := time.Millisecond
+	var sizes []int
+	for i := range 2000 {
+		now := time.Duration(i) * step
+		c.OnSend(now, mss, mss)
+		if now >= rtt {
+			c.OnAck(now, mss, rtt, false)
+		}
+		if n := len(c.cps); len(sizes) == 0 || sizes[len(sizes)-1] != n {
+			sizes = append(sizes, n)
+		}
+		for j := 1; j < c.cpLen; j++ {
+			if c.cp(j).at <= c.cp(j-1).at || c.cp(j).delivered < c.cp(j-1).delivered {
+				t.Fatalf("after %d packets: checkpoint %d (%v, %d) not after %d (%v, %d)", i+1,
+					j, c.cp(j).at, c.cp(j).delivered, j-1, c.cp(j-1).at, c.cp(j-1).delivered)
+			}
+		}
+	}
+	want := []int{cpFirst}
+	for n := 2 * cpFirst; n <= cpRing; n *= 2 {
+		want = append(want, n)
+	}
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("ring sizes %v, want %v", sizes, want)
+	}
+	if c.cpLen != cpRing {
+		t.Fatalf("%d checkpoints kept, want %d", c.cpLen, cpRing)
+	}
+	// Every sample is one packet per millisecond.
+	if bw, want := float64(c.State().Bandwidth), float64(mss)/step.Seconds(); bw > 1.02*want || bw < 0.98*want {
+		t.Fatalf("bandwidth %.0f B/s, want %.0f", bw, want)
 	}
 }
