@@ -163,3 +163,91 @@ func TestBatchReaderGROAllocations(t *testing.T) {
 		t.Errorf("%.1f allocations per GSO message sent, read and split", a)
 	}
 }
+
+// TestBatchReaderShrinks checks that a reader whose batch grew goes back to
+// two buffers (one of 64 KiB with GRO on) once no read has taken more than
+// one message for shrinkAfter, and not before, and that no datagram is lost
+// or cut on the way.
+func TestBatchReaderShrinks(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		rx, tx := listenUDP(t), listenUDP(t)
+		t.Cleanup(func() { rx.Close(); tx.Close() })
+		if err := rx.SetReadBuffer(4 << 20); err != nil {
+			t.Fatal(err)
+		}
+		if err := rx.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
+			t.Fatal(err)
+		}
+		var r *batchReader
+		if gro {
+			r = groReader(t, rx)
+		} else {
+			r = newBatchReader(rx, false)
+		}
+		now := time.Now()
+		r.clock = func() time.Time { return now }
+		sent := 0
+		send := func(n int) {
+			t.Helper()
+			for range n {
+				if _, err := tx.WriteToUDP(groPayload(sent, 700), rx.LocalAddr().(*net.UDPAddr)); err != nil {
+					t.Fatal(err)
+				}
+				sent++
+			}
+		}
+		got := 0
+		receive := func(n int) {
+			t.Helper()
+			for range n {
+				d, _, err := r.next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(d, groPayload(got, 700)) {
+					t.Fatalf("GRO %v: datagram %d is not the one sent", gro, got)
+				}
+				got++
+			}
+		}
+		want := 1
+		if !gro {
+			// 1+2+4+8+16 datagrams fill every batch size up to 16 once, so
+			// that the next read grows the batch to 32.
+			send(31)
+			receive(31)
+			want = 2
+		}
+		send(1)
+		receive(1)
+		big := len(r.msgs)
+		if big <= want {
+			t.Fatalf("GRO %v: the batch holds %d buffers before the test", gro, big)
+		}
+		// One datagram at a time, within shrinkAfter of the last busy
+		// read: the batch stays.
+		for range 3 {
+			now = now.Add(shrinkAfter / 4)
+			send(1)
+			receive(1)
+		}
+		if len(r.msgs) != big {
+			t.Fatalf("GRO %v: %d buffers after %v of single reads, want %d still", gro, len(r.msgs), 3*shrinkAfter/4, big)
+		}
+		// Past shrinkAfter: the next read shrinks the batch first.
+		now = now.Add(shrinkAfter)
+		send(1)
+		receive(1)
+		send(1)
+		receive(1)
+		if len(r.msgs) != want || len(r.bufs) != want {
+			t.Fatalf("GRO %v: %d messages and %d buffers after single reads for %v, want %d", gro, len(r.msgs), len(r.bufs), shrinkAfter, want)
+		}
+		if gro && len(r.bufs[0]) != groBufSize {
+			t.Fatalf("GRO on: the buffer left has %d bytes, want %d", len(r.bufs[0]), groBufSize)
+		}
+		// The smaller batch still reads whatever comes.
+		send(20)
+		receive(20)
+	}
+}

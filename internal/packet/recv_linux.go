@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ const (
 	// groBufSize holds the largest message GRO can build: a UDP payload is
 	// at most 65535 bytes less its headers.
 	groBufSize = 1 << 16
+	// shrinkAfter is how long a reader keeps a batch of several buffers
+	// while no read takes more than one message.
+	shrinkAfter = 5 * time.Second
 )
 
 // groCmsgSpace is the room one UDP_GRO control message (an int) takes.
@@ -39,7 +43,9 @@ type mmsghdr struct {
 
 // batchReader reads datagrams from a UDP socket with recvmmsg. It starts
 // with one buffer and doubles its batch, up to maxReadBatch, whenever a
-// read fills every buffer, so an idle socket costs one buffer. It belongs
+// read fills every buffer, so an idle socket costs one buffer; once no read
+// has taken more than one message for shrinkAfter, it goes back to two (to
+// one of 64 KiB while GRO is on, see below). It belongs
 // to the Conn's reader. It calls recvmmsg itself rather than x/net's
 // ReadBatch because ReadBatch allocates a source address for every datagram
 // it returns, and this path must allocate nothing.
@@ -58,6 +64,11 @@ type batchReader struct {
 	names []syscall.RawSockaddrInet6
 	grow  bool
 	n, i  int // messages in the last batch, and the one being handed out
+	// shrink asks for one buffer before the next read; busyAt is when a
+	// read last took more than one message; clock is time.Now but in tests.
+	shrink bool
+	busyAt time.Time
+	clock  func() time.Time
 	// GRO: tryGRO says the option may still be tried; gro says it is on.
 	// segs holds each message's datagram size (0: one datagram), and off
 	// the offset of the next datagram in message i.
@@ -80,7 +91,7 @@ func newBatchReader(udp *net.UDPConn, gro bool) *batchReader {
 	if err != nil {
 		return nil
 	}
-	r := &batchReader{rc: rc, tryGRO: gro}
+	r := &batchReader{rc: rc, tryGRO: gro, clock: time.Now}
 	r.resize(1, bufSize)
 	r.call = func(fd uintptr) bool {
 		for {
@@ -99,10 +110,17 @@ func newBatchReader(udp *net.UDPConn, gro bool) *batchReader {
 }
 
 // resize gives the reader n buffers of size bytes each, keeping those it
-// has when they are large enough.
+// has when they are large enough. A larger batch has shrinkAfter to prove
+// itself before it shrinks.
 func (r *batchReader) resize(n, size int) {
+	if n > len(r.msgs) {
+		r.busyAt = r.clock()
+	}
 	if len(r.bufs) > 0 && len(r.bufs[0]) < size {
 		r.bufs = nil
+	}
+	if n < len(r.bufs) {
+		r.bufs = append([][]byte(nil), r.bufs[:n]...) // let the others go
 	}
 	for len(r.bufs) < n {
 		r.bufs = append(r.bufs, make([]byte, size))
@@ -151,12 +169,26 @@ func (r *batchReader) enableGRO() error {
 // a new batch when the last one is used up.
 func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 	for r.i >= r.n {
-		if r.grow {
+		switch {
+		case r.grow:
 			r.grow = false
-			if len(r.msgs) < maxReadBatch {
+			switch {
+			case len(r.msgs) < maxReadBatch:
 				r.resize(min(2*len(r.msgs), maxReadBatch), bufSize)
-			} else if r.tryGRO {
+			case r.tryGRO:
 				_ = r.enableGRO() // refused: plain reads go on
+			}
+		case r.shrink:
+			// Two plain buffers, so that reads of one datagram do not
+			// fill the batch and grow it again. With GRO one, which stays:
+			// one message carries up to 64 KiB of datagrams, and a socket
+			// that had no more than one waiting for shrinkAfter needs no
+			// more.
+			r.shrink = false
+			if r.gro {
+				r.resize(1, groBufSize)
+			} else {
+				r.resize(2, bufSize)
 			}
 		}
 		for i := range r.msgs {
@@ -183,6 +215,13 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 				if r.segs[i] > 0 && int(r.msgs[i].len) > r.segs[i] {
 					r.merged++
 				}
+			}
+		}
+		if len(r.msgs) > 2 || r.gro && len(r.msgs) > 1 {
+			if now := r.clock(); r.n > 1 {
+				r.busyAt = now
+			} else {
+				r.shrink = now.Sub(r.busyAt) >= shrinkAfter
 			}
 		}
 	}
