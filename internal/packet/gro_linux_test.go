@@ -165,9 +165,9 @@ func TestBatchReaderGROAllocations(t *testing.T) {
 }
 
 // TestBatchReaderShrinks checks that a reader whose batch grew goes back to
-// two buffers (one of 64 KiB with GRO on) once no read has taken more than
-// one message for shrinkAfter, and not before, and that no datagram is lost
-// or cut on the way.
+// two buffers (of 64 KiB with GRO on) once no read has taken more than one
+// message for shrinkAfter, and not before, that it grows again when reads
+// fill it, and that no datagram is lost or cut on the way.
 func TestBatchReaderShrinks(t *testing.T) {
 	for _, gro := range []bool{false, true} {
 		rx, tx := listenUDP(t), listenUDP(t)
@@ -210,13 +210,12 @@ func TestBatchReaderShrinks(t *testing.T) {
 				got++
 			}
 		}
-		want := 1
+		const want = 2
 		if !gro {
 			// 1+2+4+8+16 datagrams fill every batch size up to 16 once, so
 			// that the next read grows the batch to 32.
 			send(31)
 			receive(31)
-			want = 2
 		}
 		send(1)
 		receive(1)
@@ -246,8 +245,12 @@ func TestBatchReaderShrinks(t *testing.T) {
 		if gro && len(r.bufs[0]) != groBufSize {
 			t.Fatalf("GRO on: the buffer left has %d bytes, want %d", len(r.bufs[0]), groBufSize)
 		}
-		// The smaller batch still reads whatever comes.
+		// The smaller batch still reads whatever comes, and grows again
+		// when reads fill it.
 		send(20)
 		receive(20)
+		if len(r.msgs) <= want {
+			t.Fatalf("GRO %v: %d buffers after full reads, want more than %d", gro, len(r.msgs), want)
+		}
 	}
 }

@@ -44,8 +44,8 @@ type mmsghdr struct {
 // batchReader reads datagrams from a UDP socket with recvmmsg. It starts
 // with one buffer and doubles its batch, up to maxReadBatch, whenever a
 // read fills every buffer, so an idle socket costs one buffer; once no read
-// has taken more than one message for shrinkAfter, it goes back to two (to
-// one of 64 KiB while GRO is on, see below). It belongs
+// has taken more than one message for shrinkAfter, it goes back to two (of
+// 64 KiB each while GRO is on, see below). It belongs
 // to the Conn's reader. It calls recvmmsg itself rather than x/net's
 // ReadBatch because ReadBatch allocates a source address for every datagram
 // it returns, and this path must allocate nothing.
@@ -173,20 +173,19 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 		case r.grow:
 			r.grow = false
 			switch {
+			case r.gro:
+				r.resize(min(2*len(r.msgs), groBatch), groBufSize)
 			case len(r.msgs) < maxReadBatch:
 				r.resize(min(2*len(r.msgs), maxReadBatch), bufSize)
 			case r.tryGRO:
 				_ = r.enableGRO() // refused: plain reads go on
 			}
 		case r.shrink:
-			// Two plain buffers, so that reads of one datagram do not
-			// fill the batch and grow it again. With GRO one, which stays:
-			// one message carries up to 64 KiB of datagrams, and a socket
-			// that had no more than one waiting for shrinkAfter needs no
-			// more.
+			// Two buffers, so that reads of one message do not fill the
+			// batch and grow it again.
 			r.shrink = false
 			if r.gro {
-				r.resize(1, groBufSize)
+				r.resize(2, groBufSize)
 			} else {
 				r.resize(2, bufSize)
 			}
@@ -206,8 +205,12 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 			return nil, netip.AddrPort{}, os.NewSyscallError("recvmmsg", r.errno)
 		}
 		r.n, r.i, r.off = r.got, 0, 0
-		if r.n == len(r.msgs) && !r.gro {
-			r.grow = len(r.msgs) < maxReadBatch || r.tryGRO
+		if r.n == len(r.msgs) {
+			if r.gro {
+				r.grow = len(r.msgs) < groBatch // back from a shrink
+			} else {
+				r.grow = len(r.msgs) < maxReadBatch || r.tryGRO
+			}
 		}
 		if r.gro {
 			for i := range r.n {
@@ -217,7 +220,7 @@ func (r *batchReader) next() ([]byte, netip.AddrPort, error) {
 				}
 			}
 		}
-		if len(r.msgs) > 2 || r.gro && len(r.msgs) > 1 {
+		if len(r.msgs) > 2 {
 			if now := r.clock(); r.n > 1 {
 				r.busyAt = now
 			} else {
