@@ -94,19 +94,27 @@ func TestBatchReaderSplitsGRO(t *testing.T) {
 	}
 }
 
+// burstPair returns a receiving socket with room for a burst and a read
+// deadline, and a socket to send from; both close with the test.
+func burstPair(t *testing.T) (rx, tx *net.UDPConn) {
+	t.Helper()
+	rx, tx = listenUDP(t), listenUDP(t)
+	t.Cleanup(func() { rx.Close(); tx.Close() })
+	if err := rx.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := rx.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	return rx, tx
+}
+
 // TestBatchReaderTurnsOnGROWhenBusy checks that a reader that fills its
 // largest batch turns GRO on for a socket it may change, and never for one
 // it may not (a caller's), and that every datagram arrives either way.
 func TestBatchReaderTurnsOnGROWhenBusy(t *testing.T) {
 	for _, allowed := range []bool{false, true} {
-		rx, tx := listenUDP(t), listenUDP(t)
-		t.Cleanup(func() { rx.Close(); tx.Close() })
-		if err := rx.SetReadBuffer(4 << 20); err != nil {
-			t.Fatal(err)
-		}
-		if err := rx.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
-			t.Fatal(err)
-		}
+		rx, tx := burstPair(t)
 		r := newBatchReader(rx, allowed)
 		// 1+2+4+8+16+32 datagrams fill every batch size once; the next
 		// full batch of 32 is the one that asks for GRO.
@@ -170,14 +178,7 @@ func TestBatchReaderGROAllocations(t *testing.T) {
 // fill it, and that no datagram is lost or cut on the way.
 func TestBatchReaderShrinks(t *testing.T) {
 	for _, gro := range []bool{false, true} {
-		rx, tx := listenUDP(t), listenUDP(t)
-		t.Cleanup(func() { rx.Close(); tx.Close() })
-		if err := rx.SetReadBuffer(4 << 20); err != nil {
-			t.Fatal(err)
-		}
-		if err := rx.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
-			t.Fatal(err)
-		}
+		rx, tx := burstPair(t)
 		var r *batchReader
 		if gro {
 			r = groReader(t, rx)
