@@ -470,20 +470,19 @@ func noResponseError(addr string, c *config, wait time.Duration) error {
 // to keep+1 returns exactly when at most keep are left. What is written is a
 // smux NOP frame (8 bytes, which every smux ignores), through the transport
 // so that compression frames it too; an empty write returns at once. The
-// window is lowered by halves, from twice what is in flight, so that what
-// still waits to enter it is never throttled below half its pace. Only a
-// session that is about to close may call it: it leaves the send window
-// lowered (and out of the adaptive controller's hands) and the write
-// deadline set.
+// window is lowered by halves, so that what still waits to enter it is never
+// throttled below half its previous pace (a step that finds fewer left
+// returns at once, having sent its NOP: one per halving). Only a session
+// that is about to close may call it: it leaves the send window lowered (and
+// out of the adaptive controller's hands) and the write deadline set.
 func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 	if err := s.kcp.SetWriteDeadline(deadline); err != nil {
 		return false
 	}
-	w, _ := s.cfg.windows(s.server)
 	if s.peer != nil {
 		s.peer.HoldWindows() // the adaptive controller must not raise it again
-		w = min(w, 2*int(s.peer.Stats().Unacked()))
 	}
+	w, _ := s.cfg.windows(s.server)
 	nop := smuxwire.NOP(s.version)
 	for {
 		w = max(w/2, keep+1)

@@ -64,7 +64,7 @@ type batchReader struct {
 	names []syscall.RawSockaddrInet6
 	grow  bool
 	n, i  int // messages in the last batch, and the one being handed out
-	// shrink asks for one buffer before the next read; busyAt is when a
+	// shrink asks for two buffers before the next read; busyAt is when a
 	// read last took more than one message; clock is time.Now but in tests.
 	shrink bool
 	busyAt time.Time
