@@ -131,13 +131,15 @@ func (s *session) checkIdle() {
 // kcpConn is a KCP session as the transport sees it. It notes since when a
 // Read has been waiting for the peer (the idle timeout's clock) and counts
 // writes (so that a closing Dial stream knows how many of KCP's segments
-// hold the SDK's own frames rather than the user's bytes).
+// hold the SDK's own frames rather than the user's bytes) and the bytes
+// written (so that it knows when KCP has sent them all).
 type kcpConn struct {
 	s            *kcp.UDPSession
 	head         []byte       // bytes read before the transport existed (detection), served first
 	waitingSince atomic.Int64 // UnixNano when the pending Read began, 0 if none
 	writes       atomic.Uint64
-	opening      sync.RWMutex // held by openStream: Read hands over nothing meanwhile
+	written      atomic.Uint64 // bytes handed to KCP, counted before the write
+	opening      sync.RWMutex  // held by openStream: Read hands over nothing meanwhile
 }
 
 func (c *kcpConn) Read(p []byte) (int, error) {
@@ -161,12 +163,16 @@ func (c *kcpConn) Read(p []byte) (int, error) {
 
 func (c *kcpConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
+	c.written.Add(uint64(len(p)))
 	return c.s.Write(p)
 }
 
 // WriteBuffers keeps smux and the snappy writer on kcp-go's vectored path.
 func (c *kcpConn) WriteBuffers(v [][]byte) (int, error) {
 	c.writes.Add(1)
+	for _, b := range v {
+		c.written.Add(uint64(len(b)))
+	}
 	return c.s.WriteBuffers(v)
 }
 
@@ -463,36 +469,31 @@ func noResponseError(addr string, c *config, wait time.Duration) error {
 }
 
 // waitUnacked waits until KCP holds at most keep segments that are queued or
-// sent and not yet acknowledged, or until deadline; it reports whether it
-// got there. kcp-go exposes no per-session queue length, but a write to it
-// blocks while queued and unacknowledged segments reach the send window, and
-// wakes as acknowledgements arrive. So a write with the send window lowered
-// to keep+1 returns exactly when at most keep are left. What is written is a
-// smux NOP frame (8 bytes, which every smux ignores), through the transport
-// so that compression frames it too; an empty write returns at once. The
-// window is lowered by halves, so that what still waits to enter it is never
-// throttled below half its previous pace (a step that finds fewer left
-// returns at once, having sent its NOP: one per halving). Only a session
-// that is about to close may call it: it leaves the send window lowered (and
-// out of the adaptive controller's hands) and the write deadline set.
+// sent and not yet acknowledged, or until deadline or the session's end; it
+// reports whether it got there. kcp-go exposes no per-session queue length,
+// but the packet layer sees every segment KCP sends and every
+// acknowledgement: KCP has sent everything once the data it sent at least
+// once adds up to the bytes written to it, and what is left unacknowledged
+// then is the packet layer's count of segments above the peer's cumulative
+// acknowledgement. The wait polls, from half a millisecond up to 10 ms
+// between looks; nothing is sent and no window is touched, so a peer that
+// has gone costs the deadline and nothing more.
 func (s *session) waitUnacked(keep int, deadline time.Time) bool {
-	if err := s.kcp.SetWriteDeadline(deadline); err != nil {
+	if s.peer == nil {
 		return false
 	}
-	if s.peer != nil {
-		s.peer.HoldWindows() // the adaptive controller must not raise it again
-	}
-	w, _ := s.cfg.windows(s.server)
-	nop := smuxwire.NOP(s.version)
+	st := s.peer.Stats()
+	poll := 500 * time.Microsecond
 	for {
-		w = max(w/2, keep+1)
-		s.kcp.SetWindowSize(w, 0)
-		if _, err := s.tr.Write(nop[:]); err != nil {
-			return false
-		}
-		if w == keep+1 {
+		if st.DataSent() >= s.base.written.Load() && int(st.Unacked()) <= keep {
 			return true
 		}
+		wait := min(poll, time.Until(deadline))
+		if wait <= 0 || s.isClosed() {
+			return false
+		}
+		time.Sleep(wait)
+		poll = min(2*poll, 10*time.Millisecond)
 	}
 }
 

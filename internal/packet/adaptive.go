@@ -45,8 +45,7 @@ type AdaptiveConfig struct {
 	MinReceiveWindow int
 	// SetWindows applies KCP's send and receive windows (kcp-go's
 	// SetWindowSize). The packet layer calls it from its reader, holding
-	// no lock of its own that kcp-go's goroutines may wait on, and never
-	// again once HoldWindows returned.
+	// no lock of its own that kcp-go's goroutines may wait on.
 	SetWindows func(snd, rcv int)
 	// Seed varies the controller's probing phase between sessions.
 	Seed uint64
@@ -107,10 +106,9 @@ type adaptive struct {
 	start time.Time
 	clock func() time.Duration // tests' clock; nil: time since start
 
-	// wmu orders the calls of cfg.SetWindows and HoldWindows; it is taken
-	// before mu, never while mu is held.
-	wmu  sync.Mutex
-	held bool // HoldWindows was called: the windows are the caller's
+	// wmu orders the calls of cfg.SetWindows; it is taken before mu, never
+	// while mu is held.
+	wmu sync.Mutex
 
 	// margin is the controller's TimeoutMargin as of the last adaptIn,
 	// for timeoutHint, which runs right after it without the lock.
@@ -276,19 +274,6 @@ func (p *Peer) Adaptive() (adapt.State, bool) {
 		st.DataShards, st.ParityShards = 1, a.copies
 	}
 	return st, true
-}
-
-// HoldWindows stops the controller from changing KCP's windows: once it
-// returns, the caller owns them (a closing session that lowers its send
-// window to wait for its last acknowledgements).
-func (p *Peer) HoldWindows() {
-	a := p.ad.Load()
-	if a == nil {
-		return
-	}
-	a.wmu.Lock()
-	a.held = true
-	a.wmu.Unlock()
 }
 
 // fecShape returns the FEC shape to send with (a.mu held), and how many
@@ -784,13 +769,11 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	if setWnd && a.cfg.SetWindows != nil {
 		a.wmu.Lock()
-		if !a.held {
-			// The latest windows: a concurrent call may have moved them.
-			a.mu.Lock()
-			snd, rcv = a.sndWnd, a.rcvWnd
-			a.mu.Unlock()
-			a.cfg.SetWindows(snd, rcv)
-		}
+		// The latest windows: a concurrent call may have moved them.
+		a.mu.Lock()
+		snd, rcv = a.sndWnd, a.rcvWnd
+		a.mu.Unlock()
+		a.cfg.SetWindows(snd, rcv)
 		a.wmu.Unlock()
 	}
 }

@@ -137,3 +137,28 @@ func TestPacerReleasesRing(t *testing.T) {
 		t.Fatalf("%d datagrams dropped", d)
 	}
 }
+
+// TestDataSentCountsFirstSends checks that DataSent adds up the data of each
+// KCP segment once, when it is first sent, and not its re-sends, and that
+// Unacked counts what is above the peer's cumulative acknowledgement: what a
+// closing session reads to know that KCP has sent and delivered everything.
+func TestDataSentCountsFirstSends(t *testing.T) {
+	c, _ := pacedPair(t)
+	p := c.Peer()
+	send := func(sn uint32, n int) {
+		t.Helper()
+		if _, err := c.WriteTo(kcpPacket(sn, n), p.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(0, 100)
+	send(1, 200)
+	send(0, 100) // a re-send
+	send(2, 50)
+	if got := p.Stats().DataSent(); got != 350 {
+		t.Fatalf("DataSent %d after 350 bytes sent once and 100 again, want 350", got)
+	}
+	if got := p.Stats().Unacked(); got != 3 {
+		t.Fatalf("Unacked %d with three segments out and none acknowledged, want 3", got)
+	}
+}

@@ -285,6 +285,7 @@ func (p *Peer) accountOut(b []byte) {
 			} else {
 				p.st.sndNext.Store(sn + 1)
 				p.st.sentAny.Store(true)
+				p.st.dataSent.Add(uint64(n))
 			}
 			off := now - int64(ts)
 			if !p.c.offOK.Load() || off < p.c.offset.Load() {

@@ -43,6 +43,7 @@ type Stats struct {
 	StaleMoves  atomic.Uint64 // datagrams from another address refused as not newer
 	SendErrors  atomic.Uint64 // datagrams the socket refused to send
 	sndNext     atomic.Uint32 // 1 + highest PUSH sn sent
+	dataSent    atomic.Uint64 // bytes of PUSH data sent at least once
 	rcvUna      atomic.Uint32 // highest una the peer reported
 	sentAny     atomic.Bool
 	rttMinValid atomic.Bool
@@ -57,6 +58,11 @@ func (s *Stats) Unacked() uint32 {
 	}
 	return uint32(d)
 }
+
+// DataSent returns how many bytes of KCP data this end has sent at least
+// once (re-sends not counted). Once it equals what was written to KCP, KCP
+// holds nothing it has not sent.
+func (s *Stats) DataSent() uint64 { return s.dataSent.Load() }
 
 // Snapshot is a copy of Stats at one moment.
 type Snapshot struct {
