@@ -415,3 +415,75 @@ func TestClientShutdown(t *testing.T) {
 		t.Fatal("the stream still reads after Shutdown closed its Client")
 	}
 }
+
+// TestCloseWaitSeesUnsentData checks the wait of a closing Dial stream in
+// the state where the packet layer's count of unacknowledged segments alone
+// would end it too early: KCP has data it could not send yet (the peer's
+// window is shut: smux v1 has no per-stream window, and the server reads
+// nothing), and everything it did send is acknowledged. The wait must not
+// report the session delivered then, and must once the server reads.
+func TestCloseWaitSeesUnsentData(t *testing.T) {
+	opts := []Option{WithSmuxVersion(1), WithWindow(64, 64), WithSmuxBuffer(64<<10, 64<<10)}
+	ln, err := Listen("127.0.0.1:0", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	conn, err := Dial(ln.Addr().String(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	payload := randomBytes(t, 1<<20) // far more than the server's buffers and windows hold
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(payload)
+		wrote <- err
+	}()
+	srv, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer srv.Close()
+	sess := conn.(*Stream).sess
+	st := sess.peer.Stats()
+	// Wait for the state to test: data written to KCP and not sent, and
+	// nothing sent left unacknowledged (polling the counters; no result
+	// depends on how long it takes).
+	deadline := time.Now().Add(testTimeout)
+	for st.DataSent() >= sess.base.written.Load() || st.Unacked() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("KCP never held unsent data with nothing in flight: %d of %d bytes sent, %d segments unacknowledged",
+				st.DataSent(), sess.base.written.Load(), st.Unacked())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if sess.waitUnacked(0, time.Now().Add(50*time.Millisecond)) {
+		t.Fatalf("the wait reported everything delivered with %d bytes written to KCP and %d sent",
+			sess.base.written.Load(), st.DataSent())
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(payload))
+		_, _ = io.ReadFull(srv, b)
+		got <- b
+	}()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if !sess.waitUnacked(0, time.Now().Add(testTimeout)) {
+		t.Fatal("the wait did not end once the server read everything")
+	}
+	if b := <-got; !bytes.Equal(b, payload) {
+		t.Fatal("the server received other bytes than were sent")
+	}
+}
