@@ -145,7 +145,12 @@ func TestLoadedAndShare(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s loaded: %v", sys, err)
 		}
-		if r.GoodputMbps <= 0 || r.GoodputMbps > p.Bandwidth.Mbps() || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
+		// Goodput counts what the receiving application read in the
+		// window, which may include bytes that crossed the link before it
+		// and waited in the receiver's buffers (tcp read 10.03-10.42
+		// Mbit/s of this 10 Mbit/s link in about one run in seven): the
+		// same 10 % slack as checkShare's.
+		if r.GoodputMbps <= 0 || r.GoodputMbps > 1.1*p.Bandwidth.Mbps() || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
 			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link, about 50 answers, p50 >= the 20 ms RTT",
 				sys, r.GoodputMbps, r.N, r.P50ms, r.P99ms)
 		}
