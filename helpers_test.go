@@ -16,14 +16,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/seed-fc8f924e/kcptun/internal/leakcheck"
 	"github.com/seed-fc8f924e/kcptun/kcptuntest"
 )
 
-// kcp-go runs process-wide timer workers from its init; they are not ours.
-var goleakOpts = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).run"),
-	goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.postProcessWorker"),
-}
+// kcp-go's process-wide goroutines are not ours.
+var goleakOpts = leakcheck.Options()
 
 // TestMain fails the run if any goroutine outlives the tests (or, in the
 // idle-memory benchmarks' child process, serves as that child). A closed Dial

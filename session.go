@@ -441,14 +441,19 @@ func startSession(ctx context.Context, c *config, pconn *packet.Conn, raddr *net
 // The one blind spot is a manual interval of exactly 200 ms on a sub-millisecond
 // path, where the dial waits for the first RTT sample of at least 1 ms.
 func waitAcknowledged(ctx context.Context, s *kcp.UDPSession) error {
+	return pollUntil(ctx, func() bool { return s.GetSRTT() != 0 || s.GetRTO() != initialRTO })
+}
+
+// pollUntil calls cond at once and then after half a millisecond, doubling
+// the interval up to 10 ms, until cond reports true (pollUntil returns nil)
+// or ctx ends (it returns ctx's error). It is for kcp-go's and the packet
+// layer's state, which signals no change.
+func pollUntil(ctx context.Context, cond func() bool) error {
 	const maxPoll = 10 * time.Millisecond
 	poll := 500 * time.Microsecond
 	t := time.NewTimer(poll)
 	defer t.Stop()
-	for {
-		if s.GetSRTT() != 0 || s.GetRTO() != initialRTO {
-			return nil
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -457,6 +462,7 @@ func waitAcknowledged(ctx context.Context, s *kcp.UDPSession) error {
 			t.Reset(poll)
 		}
 	}
+	return nil
 }
 
 // noResponseError builds the error of a dial whose session was never
@@ -475,26 +481,22 @@ func noResponseError(addr string, c *config, wait time.Duration) error {
 // acknowledgement: KCP has sent everything once the data it sent at least
 // once adds up to the bytes written to it, and what is left unacknowledged
 // then is the packet layer's count of segments above the peer's cumulative
-// acknowledgement. The wait polls, from half a millisecond up to 10 ms
-// between looks; nothing is sent and no window is touched, so a peer that
-// has gone costs the deadline and nothing more.
+// acknowledgement. The wait polls (pollUntil); nothing is sent and no
+// window is touched, so a peer that has gone costs the deadline and nothing
+// more.
 func (s *session) waitUnacked(keep int, deadline time.Time) bool {
 	if s.peer == nil {
 		return false
 	}
 	st := s.peer.Stats()
-	poll := 500 * time.Microsecond
-	for {
-		if st.DataSent() >= s.base.written.Load() && int(st.Unacked()) <= keep {
-			return true
-		}
-		wait := min(poll, time.Until(deadline))
-		if wait <= 0 || s.isClosed() {
-			return false
-		}
-		time.Sleep(wait)
-		poll = min(2*poll, 10*time.Millisecond)
-	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	closed := false
+	err := pollUntil(ctx, func() bool {
+		closed = s.isClosed()
+		return closed || st.DataSent() >= s.base.written.Load() && int(st.Unacked()) <= keep
+	})
+	return err == nil && !closed
 }
 
 // flushGrace is how long a closing Dial stream waits for the acknowledgement
