@@ -48,11 +48,16 @@ type qent struct {
 	m qmeta
 }
 
-// send transmits d now or queues a copy of it.
-func (pc *pacer) send(d []byte) error { return pc.sendMeta(d, qmeta{}) }
+// send transmits or queues a copy of d, which the caller keeps.
+func (pc *pacer) send(d []byte) error {
+	return pc.sendOwned(append(pc.p.c.pool.get(), d...), qmeta{})
+}
 
-// sendMeta is send for a datagram that carries KCP data described by m.
-func (pc *pacer) sendMeta(d []byte, m qmeta) error {
+// sendOwned transmits or queues d, a datagram in a buffer from the Conn's
+// pool, which belongs to the pacer from here on; m describes the KCP data
+// it carries. Handing the buffer on instead of copying it saves two copies
+// of every datagram, each into a buffer that is rarely in the cache.
+func (pc *pacer) sendOwned(d []byte, m qmeta) error {
 	if pc.rate.Load() == 0 && pc.p.ad.Load() == nil {
 		pc.mu.Lock()
 		empty := pc.n == 0
@@ -64,13 +69,15 @@ func (pc *pacer) sendMeta(d []byte, m qmeta) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.stopped {
+		pc.p.c.pool.put(d)
 		return nil
 	}
 	if pc.n == len(pc.q) && !pc.grow() {
+		pc.p.c.pool.put(d)
 		pc.p.st.QueueDrops.Add(1)
 		return nil
 	}
-	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: append(pc.p.c.pool.get(), d...), m: m}
+	pc.q[(pc.head+pc.n)%len(pc.q)] = qent{d: d, m: m}
 	pc.n++
 	if m.dup {
 		pc.dups++
@@ -109,15 +116,14 @@ func (pc *pacer) drainLocked() {
 		if e.m.dup {
 			pc.dups--
 		}
+		if rate != 0 {
+			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
+		}
 		if pc.p.transmit(d) == nil && e.m.data > 0 {
 			// Copies queued behind a datagram are no backlog: a thin
 			// flow's datagrams stay application-limited.
 			pc.p.transmitted(e.m, pc.n > pc.dups)
 		}
-		if rate != 0 {
-			pc.next = pc.next.Add(time.Duration(uint64(len(d)) * uint64(time.Second) / rate))
-		}
-		pc.p.c.pool.put(d)
 	}
 	pc.release()
 }

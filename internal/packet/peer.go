@@ -172,12 +172,13 @@ func (p *Peer) write(b []byte) (int, error) {
 	c := p.c
 	p.smu.Lock()
 	defer p.smu.Unlock()
-	// A pool buffer for the time of the call (everything sent is copied),
-	// so that an idle peer holds none.
-	p.sbuf = c.pool.get()[:bufSize]
+	// Datagrams are sealed in pool buffers that pass, sealed, to the
+	// sending queue (handOff); an idle peer holds none.
 	defer func() {
-		c.pool.put(p.sbuf)
-		p.sbuf = nil
+		if p.sbuf != nil {
+			c.pool.put(p.sbuf)
+			p.sbuf = nil
+		}
 	}()
 	n := len(b)
 	b, extra := p.withRepeatedAcks(b)
@@ -189,11 +190,11 @@ func (p *Peer) write(b []byte) (int, error) {
 		// and ahead of b: kcp-go counts each of b's ACKs towards the fast
 		// retransmit of every segment still unacknowledged before it, and
 		// re-sends as soon as it has taken a datagram.
-		if err := p.transmit(c.cip.seal(append(p.sbuf[:head], extra...), p.rnd)); err != nil {
+		if err := p.transmit(p.handOff(c.cip.seal(append(p.scratch()[:head], extra...), p.rnd))); err != nil {
 			return 0, err
 		}
 	}
-	buf := p.sbuf[:head]
+	buf := p.scratch()[:head]
 	encOn := p.enc.on() // once: a later call may apply a pending shape
 	// ACKs, window probes and re-sends leave at once, ahead of the new data
 	// in the pacing queue (see below). With an FEC header they would carry
@@ -227,12 +228,12 @@ func (p *Peer) write(b []byte) (int, error) {
 		// and so do re-sends, which the peer's cumulative ACK waits for
 		// (queued behind new data, they let KCP time out and re-send
 		// everything queued).
-		err = p.transmit(c.cip.seal(buf, p.rnd))
+		err = p.transmit(p.handOff(c.cip.seal(buf, p.rnd)))
 		if err == nil && meta.data > 0 {
 			p.transmitted(meta, true)
 		}
 	} else {
-		err = p.pace.sendMeta(c.cip.seal(buf, p.rnd), meta)
+		err = p.pace.sendOwned(p.handOff(c.cip.seal(buf, p.rnd)), meta)
 	}
 	if err != nil {
 		return 0, err
@@ -241,12 +242,12 @@ func (p *Peer) write(b []byte) (int, error) {
 		// Sealed afresh: sealing ciphers buf in place. The copies carry
 		// no meta, so the controller counts the segments once; the queue
 		// tells them from a backlog of new data (qmeta.dup).
-		buf = append(p.sbuf[:head], b...)
-		d := c.cip.seal(buf, p.rnd)
+		buf = append(p.scratch()[:head], b...)
+		d := p.handOff(c.cip.seal(buf, p.rnd))
 		if direct {
 			err = p.transmit(d)
 		} else {
-			err = p.pace.sendMeta(d, qmeta{dup: true})
+			err = p.pace.sendOwned(d, qmeta{dup: true})
 		}
 		if err != nil {
 			return 0, err
@@ -297,8 +298,25 @@ func (p *Peer) accountOut(b []byte) {
 	}
 }
 
+// scratch returns the buffer write seals the next datagram in, a pool buffer
+// taken on demand.
+func (p *Peer) scratch() []byte {
+	if p.sbuf == nil {
+		p.sbuf = p.c.pool.get()[:bufSize]
+	}
+	return p.sbuf
+}
+
+// handOff returns d, sealed in the scratch buffer, for the sending queue,
+// which owns that buffer from here on; the next datagram takes another.
+func (p *Peer) handOff(d []byte) []byte {
+	p.sbuf = nil
+	return d
+}
+
 // transmit sends one sealed datagram to the peer's current address, through
-// the Conn's batching sender; d is copied.
+// the Conn's batching sender. d must be in a buffer from the Conn's pool,
+// which passes to the sender.
 func (p *Peer) transmit(d []byte) error {
 	p.c.tx.send(p, d)
 	return nil

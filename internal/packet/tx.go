@@ -64,14 +64,15 @@ func (t *txQueue) init(c *Conn) {
 	}
 }
 
-// send queues a copy of d for p's current address, or, with no batch
-// writer, sends it at once from the caller's goroutine.
-func (t *txQueue) send(p *Peer, d []byte) {
+// send queues d, a datagram in a buffer from the Conn's pool that belongs
+// to the queue from here on, for p's current address; with no batch writer
+// it sends it at once from the caller's goroutine.
+func (t *txQueue) send(p *Peer, b []byte) {
 	if t.bw == nil {
-		p.writeNow(d, p.dst.Load())
+		p.writeNow(b, p.dst.Load())
+		t.c.pool.put(b)
 		return
 	}
-	b := append(t.c.pool.get(), d...)
 	t.mu.Lock()
 	if t.closed || len(t.q) >= maxTxQueue {
 		t.mu.Unlock()
