@@ -33,17 +33,20 @@ type cipherSpec struct {
 	name string
 	// keyLen is how many leading bytes of the derived key the constructor
 	// receives; zero means the cipher has no kcp-go BlockCrypt at all.
-	keyLen        int
-	build         func(key []byte) (kcp.BlockCrypt, error)
+	keyLen int
+	build  func(key []byte) (kcp.BlockCrypt, error)
+	// ref, where set, is kcp-go's own constructor, which build replaces
+	// with a faster cipher of the same output.
+	ref           func(key []byte) (kcp.BlockCrypt, error)
 	authenticated bool
 	confidential  bool
 }
 
 // specs is kept in the order of the cipher table in docs/wire.md.
 var specs = []cipherSpec{
-	{name: "aes", keyLen: 32, build: kcp.NewAESBlockCrypt, confidential: true},
-	{name: "aes-128", keyLen: 16, build: kcp.NewAESBlockCrypt, confidential: true},
-	{name: "aes-192", keyLen: 24, build: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes", keyLen: 32, build: newAESBlockCrypt, ref: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes-128", keyLen: 16, build: newAESBlockCrypt, ref: kcp.NewAESBlockCrypt, confidential: true},
+	{name: "aes-192", keyLen: 24, build: newAESBlockCrypt, ref: kcp.NewAESBlockCrypt, confidential: true},
 	{name: "aes-128-gcm", keyLen: 16, build: kcp.NewAESGCMCrypt, authenticated: true, confidential: true},
 	{name: "salsa20", keyLen: 32, build: kcp.NewSalsa20BlockCrypt, confidential: true},
 	{name: "blowfish", keyLen: 32, build: kcp.NewBlowfishBlockCrypt, confidential: true},
@@ -98,6 +101,18 @@ func DeriveKey(key string) []byte {
 // quotes the name and lists the valid ones; names are case-sensitive, as in
 // the kcptun binaries (which, unlike New, silently fall back to aes).
 func New(name string, pass []byte) (kcp.BlockCrypt, error) {
+	return build(name, pass, false)
+}
+
+// NewReference is New with kcp-go's own implementation of every cipher, as
+// the kcptun binaries run them; New's may be faster (aes, aes-128 and
+// aes-192 decipher several blocks at a time) but produce the same bytes.
+// It serves the binaries' stand-in in tests and benchmarks.
+func NewReference(name string, pass []byte) (kcp.BlockCrypt, error) {
+	return build(name, pass, true)
+}
+
+func build(name string, pass []byte, reference bool) (kcp.BlockCrypt, error) {
 	spec, ok := lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (valid: %s)", ErrUnknownCipher, name, strings.Join(Names(), ", "))
@@ -111,7 +126,11 @@ func New(name string, pass []byte) (kcp.BlockCrypt, error) {
 	// Hand the constructor its own copy so later changes to pass cannot
 	// reach ciphers that keep the slice.
 	key := append([]byte(nil), pass[:spec.keyLen]...)
-	block, err := spec.build(key)
+	construct := spec.build
+	if reference && spec.ref != nil {
+		construct = spec.ref
+	}
+	block, err := construct(key)
 	if err != nil {
 		return nil, fmt.Errorf("crypt: cipher %q: %w", name, err)
 	}

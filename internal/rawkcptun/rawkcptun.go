@@ -47,9 +47,10 @@ type Config struct {
 	Smux *smux.Config // smux settings of both ends
 }
 
-// blockCrypt builds the cipher of c; each session gets its own.
+// blockCrypt builds the cipher of c, kcp-go's own implementation as in the
+// binaries; each session gets its own.
 func (c *Config) blockCrypt() (kcp.BlockCrypt, error) {
-	return crypt.New(c.Crypt, crypt.DeriveKey(c.Key))
+	return crypt.NewReference(c.Crypt, crypt.DeriveKey(c.Key))
 }
 
 // tune applies the per-session settings in the order the binaries use: the

@@ -1,0 +1,15 @@
+//go:build !amd64 || purego
+
+package crypt
+
+// haveAESCFBAsm reports whether the assembly AES-CFB runs here: not on
+// this architecture, where kcp-go's own cipher serves.
+const haveAESCFBAsm = false
+
+func cfbEncryptBlocks(_ *byte, _ int, _, _ *byte, _ int, _, _ *[16]byte) {
+	panic("crypt: no assembly AES-CFB on this architecture")
+}
+
+func cfbDecryptBlocks(_ *byte, _ int, _, _ *byte, _ int, _, _ *[16]byte) {
+	panic("crypt: no assembly AES-CFB on this architecture")
+}

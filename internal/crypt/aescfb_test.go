@@ -1,0 +1,185 @@
+package crypt
+
+import (
+	"bytes"
+	"crypto/aes"
+	"math/rand/v2"
+	"testing"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// TestSboxMatchesAES checks the computed substitution table and key
+// schedule the only way that matters: the first round key is the key,
+// and enciphering with the schedule gives crypto/aes's answer (through
+// the CFB functions: the keystream of an empty input is E(iv)).
+func TestKeyScheduleMatchesAES(t *testing.T) {
+	if !haveAESCFBAsm {
+		t.Skip("no AES instructions here; kcp-go's cipher serves")
+	}
+	if sbox[0] != 0x63 || sbox[0x53] != 0xed { // FIPS-197, figure 7
+		t.Fatalf("sbox[0]=%#x sbox[0x53]=%#x", sbox[0], sbox[0x53])
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{16, 24, 32} {
+		for range 50 {
+			key := make([]byte, size)
+			var in, want, got [16]byte
+			for i := range key {
+				key[i] = byte(rng.Uint32())
+			}
+			for i := range in {
+				in[i] = byte(rng.Uint32())
+			}
+			blk, err := aes.NewCipher(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk.Encrypt(want[:], in[:])
+			c, err := newAESBlockCrypt(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := c.(*aesCFB)
+			cfbEncryptBlocks(&a.keys[0], a.rounds, nil, nil, 0, &in, &got)
+			if got != want {
+				t.Fatalf("AES-%d: block %x enciphers to %x, crypto/aes says %x", size*8, in, got, want)
+			}
+		}
+	}
+}
+
+// TestAESCFBMatchesKCP checks the cipher against kcp-go's AES BlockCrypt
+// for every key size and every length up to three datagrams' worth of
+// blocks plus odd tails, in place and not, both ways.
+func TestAESCFBMatchesKCP(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{16, 24, 32} {
+		key := make([]byte, size)
+		for i := range key {
+			key[i] = byte(rng.Uint32())
+		}
+		ours, err := newAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := kcp.NewAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lengths := []int{0, 1, 15, 16, 17, 127, 128, 129, 143, 144, 145, 1350, 1400, 1500, 4096 + 7}
+		for n := 2; n < 300; n += 13 {
+			lengths = append(lengths, n)
+		}
+		for _, n := range lengths {
+			msg := make([]byte, n)
+			for i := range msg {
+				msg[i] = byte(rng.Uint32())
+			}
+			want := make([]byte, n)
+			ref.Encrypt(want, msg)
+			got := make([]byte, n)
+			ours.Encrypt(got, msg)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("AES-%d, %d bytes: ciphertext differs from kcp-go's", size*8, n)
+			}
+			inPlace := append([]byte(nil), msg...)
+			ours.Encrypt(inPlace, inPlace)
+			if !bytes.Equal(inPlace, want) {
+				t.Fatalf("AES-%d, %d bytes: in-place ciphertext differs from kcp-go's", size*8, n)
+			}
+			back := make([]byte, n)
+			ours.Decrypt(back, want)
+			if !bytes.Equal(back, msg) {
+				t.Fatalf("AES-%d, %d bytes: deciphering gives other bytes", size*8, n)
+			}
+			ours.Decrypt(inPlace, inPlace)
+			if !bytes.Equal(inPlace, msg) {
+				t.Fatalf("AES-%d, %d bytes: deciphering in place gives other bytes", size*8, n)
+			}
+			ref.Decrypt(back, got)
+			if !bytes.Equal(back, msg) {
+				t.Fatalf("AES-%d, %d bytes: kcp-go does not decipher our ciphertext", size*8, n)
+			}
+		}
+	}
+}
+
+// TestAESCFBRejectsBadKeys checks that a key of another size is refused,
+// as crypto/aes refuses it.
+func TestAESCFBRejectsBadKeys(t *testing.T) {
+	for _, n := range []int{0, 8, 20, 33} {
+		if _, err := newAESBlockCrypt(make([]byte, n)); err == nil {
+			t.Errorf("a %d-byte key was accepted", n)
+		}
+	}
+}
+
+func TestAESCFBAllocatesNothing(t *testing.T) {
+	c, err := newAESBlockCrypt(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1350)
+	if n := testing.AllocsPerRun(100, func() {
+		c.Encrypt(buf, buf)
+		c.Decrypt(buf, buf)
+	}); n != 0 {
+		t.Errorf("%v allocations per datagram", n)
+	}
+}
+
+func BenchmarkAESCFB(b *testing.B) {
+	key := make([]byte, 32)
+	for _, impl := range []struct {
+		name  string
+		build func([]byte) (kcp.BlockCrypt, error)
+	}{{"kcp-go", kcp.NewAESBlockCrypt}, {"sdk", newAESBlockCrypt}} {
+		c, err := impl.build(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 1350)
+		b.Run(impl.name+"/encrypt", func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			for range b.N {
+				c.Encrypt(buf, buf)
+			}
+		})
+		b.Run(impl.name+"/decrypt", func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			for range b.N {
+				c.Decrypt(buf, buf)
+			}
+		})
+	}
+}
+
+// TestReferenceIsKCPGo checks that NewReference builds kcp-go's own AES
+// cipher, which New replaces where the assembly runs, with equal output.
+func TestReferenceIsKCPGo(t *testing.T) {
+	pass := DeriveKey("reference")
+	msg := bytes.Repeat([]byte("kcptun"), 300)
+	for _, name := range []string{"aes", "aes-128", "aes-192"} {
+		fast, err := New(name, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := NewReference(name, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, isOurs := ref.(*aesCFB); isOurs {
+			t.Errorf("%s: NewReference returned the SDK's cipher", name)
+		}
+		if _, isOurs := fast.(*aesCFB); isOurs != haveAESCFBAsm {
+			t.Errorf("%s: New returned %T with the assembly available: %v", name, fast, haveAESCFBAsm)
+		}
+		a, b := make([]byte, len(msg)), make([]byte, len(msg))
+		fast.Encrypt(a, msg)
+		ref.Encrypt(b, msg)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: New and NewReference encipher differently", name)
+		}
+	}
+}
