@@ -3,6 +3,7 @@ package crypt
 import (
 	"crypto/aes"
 	"crypto/subtle"
+	"slices"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 )
@@ -15,14 +16,21 @@ var cfbIV = [16]byte{167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 
 // aesCFB is the aes, aes-128 and aes-192 packet cipher: AES in CFB mode
 // with 128-bit feedback from cfbIV over the whole datagram, byte for byte
 // what kcp-go's AES BlockCrypt produces. Where the processor has AES
-// instructions it runs whole datagrams in assembly: enciphering pays one
-// call per datagram instead of one per block, and deciphering, whose
-// blocks do not depend on each other, works on eight blocks at a time.
-// It holds only the key schedule, so concurrent calls are safe.
+// instructions it runs whole datagrams in assembly. Enciphering a datagram
+// is one chain, each block waiting for the one before, so it pays one call
+// per datagram instead of one per block, and EncryptEach runs eight
+// datagrams' chains side by side. Deciphering, whose blocks do not depend
+// on each other, works on eight blocks at a time. It holds only the key
+// schedule, so concurrent calls are safe.
 type aesCFB struct {
 	rounds int
 	keys   [16 * 15]byte // the expanded key, round keys in order
+	ivKS   [16]byte      // the keystream of every datagram's first block
 }
+
+// minInterleaved is the shortest datagram EncryptEach enciphers beside
+// others; shorter ones (ACKs) go alone.
+const minInterleaved = 128
 
 // newAESBlockCrypt returns the fast AES-CFB cipher where the processor
 // supports it, and kcp-go's own otherwise.
@@ -30,11 +38,13 @@ func newAESBlockCrypt(key []byte) (kcp.BlockCrypt, error) {
 	if !haveAESCFBAsm {
 		return kcp.NewAESBlockCrypt(key)
 	}
-	if _, err := aes.NewCipher(key); err != nil { // the key size check
+	block, err := aes.NewCipher(key) // also the key size check
+	if err != nil {
 		return nil, err
 	}
 	c := &aesCFB{rounds: len(key)/4 + 6}
 	expandKey(c.keys[:16*(c.rounds+1)], key)
+	block.Encrypt(c.ivKS[:], cfbIV[:])
 	return c, nil
 }
 
@@ -44,10 +54,46 @@ func (c *aesCFB) Encrypt(dst, src []byte) {
 	if len(src) == 0 {
 		return
 	}
-	var ks [16]byte
+	ks := c.ivKS
 	full := len(src) &^ 15
-	cfbEncryptBlocks(&c.keys[0], c.rounds, &dst[0], &src[0], full/16, &cfbIV, &ks)
+	cfbEncryptBlocks(&c.keys[0], c.rounds, &dst[0], &src[0], full/16, &ks)
 	subtle.XORBytes(dst[full:len(src)], src[full:], ks[:])
+}
+
+// EncryptEach enciphers every datagram in bufs in place, as Encrypt(b, b)
+// would one by one, eight datagrams at a time where it can. It sorts bufs,
+// longest first, so that the datagrams enciphered side by side are about
+// as long.
+func (c *aesCFB) EncryptEach(bufs [][]byte) {
+	slices.SortFunc(bufs, func(a, b []byte) int { return len(b) - len(a) })
+	i := 0
+	for ; i+8 <= len(bufs) && len(bufs[i+7]) >= minInterleaved; i += 8 {
+		c.encrypt8((*[8][]byte)(bufs[i : i+8]))
+	}
+	for _, b := range bufs[i:] {
+		c.Encrypt(b, b)
+	}
+}
+
+// encrypt8 enciphers eight datagrams, longest first, in place: the blocks
+// they all have side by side, then the rest of each alone.
+func (c *aesCFB) encrypt8(bufs *[8][]byte) {
+	var ptrs [8]*byte
+	var ks [8][16]byte
+	n := len(bufs[7]) / 16
+	for j, b := range bufs {
+		ptrs[j] = &b[0]
+		ks[j] = c.ivKS
+	}
+	cfbEncryptBlocks8(&c.keys[0], c.rounds, &ptrs, n, &ks)
+	for j, b := range bufs {
+		b = b[16*n:]
+		full := len(b) &^ 15
+		if full > 0 {
+			cfbEncryptBlocks(&c.keys[0], c.rounds, &b[0], &b[0], full/16, &ks[j])
+		}
+		subtle.XORBytes(b[full:], b[full:], ks[j][:])
+	}
 }
 
 // Decrypt deciphers src into dst, with the same rules as Encrypt.

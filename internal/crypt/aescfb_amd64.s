@@ -5,8 +5,9 @@
 // Register use in both functions:
 //	AX  expanded key          CX  rounds (10, 12 or 14)
 //	DI  dst                   SI  src
-//	DX  blocks left           BX  iv, then scratch
+//	DX  blocks left           BX  iv, or the block offset
 //	R8  ks                    R9  key pointer during one encipherment
+//	R10 a buffer (cfbEncryptBlocks8)
 //	X0  the block being enciphered (X0-X7 when eight are)
 //	X8  the current round key
 
@@ -62,17 +63,18 @@ e8r10:
 	TAIL_ROUNDS8
 	RET
 
-// func cfbEncryptBlocks(xk *byte, rounds int, dst, src *byte, n int, iv, ks *[16]byte)
-TEXT ·cfbEncryptBlocks(SB), NOSPLIT, $0-56
+// func cfbEncryptBlocks(xk *byte, rounds int, dst, src *byte, n int, ks *[16]byte)
+//
+// ks holds the keystream for the first block (the encipherment of the
+// feedback so far) and receives the one for the block after the last.
+TEXT ·cfbEncryptBlocks(SB), NOSPLIT, $0-48
 	MOVQ  xk+0(FP), AX
 	MOVQ  rounds+8(FP), CX
 	MOVQ  dst+16(FP), DI
 	MOVQ  src+24(FP), SI
 	MOVQ  n+32(FP), DX
-	MOVQ  iv+40(FP), BX
-	MOVQ  ks+48(FP), R8
-	MOVOU (BX), X0
-	CALL  encipher1<>(SB)      // X0: the keystream for the first block
+	MOVQ  ks+40(FP), R8
+	MOVOU (R8), X0
 
 enc_loop:
 	TESTQ DX, DX
@@ -88,6 +90,57 @@ enc_loop:
 
 enc_done:
 	MOVOU X0, (R8)
+	RET
+
+// One block of buffer j in place: XOR with its keystream in Xj, store.
+#define XORSTORE(j, x) MOVQ (8*j)(SI), R10; MOVOU (R10)(BX*1), X9; PXOR X9, x; MOVOU x, (R10)(BX*1)
+
+// func cfbEncryptBlocks8(xk *byte, rounds int, bufs *[8]*byte, n int, ks *[8][16]byte)
+//
+// cfbEncryptBlocks for eight buffers at once, in place, n blocks of each:
+// the feedback chains do not depend on each other, so their encipherments
+// overlap in the AES unit instead of waiting for one another.
+TEXT ·cfbEncryptBlocks8(SB), NOSPLIT, $0-40
+	MOVQ  xk+0(FP), AX
+	MOVQ  rounds+8(FP), CX
+	MOVQ  bufs+16(FP), SI
+	MOVQ  n+24(FP), DX
+	MOVQ  ks+32(FP), R8
+	MOVOU 0(R8), X0
+	MOVOU 16(R8), X1
+	MOVOU 32(R8), X2
+	MOVOU 48(R8), X3
+	MOVOU 64(R8), X4
+	MOVOU 80(R8), X5
+	MOVOU 96(R8), X6
+	MOVOU 112(R8), X7
+	XORQ  BX, BX               // the offset of the current block
+
+enc8_loop:
+	TESTQ DX, DX
+	JZ    enc8_done
+	XORSTORE(0, X0)
+	XORSTORE(1, X1)
+	XORSTORE(2, X2)
+	XORSTORE(3, X3)
+	XORSTORE(4, X4)
+	XORSTORE(5, X5)
+	XORSTORE(6, X6)
+	XORSTORE(7, X7)
+	CALL  encipher8<>(SB)
+	ADDQ  $16, BX
+	DECQ  DX
+	JMP   enc8_loop
+
+enc8_done:
+	MOVOU X0, 0(R8)
+	MOVOU X1, 16(R8)
+	MOVOU X2, 32(R8)
+	MOVOU X3, 48(R8)
+	MOVOU X4, 64(R8)
+	MOVOU X5, 80(R8)
+	MOVOU X6, 96(R8)
+	MOVOU X7, 112(R8)
 	RET
 
 // func cfbDecryptBlocks(xk *byte, rounds int, dst, src *byte, n int, iv, ks *[16]byte)

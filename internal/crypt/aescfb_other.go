@@ -6,7 +6,11 @@ package crypt
 // this architecture, where kcp-go's own cipher serves.
 const haveAESCFBAsm = false
 
-func cfbEncryptBlocks(_ *byte, _ int, _, _ *byte, _ int, _, _ *[16]byte) {
+func cfbEncryptBlocks(_ *byte, _ int, _, _ *byte, _ int, _ *[16]byte) {
+	panic("crypt: no assembly AES-CFB on this architecture")
+}
+
+func cfbEncryptBlocks8(_ *byte, _ int, _ *[8]*byte, _ int, _ *[8][16]byte) {
 	panic("crypt: no assembly AES-CFB on this architecture")
 }
 

@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"crypto/aes"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 )
 
-// TestSboxMatchesAES checks the computed substitution table and key
-// schedule the only way that matters: the first round key is the key,
-// and enciphering with the schedule gives crypto/aes's answer (through
-// the CFB functions: the keystream of an empty input is E(iv)).
+// TestKeyScheduleMatchesAES checks the computed substitution table and key
+// schedule the only way that matters: enciphering with the schedule gives
+// crypto/aes's answer. The CFB assembly shows it: with in as the keystream,
+// a zero block enciphers to in, and the keystream left after it is E(in).
 func TestKeyScheduleMatchesAES(t *testing.T) {
 	if !haveAESCFBAsm {
 		t.Skip("no AES instructions here; kcp-go's cipher serves")
@@ -41,7 +42,9 @@ func TestKeyScheduleMatchesAES(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := c.(*aesCFB)
-			cfbEncryptBlocks(&a.keys[0], a.rounds, nil, nil, 0, &in, &got)
+			var zero, out [16]byte
+			got = in
+			cfbEncryptBlocks(&a.keys[0], a.rounds, &out[0], &zero[0], 1, &got)
 			if got != want {
 				t.Fatalf("AES-%d: block %x enciphers to %x, crypto/aes says %x", size*8, in, got, want)
 			}
@@ -105,6 +108,58 @@ func TestAESCFBMatchesKCP(t *testing.T) {
 	}
 }
 
+// TestEncryptEachMatchesKCP checks EncryptEach against kcp-go's Encrypt on
+// batches of datagrams of mixed lengths: runs of equal ones (the common
+// case under load), shorter ones among them, fewer than eight left over.
+func TestEncryptEachMatchesKCP(t *testing.T) {
+	if !haveAESCFBAsm {
+		t.Skip("no AES instructions here; kcp-go's cipher serves")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, size := range []int{16, 24, 32} {
+		key := make([]byte, size)
+		for i := range key {
+			key[i] = byte(rng.Uint32())
+		}
+		ours, err := newAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := kcp.NewAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 200 {
+			count := rng.IntN(40)
+			var bufs, want [][]byte
+			for range count {
+				n := 1350
+				switch rng.IntN(4) {
+				case 0:
+					n = rng.IntN(1501)
+				case 1:
+					n = minInterleaved + rng.IntN(64) - 32
+				}
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				w := make([]byte, n)
+				ref.Encrypt(w, b)
+				bufs, want = append(bufs, b), append(want, w)
+			}
+			orig := slices.Clone(bufs)
+			ours.(*aesCFB).EncryptEach(bufs)
+			for i := range orig {
+				if !bytes.Equal(orig[i], want[i]) {
+					t.Fatalf("AES-%d, batch %d of %d datagrams: datagram %d (%d bytes) differs from kcp-go's",
+						size*8, round, count, i, len(orig[i]))
+				}
+			}
+		}
+	}
+}
+
 // TestAESCFBRejectsBadKeys checks that a key of another size is refused,
 // as crypto/aes refuses it.
 func TestAESCFBRejectsBadKeys(t *testing.T) {
@@ -121,9 +176,17 @@ func TestAESCFBAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1350)
+	batch := make([][]byte, 11)
+	for i := range batch {
+		batch[i] = make([]byte, 1350)
+	}
+	each, _ := c.(interface{ EncryptEach([][]byte) })
 	if n := testing.AllocsPerRun(100, func() {
 		c.Encrypt(buf, buf)
 		c.Decrypt(buf, buf)
+		if each != nil {
+			each.EncryptEach(batch)
+		}
 	}); n != 0 {
 		t.Errorf("%v allocations per datagram", n)
 	}
@@ -146,6 +209,18 @@ func BenchmarkAESCFB(b *testing.B) {
 				c.Encrypt(buf, buf)
 			}
 		})
+		if each, ok := c.(interface{ EncryptEach([][]byte) }); ok {
+			batch := make([][]byte, 64)
+			for i := range batch {
+				batch[i] = make([]byte, 1350)
+			}
+			b.Run(impl.name+"/encrypt-each", func(b *testing.B) {
+				b.SetBytes(int64(len(buf) * len(batch)))
+				for range b.N {
+					each.EncryptEach(batch)
+				}
+			})
+		}
 		b.Run(impl.name+"/decrypt", func(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 			for range b.N {

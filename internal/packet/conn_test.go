@@ -33,6 +33,17 @@ func block(t testing.TB, name string) kcp.BlockCrypt {
 	return b
 }
 
+// refBlock is block with kcp-go's own implementation of the cipher, for the
+// kcp-go end of an interop pair, as the kcptun binaries run it.
+func refBlock(t testing.TB, name string) kcp.BlockCrypt {
+	t.Helper()
+	b, err := crypt.NewReference(name, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // dropper is a PacketConn that loses every nth datagram it sends, so that
 // FEC has something to recover, deterministically.
 type dropper struct {
@@ -120,7 +131,7 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 		srvConn = NewConn(srvPC, Config{Block: block(t, ss.cipher), DataShards: ss.ds, ParityShards: ss.ps, Migrate: true})
 		ln, err = kcp.ServeConn(nil, 0, 0, srvConn)
 	} else {
-		ln, err = kcp.ServeConn(block(t, ss.cipher), ss.ds, ss.ps, srvPC)
+		ln, err = kcp.ServeConn(refBlock(t, ss.cipher), ss.ds, ss.ps, srvPC)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +162,7 @@ func makePair(t *testing.T, cs, ss side) pairEnds {
 		e.cli, err = kcp.NewConn4(0x01020304, raddr, nil, 0, 0, true, c)
 		tuneKCP(e.cli, mtu-Overhead(block(t, cs.cipher)))
 	} else {
-		e.cli, err = kcp.NewConn4(0x01020304, raddr, block(t, cs.cipher), cs.ds, cs.ps, true, cliPC)
+		e.cli, err = kcp.NewConn4(0x01020304, raddr, refBlock(t, cs.cipher), cs.ds, cs.ps, true, cliPC)
 		tuneKCP(e.cli, mtu)
 	}
 	if err != nil {

@@ -190,7 +190,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		// and ahead of b: kcp-go counts each of b's ACKs towards the fast
 		// retransmit of every segment still unacknowledged before it, and
 		// re-sends as soon as it has taken a datagram.
-		if err := p.transmit(p.handOff(c.cip.seal(append(p.scratch()[:head], extra...), p.rnd))); err != nil {
+		if err := p.transmit(p.handOff(c.cip.sealForQueue(append(p.scratch()[:head], extra...), p.rnd))); err != nil {
 			return 0, err
 		}
 	}
@@ -228,12 +228,12 @@ func (p *Peer) write(b []byte) (int, error) {
 		// and so do re-sends, which the peer's cumulative ACK waits for
 		// (queued behind new data, they let KCP time out and re-send
 		// everything queued).
-		err = p.transmit(p.handOff(c.cip.seal(buf, p.rnd)))
+		err = p.transmit(p.handOff(c.cip.sealForQueue(buf, p.rnd)))
 		if err == nil && meta.data > 0 {
 			p.transmitted(meta, true)
 		}
 	} else {
-		err = p.pace.sendOwned(p.handOff(c.cip.seal(buf, p.rnd)), meta)
+		err = p.pace.sendOwned(p.handOff(c.cip.sealForQueue(buf, p.rnd)), meta)
 	}
 	if err != nil {
 		return 0, err
@@ -243,7 +243,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		// no meta, so the controller counts the segments once; the queue
 		// tells them from a backlog of new data (qmeta.dup).
 		buf = append(p.scratch()[:head], b...)
-		d := p.handOff(c.cip.seal(buf, p.rnd))
+		d := p.handOff(c.cip.sealForQueue(buf, p.rnd))
 		if direct {
 			err = p.transmit(d)
 		} else {
@@ -258,7 +258,7 @@ func (p *Peer) write(b []byte) (int, error) {
 		for i := range p.enc.m {
 			ps := p.enc.parityShard(i, head)
 			p.st.FECParityOut.Add(1)
-			if err := p.pace.send(c.cip.seal(ps, p.rnd)); err != nil {
+			if err := p.pace.send(c.cip.sealForQueue(ps, p.rnd)); err != nil {
 				p.enc.releaseParity()
 				return 0, err
 			}
@@ -315,8 +315,8 @@ func (p *Peer) handOff(d []byte) []byte {
 }
 
 // transmit sends one sealed datagram to the peer's current address, through
-// the Conn's batching sender. d must be in a buffer from the Conn's pool,
-// which passes to the sender.
+// the Conn's batching sender. d must come from cipher.sealForQueue, in a
+// buffer from the Conn's pool, which passes to the sender.
 func (p *Peer) transmit(d []byte) error {
 	p.c.tx.send(p, d)
 	return nil

@@ -45,6 +45,7 @@ type txQueue struct {
 	wg      sync.WaitGroup
 
 	// used by the sender goroutine only
+	bufs  [][]byte // a batch's datagrams, to encipher them
 	msgs  []ipv4.Message
 	first []int // index in the batch of each message's first datagram
 	segs  []int // datagrams in each message
@@ -69,6 +70,7 @@ func (t *txQueue) init(c *Conn) {
 // it sends it at once from the caller's goroutine.
 func (t *txQueue) send(p *Peer, b []byte) {
 	if t.bw == nil {
+		t.c.cip.encipherQueuedOne(b)
 		p.writeNow(b, p.dst.Load())
 		t.c.pool.put(b)
 		return
@@ -105,6 +107,14 @@ func (t *txQueue) run() {
 		batch := t.q
 		t.q, t.spare = t.spare[:0], nil
 		t.mu.Unlock()
+		if t.c.cip.batch != nil {
+			for _, it := range batch {
+				t.bufs = append(t.bufs, it.buf)
+			}
+			t.c.cip.encipherQueued(t.bufs)
+			clear(t.bufs)
+			t.bufs = t.bufs[:0]
+		}
 		for i := 0; i < len(batch); i += maxBatch {
 			part := batch[i:min(i+maxBatch, len(batch))]
 			t.write(part)
