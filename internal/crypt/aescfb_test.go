@@ -258,3 +258,62 @@ func TestReferenceIsKCPGo(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAESCFB checks the assembly against kcp-go's AES cipher on arbitrary
+// datagrams and keys: Encrypt, Decrypt and EncryptEach (the datagram with
+// copies of itself cut at different lengths).
+func FuzzAESCFB(f *testing.F) {
+	f.Add(make([]byte, 32), []byte("kcptun"), uint8(2))
+	f.Add(bytes.Repeat([]byte{7}, 16), bytes.Repeat([]byte{1, 2, 3}, 500), uint8(9))
+	f.Add(bytes.Repeat([]byte{9}, 24), make([]byte, 129), uint8(17))
+	f.Fuzz(func(t *testing.T, key, msg []byte, copies uint8) {
+		switch {
+		case len(key) >= 32:
+			key = key[:32]
+		case len(key) >= 24:
+			key = key[:24]
+		case len(key) >= 16:
+			key = key[:16]
+		default:
+			return
+		}
+		ours, err := newAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := kcp.NewAESBlockCrypt(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, len(msg))
+		ref.Encrypt(want, msg)
+		got := make([]byte, len(msg))
+		ours.Encrypt(got, msg)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d-byte key, %d bytes: Encrypt differs from kcp-go's", len(key), len(msg))
+		}
+		ours.Decrypt(got, got)
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("%d-byte key, %d bytes: Decrypt does not invert Encrypt", len(key), len(msg))
+		}
+		each, ok := ours.(interface{ EncryptEach([][]byte) })
+		if !ok {
+			return
+		}
+		var bufs, wants [][]byte
+		for i := range int(copies % 24) {
+			n := len(msg) - i*len(msg)/24
+			bufs = append(bufs, append([]byte(nil), msg[:n]...))
+			w := make([]byte, n)
+			ref.Encrypt(w, msg[:n])
+			wants = append(wants, w)
+		}
+		orig := slices.Clone(bufs)
+		each.EncryptEach(bufs)
+		for i := range orig {
+			if !bytes.Equal(orig[i], wants[i]) {
+				t.Fatalf("%d-byte key: EncryptEach's datagram %d (%d bytes) differs from kcp-go's", len(key), i, len(orig[i]))
+			}
+		}
+	})
+}
