@@ -52,24 +52,36 @@ func TestKeyScheduleMatchesAES(t *testing.T) {
 	}
 }
 
+// randomKey returns a key of size bytes from rng.
+func randomKey(rng *rand.Rand, size int) []byte {
+	key := make([]byte, size)
+	for i := range key {
+		key[i] = byte(rng.Uint32())
+	}
+	return key
+}
+
+// aesPair returns the SDK's AES-CFB cipher and kcp-go's for key.
+func aesPair(t testing.TB, key []byte) (ours, ref kcp.BlockCrypt) {
+	t.Helper()
+	ours, err := newAESBlockCrypt(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err = kcp.NewAESBlockCrypt(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ours, ref
+}
+
 // TestAESCFBMatchesKCP checks the cipher against kcp-go's AES BlockCrypt
 // for every key size and every length up to three datagrams' worth of
 // blocks plus odd tails, in place and not, both ways.
 func TestAESCFBMatchesKCP(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, size := range []int{16, 24, 32} {
-		key := make([]byte, size)
-		for i := range key {
-			key[i] = byte(rng.Uint32())
-		}
-		ours, err := newAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := kcp.NewAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ours, ref := aesPair(t, randomKey(rng, size))
 		lengths := []int{0, 1, 15, 16, 17, 127, 128, 129, 143, 144, 145, 1350, 1400, 1500, 4096 + 7}
 		for n := 2; n < 300; n += 13 {
 			lengths = append(lengths, n)
@@ -117,18 +129,7 @@ func TestEncryptEachMatchesKCP(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, size := range []int{16, 24, 32} {
-		key := make([]byte, size)
-		for i := range key {
-			key[i] = byte(rng.Uint32())
-		}
-		ours, err := newAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := kcp.NewAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ours, ref := aesPair(t, randomKey(rng, size))
 		for round := range 200 {
 			count := rng.IntN(40)
 			var bufs, want [][]byte
@@ -277,14 +278,7 @@ func FuzzAESCFB(f *testing.F) {
 		default:
 			return
 		}
-		ours, err := newAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := kcp.NewAESBlockCrypt(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ours, ref := aesPair(t, key)
 		want := make([]byte, len(msg))
 		ref.Encrypt(want, msg)
 		got := make([]byte, len(msg))

@@ -24,20 +24,23 @@ const testTimeout = 30 * time.Second
 
 var testPass = crypt.DeriveKey("packet test key")
 
+// block returns the SDK's cipher called name, keyed from testPass.
 func block(t testing.TB, name string) kcp.BlockCrypt {
 	t.Helper()
-	b, err := crypt.New(name, testPass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return buildBlock(t, crypt.New, name)
 }
 
 // refBlock is block with kcp-go's own implementation of the cipher, for the
 // kcp-go end of an interop pair, as the kcptun binaries run it.
 func refBlock(t testing.TB, name string) kcp.BlockCrypt {
 	t.Helper()
-	b, err := crypt.NewReference(name, testPass)
+	return buildBlock(t, crypt.NewReference, name)
+}
+
+// buildBlock keys the cipher called name from testPass with build.
+func buildBlock(t testing.TB, build func(string, []byte) (kcp.BlockCrypt, error), name string) kcp.BlockCrypt {
+	t.Helper()
+	b, err := build(name, testPass)
 	if err != nil {
 		t.Fatal(err)
 	}
