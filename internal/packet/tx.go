@@ -65,9 +65,10 @@ func (t *txQueue) init(c *Conn) {
 	}
 }
 
-// send queues d, a datagram in a buffer from the Conn's pool that belongs
-// to the queue from here on, for p's current address; with no batch writer
-// it sends it at once from the caller's goroutine.
+// send queues b, a datagram from cipher.sealForQueue in a buffer from the
+// Conn's pool that belongs to the queue from here on, for p's current
+// address; with no batch writer it sends it at once from the caller's
+// goroutine.
 func (t *txQueue) send(p *Peer, b []byte) {
 	if t.bw == nil {
 		t.c.cip.encipherQueuedOne(b)
