@@ -31,11 +31,18 @@ func TestEachSystem(t *testing.T) {
 			if err != nil {
 				t.Fatalf("bulk: %v", err)
 			}
-			if r.GoodputMbps <= 0 || r.PayloadBytes <= 0 || r.WirePerPayload < 1 {
-				t.Errorf("bulk: goodput %.2f Mbit/s, %d payload bytes, wire x%.2f: want data to flow over at least its own size on the wire",
+			// Goodput and the wire bytes per payload byte count what the
+			// receiving application read in the window, which may include
+			// bytes that crossed the link before it: sdk-auto read
+			// 10.02-10.35 Mbit/s of this 10 Mbit/s link in about one run in
+			// five (ea23b9d as b07ffee), and once more payload than the
+			// link carried in the window (wire x1.00 rounded, below 1).
+			// Both get the 10 % slack of TestLoadedAndShare and checkShare.
+			if r.GoodputMbps <= 0 || r.PayloadBytes <= 0 || r.WirePerPayload < 1/1.1 {
+				t.Errorf("bulk: goodput %.2f Mbit/s, %d payload bytes, wire x%.2f: want data to flow over about its own size on the wire or more",
 					r.GoodputMbps, r.PayloadBytes, r.WirePerPayload)
 			}
-			if r.GoodputMbps > p.Bandwidth.Mbps() {
+			if r.GoodputMbps > 1.1*p.Bandwidth.Mbps() {
 				t.Errorf("bulk: goodput %.2f Mbit/s above the %g Mbit/s bottleneck", r.GoodputMbps, p.Bandwidth.Mbps())
 			}
 			r, err = Run(context.Background(), Spec{System: sys, Workload: RR, Path: p, Duration: time.Second, Seed: 1})
