@@ -2,14 +2,16 @@
 
 #include "textflag.h"
 
-// Register use in both functions:
+// Register use in the functions below:
 //	AX  expanded key          CX  rounds (10, 12 or 14)
-//	DI  dst                   SI  src
+//	DI  dst                   SI  src (cfbEncryptBlocks8: the buffers)
 //	DX  blocks left           BX  iv, or the block offset
 //	R8  ks                    R9  key pointer during one encipherment
 //	R10 a buffer (cfbEncryptBlocks8)
 //	X0  the block being enciphered (X0-X7 when eight are)
 //	X8  the current round key
+//	X9  the previous ciphertext block (decrypting), or a scratch block
+//	X10 a scratch block
 
 // Steps of enciphering X0 with the round keys at R9.
 #define ROUND1(off) MOVOU off(R9), X8; AESENC X8, X0
