@@ -170,9 +170,11 @@ func (c *kcpConn) Write(p []byte) (int, error) {
 // WriteBuffers keeps smux and the snappy writer on kcp-go's vectored path.
 func (c *kcpConn) WriteBuffers(v [][]byte) (int, error) {
 	c.writes.Add(1)
+	n := 0
 	for _, b := range v {
-		c.written.Add(uint64(len(b)))
+		n += len(b)
 	}
+	c.written.Add(uint64(n))
 	return c.s.WriteBuffers(v)
 }
 
