@@ -236,8 +236,10 @@ func (s *Stream) startWriter() *writer {
 
 // writerBuffers is how many smux frames a Stream buffers ahead of smux. The
 // buffers come from the session's pool for as long as they hold bytes, so a
-// stream that is not writing holds none.
-const writerBuffers = 2
+// stream that is not writing holds none. With three, a writer that keeps up
+// has the next chunk queued while it hands one to smux, which lets the
+// transport leave KCP's flush to the next (kcpConn.writeVec).
+const writerBuffers = 3
 
 // writer is the goroutine of a Stream that hands its chunks to smux, so that
 // smux's own write, which keeps using the slice it was given and cannot be
@@ -297,6 +299,11 @@ func (s *Stream) runWriter(w *writer) {
 		switch {
 		case c.buf != nil:
 			if !failed {
+				if len(w.work) > 0 {
+					// What is queued behind this chunk (data or an end)
+					// writes next.
+					s.sess.base.moreFollows()
+				}
 				_, err := s.st.Write((*c.buf)[:c.n])
 				if err != nil {
 					fail(err)
