@@ -3,6 +3,7 @@ package kcptun
 import (
 	"bytes"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -17,19 +18,27 @@ func corkState(c *kcpConn) (delaying bool, corked int, corks uint64) {
 	return c.delaying, c.corked, c.corks
 }
 
+// quietSession dials an echo Listener and returns the stream and its session,
+// whose smux sends no keepalive while a test runs (one would take an
+// announcement meant for the test's own write).
+func quietSession(t *testing.T) (net.Conn, *session) {
+	t.Helper()
+	ln := listenEcho(t)
+	c, err := Dial(ln.Addr().String(), WithKeepAlive(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, streamSession(c)
+}
+
 // TestWriteCorking checks writeVec's rule: a write announced to be followed
 // (moreFollows) turns kcp-go's write delay on, each announcement serves one
 // write, an unannounced write flushes, and announced writes flush anyway
 // once corkLimit bytes would wait. It writes smux NOP frames, which the
 // peer ignores, through the session's transport.
 func TestWriteCorking(t *testing.T) {
-	ln := listenEcho(t)
-	c, err := Dial(ln.Addr().String(), WithKeepAlive(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := streamSession(c)
+	_, s := quietSession(t)
 	nop := smuxwire.NOP(s.version)
 	write := func() int {
 		t.Helper()
@@ -77,14 +86,8 @@ func TestWriteCorking(t *testing.T) {
 // unflushed go out when the announced write never comes (a stream that failed
 // in between): kcp-go's timer flushes them.
 func TestCorkedWriteIsSentWithoutFollower(t *testing.T) {
-	ln := listenEcho(t)
-	c, err := Dial(ln.Addr().String(), WithKeepAlive(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, s := quietSession(t)
 	echoRoundTrip(t, c, []byte("warm"))
-	s := streamSession(c)
 	st := s.peer.Stats()
 	nop := smuxwire.NOP(s.version)
 	s.base.moreFollows()
