@@ -106,12 +106,7 @@ func TestCorkedWriteIsSentWithoutFollower(t *testing.T) {
 // has queued, so that a long write flushes KCP less often than once a frame,
 // and that every byte still arrives in order.
 func TestStreamWritesCork(t *testing.T) {
-	ln := listenEcho(t)
-	c, err := Dial(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, s := quietSession(t)
 	payload := randomBytes(t, 4<<20)
 	got := make(chan []byte, 1)
 	go func() {
@@ -126,7 +121,6 @@ func TestStreamWritesCork(t *testing.T) {
 	if b := <-got; !bytes.Equal(b, payload) {
 		t.Fatalf("echoed %d bytes, not the %d written", len(b), len(payload))
 	}
-	s := streamSession(c)
 	_, _, corks := corkState(s.base)
 	t.Logf("%d of %d frames corked", corks, s.base.writes.Load())
 	if corks == 0 {
