@@ -185,23 +185,19 @@ func (c *kcpConn) Read(p []byte) (int, error) {
 }
 
 func (c *kcpConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	c.written.Add(uint64(len(p)))
 	return c.writeVec([][]byte{p}, len(p))
 }
 
 // WriteBuffers keeps smux and the snappy writer on kcp-go's vectored path.
 func (c *kcpConn) WriteBuffers(v [][]byte) (int, error) {
-	c.writes.Add(1)
 	n := 0
 	for _, b := range v {
 		n += len(b)
 	}
-	c.written.Add(uint64(n))
 	return c.writeVec(v, n)
 }
 
-// writeVec writes v (n bytes) to KCP. kcp-go flushes after every write, and
+// writeVec counts and writes v (n bytes) to KCP. kcp-go flushes after every write, and
 // a flush walks every segment KCP holds unacknowledged: on a fast path, with
 // thousands in flight, that walk per 8 KiB frame was a tenth of the sender's
 // CPU time. A write announced to be followed by another (moreFollows) turns
@@ -210,6 +206,8 @@ func (c *kcpConn) WriteBuffers(v [][]byte) (int, error) {
 // failed), kcp-go's timer sends what waits within an interval; KCP flushes
 // on every acknowledgement that moves its window as well.
 func (c *kcpConn) writeVec(v [][]byte, n int) (int, error) {
+	c.writes.Add(1)
+	c.written.Add(uint64(n))
 	hinted := false
 	for m := c.more.Load(); m > 0; m = c.more.Load() {
 		if c.more.CompareAndSwap(m, m-1) {
