@@ -23,9 +23,23 @@
 // 2/ln 2 in Startup until the bandwidth stops growing by 25 % for three
 // rounds (or for one round that kept a standing queue at the bottleneck),
 // its inverse in Drain until the queue it built is gone, then the
-// ProbeBW cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 (one phase per minimum RTT),
-// with a ProbeRTT phase at half the window when the minimum RTT has not
-// been seen for ten seconds.
+// ProbeBW cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 (one phase per minimum RTT;
+// the probing phase ends once it has the gain's share more than the
+// bandwidth-delay product in flight, or lost a packet), with a ProbeRTT
+// phase at half the window when the minimum RTT has not been seen for ten
+// seconds. The cruising phases (gain 1) pace below the bandwidth while the
+// last round trip showed a standing queue of more than an eighth of the
+// minimum RTT (at least 5 ms), draining the excess over about two minimum
+// RTTs, at no less than 0.8 times the bandwidth: the estimate, a maximum of
+// samples, reads a few percent above the path's rate, and cruising at it
+// filled the bottleneck's queue up to the inflight limit and held it there,
+// which is what a message beside a transfer waited behind.
+//
+// The bandwidth counts the bytes of KCP's datagrams, without FEC parity.
+// When a bulk flow's FEC shape changes, the estimate is rescaled by the
+// ratio of the two shapes' wire bytes per data byte, as are the rate
+// samples of the round trip after the change, which still measure packets
+// sent at the old shape: the bottleneck's rate is what stays the same.
 //
 // The delivery rate of an ACK is the number of bytes acknowledged since the
 // acknowledged packet was sent divided by the time since then, or by the
@@ -306,6 +320,7 @@ const (
 	// room for the delivery rate to show a little more than the estimate
 	// when ACKs come late (a busy host), without a standing queue.
 	cruiseInflightGain = 1.1
+	minCruiseGain      = 0.8                    // the least pacing gain of a cruising phase that drains a queue
 	bwRounds           = 10                     // rounds of the bandwidth max filter
 	minRTTWindow       = 10 * time.Second       // age of the minimum RTT before ProbeRTT
 	probeRTTTime       = 200 * time.Millisecond // time ProbeRTT holds the small window
@@ -422,6 +437,7 @@ type Controller struct {
 	roundStart      time.Duration
 	roundMax        float64 // largest rate sample of the current round
 	roundMinRTT     time.Duration
+	lastQueue       time.Duration // the standing queue the last round showed (cruiseGain)
 	roundSamples    int           // RTT samples in the current round
 	roundFirstRTT   time.Duration // when the round's first RTT sample came
 	roundLastRTT    time.Duration // when its latest came
@@ -457,6 +473,9 @@ type Controller struct {
 	// Congestion detection.
 	queueCnt      int
 	lastRoundMax  float64
+	fecF          float64       // fecFactor when the bandwidth estimate last followed it
+	fecK          float64       // the rescale of the latest change of fecF, 0 before any
+	fecAt         time.Duration // when that change was made
 	winSent       int64
 	winLost       int64
 	winsSeen      int
@@ -533,7 +552,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	c.sentPkts++
 	c.winSent++
 	c.fec.onSend(now, c.measuring(), c)
-	c.fec.tick(now, c)
+	c.fecTick(now)
 }
 
 // OnAck records that the peer acknowledged delivered bytes (of packets
@@ -565,6 +584,11 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	if rtt > 0 {
 		c.updateRTT(now, rtt)
 		sample := c.rateSample(now, rtt)
+		if c.fecK > 0 && now-rtt < c.fecAt+c.srtt {
+			// The sample spans packets sent at the shape before the
+			// latest change (syncFECFactor).
+			sample *= c.fecK
+		}
 		c.lastSent = max(c.lastSent, now-rtt)
 		if now-rtt >= c.roundStart {
 			c.endRound(now, appLimited)
@@ -590,7 +614,7 @@ func (c *Controller) OnAck(now time.Duration, delivered int, rtt time.Duration, 
 	c.addCheckpoint(now)
 	c.updateMode(now)
 	c.updatePacing()
-	c.fec.tick(now, c)
+	c.fecTick(now)
 }
 
 // OnLoss records that lost packets were declared lost (the packet layer
@@ -605,7 +629,7 @@ func (c *Controller) OnLoss(now time.Duration, lost int) {
 	c.inflight = max(c.inflight-int64(float64(lost)*c.avgPkt), 0)
 	c.phaseLoss = true
 	c.fec.onLoss(lost, c.measuring() && !c.queued())
-	c.fec.tick(now, c)
+	c.fecTick(now)
 }
 
 // OnReceive records that bytes bytes of KCP data arrived from the peer
@@ -626,7 +650,7 @@ func (c *Controller) OnReceive(now time.Duration, bytes int) {
 		c.rcvBytes = 0
 		c.rcvStart = now
 	}
-	c.fec.tick(now, c)
+	c.fecTick(now)
 }
 
 // OnReceiveSpan records that the peer's data now spans packets sequence
@@ -649,7 +673,7 @@ func (c *Controller) OnFECStats(now time.Duration, seen, lost int) {
 		return
 	}
 	c.fec.onStats(max(seen, 0), max(lost, 0))
-	c.fec.tick(now, c)
+	c.fecTick(now)
 }
 
 // WantsPeerLoss reports whether the packet layer should feed OnFECStats
@@ -673,6 +697,7 @@ func (c *Controller) PinWindow(snd, rcv int) {
 // PinFEC fixes the FEC shape at data+parity shards (0, 0 pins it off).
 func (c *Controller) PinFEC(data, parity int) {
 	c.fec.pin(max(data, 0), max(parity, 0))
+	c.syncFECFactor()
 }
 
 // UnpinFEC lets the FEC shape adapt again, starting from the pinned one.
@@ -801,6 +826,10 @@ func (c *Controller) endRound(now time.Duration, endAppLimited bool) {
 	c.bwRing[c.bwIdx] = completedMax
 	c.bwIdx = (c.bwIdx + 1) % bwRounds
 	c.btlbw = slices.Max(c.bwRing[:])
+	c.lastQueue = 0
+	if minRTT > 0 && c.roundSamples >= hystartSamples {
+		c.lastQueue = max(minRTT-c.minRTT, 0)
+	}
 	c.roundMax, c.roundAppLimited, c.roundMinRTT, c.roundSamples = 0, false, 0, 0
 	c.roundStart = now
 	c.ackGapRing[c.rounds%bwRounds] = c.roundAckGap
@@ -1007,7 +1036,12 @@ func (c *Controller) advanceCycle(now time.Duration) {
 	next := false
 	switch {
 	case g > 1:
-		next = full && (c.phaseLoss || inflight >= g*c.bdp() || el > 3*phase)
+		// The probe's target is the gain times the path's share of
+		// InflightLimit (the ACK hold is covered once, not g times):
+		// g times bdp, which counts the hold as well, was more than
+		// the limit lets out, so a probe that lost nothing ran for
+		// three phases and queued three times what it should.
+		next = full && (c.phaseLoss || inflight >= c.inflightFor(g) || el > 3*phase)
 	case g < 1:
 		next = full
 	default:
@@ -1027,9 +1061,35 @@ func (c *Controller) gain() float64 {
 	case ModeDrain:
 		return drainGain
 	case ModeProbeBW:
-		return probeCycle[c.cycleIdx]
+		if g := probeCycle[c.cycleIdx]; g != 1 {
+			return g
+		}
+		return c.cruiseGain()
 	}
 	return 1
+}
+
+// cruiseGain is the pacing gain of ProbeBW's cruising phases: 1, or less
+// while the last round trip showed a standing queue (its smallest RTT above
+// the minimum) of more than queueTarget, so as to drain the excess over
+// about two minimum RTTs, at least minCruiseGain. The bandwidth estimate,
+// the largest of ten rounds' samples, reads a few percent above the path's
+// rate (ACKs that came in a bunch; a window of FEC-rebuilt packets, which
+// took no room at the bottleneck): cruising at it filled the queue up to
+// InflightLimit and held it there.
+func (c *Controller) cruiseGain() float64 {
+	excess := c.lastQueue - c.queueTarget()
+	if excess <= 0 || !c.haveRTT {
+		return 1
+	}
+	return max(1-excess.Seconds()/(2*max(c.minRTT, time.Millisecond).Seconds()), minCruiseGain)
+}
+
+// queueTarget is the standing queue cruising leaves alone: an eighth of the
+// minimum RTT, at least 5 ms. It keeps the pipe full across an ACK that
+// comes late.
+func (c *Controller) queueTarget() time.Duration {
+	return max(c.minRTT/8, 5*time.Millisecond)
 }
 
 // updatePacing recomputes the pacing rate.
@@ -1046,6 +1106,43 @@ func (c *Controller) updatePacing() {
 		r = max(r, c.pacing) // Startup never slows down
 	}
 	c.pacing = r
+}
+
+// fecTick lets the FEC choice reconsider its shape, and keeps the bandwidth
+// estimate in step with the shape it chose.
+func (c *Controller) fecTick(now time.Duration) {
+	c.fec.tick(now, c)
+	c.syncFECFactor()
+}
+
+// syncFECFactor rescales the bandwidth estimate when a bulk flow's FEC
+// shape changed its wire bytes per data byte (fecFactor) from old to f:
+// the estimate counts data bytes, and the bottleneck carries data and
+// parity, so what it delivered at the old shape is worth old/f as much data
+// at the new one. Without it, FEC turning on paced data and parity at the
+// rate measured for the data alone (a fifth above the path's rate for
+// 10+2) until ten round trips had passed. The precaution of a thin flow
+// (its first packets' copies) and its end are not rescaled: a thin flow's
+// estimate does not measure the path, and Startup's own samples follow.
+func (c *Controller) syncFECFactor() {
+	f := c.fecFactor()
+	old := c.fecF
+	if f == old {
+		return
+	}
+	c.fecF = f
+	if old == 0 || !c.steady() || c.fec.thin {
+		return
+	}
+	k := old / f
+	c.fecK, c.fecAt = k, c.last
+	for i := range c.bwRing {
+		c.bwRing[i] *= k
+	}
+	c.btlbw *= k
+	c.roundMax *= k
+	c.lastRoundMax *= k
+	c.updatePacing()
 }
 
 // fecFactor is the wire bytes per data byte of the current FEC shape.

@@ -568,3 +568,116 @@ func TestAckHoldFollowsPeerFlushes(t *testing.T) {
 			tc.mbps, st.AckHold, st.InflightLimit, l.goodput(5, 15)*8/1e6, l.queueDelay/time.Duration(max(l.queueSamples, 1)), l.maxQueue)
 	}
 }
+
+// TestProbeEndsWithItsInflight checks that ProbeBW's probing phase ends
+// once the probe's share more is in flight, when the peer holds its ACKs
+// for half the RTT: a target that counted the ACK hold the gain's times
+// over was out of the inflight limit's reach, and each probe lasted three
+// phases (136 ms here), queueing three times its share.
+func TestProbeEndsWithItsInflight(t *testing.T) {
+	c := New(Config{Seed: 3, AckDelay: 30 * time.Millisecond})
+	l := newLink(c, 10, rtt40, 0, 4).withPeerFlush(20*time.Millisecond, 0)
+	var start, longest time.Duration
+	probing, probes := false, 0
+	for at := time.Second; at < 10*time.Second; at += time.Millisecond {
+		l.run(at)
+		st := c.State()
+		now := st.Mode == ModeProbeBW && st.PacingGain > 1
+		if now && !probing {
+			start = at
+		}
+		if !now && probing && start > 3*time.Second {
+			longest = max(longest, at-start)
+			probes++
+		}
+		probing = now
+	}
+	st := c.State()
+	t.Logf("%d probes, the longest %v; minimum RTT %v, ACK hold %v", probes, longest, st.MinRTT, st.AckHold)
+	if probes == 0 {
+		t.Fatalf("no probe from 3 s to 10 s: %+v", st)
+	}
+	if longest > 2*st.MinRTT {
+		t.Errorf("a probe lasted %v, want at most two minimum RTTs (%v)", longest, 2*st.MinRTT)
+	}
+}
+
+// TestCruiseDrainsStandingQueue checks that ProbeBW's cruising phases pace
+// below the bandwidth while the round trips show a standing queue beyond
+// queueTarget, and at it again once the queue is gone, with no congestion
+// event either way (the queue is too small to count as one).
+func TestCruiseDrainsStandingQueue(t *testing.T) {
+	c := New(Config{Seed: 5})
+	o := newOpenLoop(c, 10e6/8/DefaultMSS, rtt40, 0, 6)
+	o.run(5 * time.Second)
+	const queue = 8 * time.Millisecond
+	o.rtt = func(at time.Duration) time.Duration {
+		if at >= 5*time.Second && at < 7*time.Second {
+			return rtt40 + queue
+		}
+		return rtt40
+	}
+	// cruising returns the range of the pacing gains of the cruising
+	// phases seen from from to to.
+	cruising := func(from, to time.Duration) (lo, hi float64) {
+		lo, hi = 2, 0
+		for at := from; at < to; at += time.Millisecond {
+			o.run(at)
+			st := c.State()
+			if st.Mode != ModeProbeBW || st.PacingGain >= probeGain || st.PacingGain <= 0.75 {
+				continue // not cruising
+			}
+			lo, hi = min(lo, st.PacingGain), max(hi, st.PacingGain)
+		}
+		return lo, hi
+	}
+	// 8 ms of queue is 3 ms beyond the target of 5: drained over two
+	// minimum RTTs, a gain of 1 - 3/80.
+	want := 1 - float64(queue-5*time.Millisecond)/float64(2*rtt40)
+	if lo, hi := cruising(5500*time.Millisecond, 7*time.Second); math.Abs(lo-want) > 0.01 || math.Abs(hi-want) > 0.01 {
+		t.Errorf("with a standing queue of %v, cruising gains %.3f to %.3f, want %.3f", queue, lo, hi, want)
+	}
+	if lo, hi := cruising(7500*time.Millisecond, 9*time.Second); lo != 1 || hi != 1 {
+		t.Errorf("without a queue, cruising gains %.3f to %.3f, want 1", lo, hi)
+	}
+	if st := c.State(); st.CongestionEvents != 0 {
+		t.Errorf("%d congestion events, want none", st.CongestionEvents)
+	}
+}
+
+// TestFECChangeKeepsWireRate checks that the rate paced onto the wire
+// (data and parity) does not jump when FEC turns on: the bandwidth
+// estimate, counted in data bytes, is rescaled by the parity's share, and
+// so are the rate samples of the packets sent before the change. Without
+// it the wire rate rose by the parity's share (1.22 times here) for ten
+// round trips.
+func TestFECChangeKeepsWireRate(t *testing.T) {
+	c := New(Config{Seed: 9})
+	l := newLink(c, 10, rtt40, 0.05, 10)
+	// base is the wire pacing rate without the phase's gain.
+	base := func(s State) float64 { return float64(s.WirePacingRate) / s.PacingGain }
+	var prev State
+	for at := time.Second; at < 15*time.Second; at += time.Millisecond {
+		l.run(at)
+		st := c.State()
+		if prev.Mode != ModeProbeBW || prev.ParityShards != 0 || st.ParityShards == 0 {
+			prev = st
+			continue
+		}
+		highest := base(st)
+		for end := at + 3*rtt40; at < end; at += time.Millisecond {
+			l.run(at)
+			highest = max(highest, base(c.State()))
+		}
+		t.Logf("FEC %d+%d at %v: wire pacing rate / gain %.0f B/s before, %.0f after, at most %.0f over three RTTs",
+			st.DataShards, st.ParityShards, at, base(prev), base(st), highest)
+		if r := base(st) / base(prev); r < 0.97 || r > 1.03 {
+			t.Errorf("the wire pacing rate moved by %.2f times when FEC turned on, want none", r)
+		}
+		if r := highest / base(prev); r > 1.1 {
+			t.Errorf("the wire pacing rate rose to %.2f times the rate before FEC within three RTTs", r)
+		}
+		return
+	}
+	t.Fatalf("FEC did not turn on in ProbeBW at 5%% loss: %+v", c.State())
+}
