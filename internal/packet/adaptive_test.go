@@ -349,12 +349,73 @@ func ackNowPeer(t *testing.T) (p *Peer, now *time.Duration, calls *[]bool) {
 	return p, now, calls
 }
 
-// setMinRTT sets the minimum RTT the peer's glue has measured.
+// setMinRTT sets the minimum RTT the peer's glue has measured, and the
+// path's RTT (pathRTT) to the same.
 func setMinRTT(p *Peer, d time.Duration) {
 	a := p.ad.Load()
 	a.mu.Lock()
-	a.minRTT = d
+	a.minRTT, a.pathRTT = d, d
 	a.mu.Unlock()
+}
+
+// TestAdaptivePathRTTLessPeerQueue checks that the RTT the ACK timing is
+// chosen for (pathRTT) leaves out the queue that the peer's datagram with
+// the ACK crossed, as the one-way delay of its data shows: an upload's
+// receiving end that measured its RTT only while the transfer's start-up
+// filled the bottleneck's queue took a clean 40 ms path for 63-70 ms.
+func TestAdaptivePathRTTLessPeerQueue(t *testing.T) {
+	p, now, _ := ackNowPeer(t)
+	a := p.ad.Load()
+	*now = time.Second // 1000 on our millisecond clock
+	// The peer's clock reads 7000 then: its data crosses no queue.
+	p.adaptIn(segment(nil, cmdPush, 0, 7000, 0, 100))
+	send(p, 0, 42)
+	// 68 ms later the ACK comes in a datagram whose data the peer stamped
+	// at 7042: it waited 26 ms more than the peer's first datagram.
+	*now += 68 * time.Millisecond
+	var d []byte
+	d = segment(d, cmdAck, 0, 42, 0, 0)
+	d = segment(d, cmdPush, 1, 7042, 0, 100)
+	p.adaptIn(d)
+	a.mu.Lock()
+	minRTT, pathRTT, gap := a.minRTT, a.pathRTT, a.ackGap(*now)
+	a.mu.Unlock()
+	if minRTT != 68*time.Millisecond || pathRTT != 42*time.Millisecond {
+		t.Errorf("minimum RTT %v and path RTT %v, want 68ms and 42ms", minRTT, pathRTT)
+	}
+	if want := 42 * time.Millisecond / 8; gap != want {
+		t.Errorf("ACK gap %v, want %v (an eighth of the path's RTT)", gap, want)
+	}
+	// An ACK in a datagram without data is taken as it is, unless data
+	// came just before it (see below).
+	send(p, 1, 43)
+	*now += 40 * time.Millisecond
+	p.adaptIn(segment(nil, cmdAck, 1, 43, 0, 0))
+	a.mu.Lock()
+	pathRTT = a.pathRTT
+	a.mu.Unlock()
+	if pathRTT != 40*time.Millisecond {
+		t.Errorf("path RTT %v after a 40 ms sample with no data beside it, want 40ms", pathRTT)
+	}
+
+	// A datagram of ACKs alone (they skip the peer's pacing queue) within
+	// crossedFresh of the peer's data crossed the queue that data did.
+	p, now, _ = ackNowPeer(t)
+	a = p.ad.Load()
+	*now = time.Second
+	p.adaptIn(segment(nil, cmdPush, 0, 7000, 0, 100))
+	send(p, 0, 42)
+	*now += 60 * time.Millisecond
+	p.adaptIn(segment(nil, cmdPush, 1, 7040, 0, 100)) // 20 ms of queue
+	*now += crossedFresh / 2
+	p.adaptIn(segment(nil, cmdAck, 0, 42, 0, 0))
+	a.mu.Lock()
+	minRTT, pathRTT = a.minRTT, a.pathRTT
+	a.mu.Unlock()
+	if want := 60*time.Millisecond + crossedFresh/2; minRTT != want || pathRTT != want-20*time.Millisecond {
+		t.Errorf("ACKs alone %v after data that crossed 20 ms: minimum RTT %v and path RTT %v, want %v and %v",
+			crossedFresh/2, minRTT, pathRTT, want, want-20*time.Millisecond)
+	}
 }
 
 // TestAdaptiveAckNowInteropKCP checks the glue against a real kcp-go
@@ -393,7 +454,7 @@ func TestAdaptiveAckNowInteropKCP(t *testing.T) {
 	deliver(st.DatagramsOut.Load()+1, testTimeout)
 	// Now with a short path's RTT and the last ACK long ago: at once.
 	a.mu.Lock()
-	a.minRTT = 20 * time.Millisecond
+	a.minRTT, a.pathRTT = 20*time.Millisecond, 20*time.Millisecond
 	later := a.now() + time.Second
 	a.clock = func() time.Duration { return later }
 	a.mu.Unlock()
