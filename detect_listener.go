@@ -59,15 +59,17 @@ func (l *Listener) startSession(ks *kcp.UDPSession) {
 	}()
 	go func() {
 		defer l.wg.Done()
-		defer fc.detecting.Add(-1)
 		defer close(stop)
-		l.detectSession(ks)
+		if !l.detectSession(ks) {
+			fc.detecting.Add(-1)
+		}
 	}()
 }
 
 // detectSession reads the client's first bytes and starts serving the session
-// in the format they show, or refuses it.
-func (l *Listener) detectSession(ks *kcp.UDPSession) {
+// in the format they show, or refuses it. It reports whether it handed the
+// session to register, which counts it out of detecting.
+func (l *Listener) detectSession(ks *kcp.UDPSession) bool {
 	remote := ks.RemoteAddr()
 	_ = ks.SetReadDeadline(time.Now().Add(l.cfg.acceptTO))
 	f, head, err := readFormat(ks)
@@ -81,7 +83,7 @@ func (l *Listener) detectSession(ks *kcp.UDPSession) {
 			l.cfg.logger.Debug("kcptun: session sent nothing usable in time, closing it", "remote", remote, "err", err)
 		}
 		_ = ks.Close()
-		return
+		return false
 	}
 	if f.version == 1 {
 		fc.v1.Add(1)
@@ -95,7 +97,7 @@ func (l *Listener) detectSession(ks *kcp.UDPSession) {
 	if want := l.answerFormat(f); want != f {
 		fc.mismatched.Add(1)
 		l.refuse(ks, f, want)
-		return
+		return false
 	}
 
 	cfg := *l.cfg
@@ -106,15 +108,16 @@ func (l *Listener) detectSession(ks *kcp.UDPSession) {
 	if err != nil { // the config was validated, so this is not expected
 		l.cfg.logger.Error("kcptun: cannot start smux", "err", err)
 		_ = ks.Close()
-		return
+		return false
 	}
 	s.start(mux)
 	if !l.register(s) {
 		s.close()
-		return
+		return true
 	}
 	l.wg.Add(1)
 	go l.serveSession(s)
+	return true
 }
 
 // answerFormat is the format this Listener answers a client speaking f in:

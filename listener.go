@@ -330,10 +330,13 @@ func (l *Listener) acceptSessions(ln *kcp.Listener) {
 }
 
 // register adds s to the Listener's sessions unless the Listener is closing or
-// full.
+// full. Either way s is no longer detecting its format: register counts it out
+// of the sessions detecting in the same step as it counts it in, so that
+// Stats never counts it twice (a test saw 4 sessions of 3).
 func (l *Listener) register(s *session) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.formats.detecting.Add(-1)
 	select {
 	case <-l.stopAccept:
 		return false
