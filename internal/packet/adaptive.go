@@ -110,39 +110,27 @@ func (a *adaptive) ackGap(now time.Duration) time.Duration {
 const crossedFresh = 10 * time.Millisecond
 
 // owdEpoch is how long a smallest one-way delay of the peer's data counts
-// (owdMin): two epochs.
+// (noteOWD): this epoch and the one before.
 const owdEpoch = 10 * time.Second
 
-// owdMin returns the smallest one-way delay of the peer's data seen in this
-// epoch and the one before, in milliseconds of our clock less the peer's
-// KCP timestamp (so with the clocks' offset), and whether there is one.
-func (a *adaptive) owdMin() (int32, bool) {
-	switch {
-	case a.owdCurHave && a.owdPrevHave:
-		if int32(a.owdCur-a.owdPrev) < 0 {
-			return a.owdCur, true
-		}
-		return a.owdPrev, true
-	case a.owdCurHave:
-		return a.owdCur, true
-	}
-	return a.owdPrev, a.owdPrevHave
-}
-
 // noteOWD records owd, the one-way delay of a datagram of the peer's data
-// that arrived at now, and returns how much longer than the smallest of
-// the last epochs it was: the queue it crossed (and any wait in the peer's
-// pacing queue), to the millisecond.
+// that arrived at now (in milliseconds of our clock less the peer's KCP
+// timestamp, so with the clocks' offset), and returns how much longer than
+// the smallest of this epoch and the one before it was: the queue it
+// crossed (and any wait in the peer's pacing queue), to the millisecond.
 func (a *adaptive) noteOWD(now time.Duration, owd int32) time.Duration {
 	if now-a.owdStart >= owdEpoch {
 		a.owdPrev, a.owdPrevHave = a.owdCur, a.owdCurHave
 		a.owdCurHave, a.owdStart = false, now
 	}
-	if !a.owdCurHave || int32(owd-a.owdCur) < 0 {
+	if !a.owdCurHave || owd-a.owdCur < 0 {
 		a.owdCur, a.owdCurHave = owd, true
 	}
-	least, _ := a.owdMin()
-	return time.Duration(max(int32(owd-least), 0)) * time.Millisecond
+	least := a.owdCur
+	if a.owdPrevHave && a.owdPrev-least < 0 {
+		least = a.owdPrev
+	}
+	return time.Duration(max(owd-least, 0)) * time.Millisecond
 }
 
 // lossQuiet is how long after the peer's data last skipped sns ackGap
