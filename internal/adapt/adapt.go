@@ -24,8 +24,9 @@
 // rounds (or for one round that kept a standing queue at the bottleneck),
 // its inverse in Drain until the queue it built is gone, then the
 // ProbeBW cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 (one phase per minimum RTT;
-// the probing phase ends once it has the gain's share more than the
-// bandwidth-delay product in flight, or lost a packet), with a ProbeRTT
+// the probing phase ends once it has sent at its gain for the whole phase,
+// has the gain's share more than the bandwidth-delay product in flight, or
+// lost a packet, and after three phases at most), with a ProbeRTT
 // phase at half the window when the minimum RTT has not been seen for ten
 // seconds. The cruising phases (gain 1) pace below the bandwidth while the
 // last round trip showed a standing queue of more than an eighth of the
@@ -460,6 +461,7 @@ type Controller struct {
 	cycleIdx      int
 	cycleStart    time.Duration
 	phaseLoss     bool
+	phaseSent     float64 // bytes sent in the current ProbeBW phase
 	probeRTTArmed bool
 	probeRTTDone  time.Duration
 	probeRTTRound uint64
@@ -551,6 +553,7 @@ func (c *Controller) OnSend(now time.Duration, bytes, inflight int) {
 	}
 	c.sentPkts++
 	c.winSent++
+	c.phaseSent += float64(max(bytes, 0))
 	c.fec.onSend(now, c.measuring(), c)
 	c.fecTick(now)
 }
@@ -934,7 +937,7 @@ func (c *Controller) congestion(now time.Duration, rate float64) {
 	c.btlbw = target
 	c.queueCnt = 0
 	c.congestEvents++
-	c.cycleIdx, c.cycleStart, c.phaseLoss = 1, now, false // the 0.75 phase
+	c.cycleIdx, c.cycleStart, c.phaseLoss, c.phaseSent = 1, now, false, 0 // the 0.75 phase
 }
 
 // enter switches to mode m at now.
@@ -949,7 +952,7 @@ func (c *Controller) enter(now time.Duration, m Mode) {
 		if c.cycleIdx >= 1 {
 			c.cycleIdx++
 		}
-		c.cycleStart, c.phaseLoss = now, false
+		c.cycleStart, c.phaseLoss, c.phaseSent = now, false, 0
 	}
 }
 
@@ -1036,12 +1039,16 @@ func (c *Controller) advanceCycle(now time.Duration) {
 	next := false
 	switch {
 	case g > 1:
-		// The probe's target is the gain times the path's share of
-		// InflightLimit (the ACK hold is covered once, not g times):
-		// g times bdp, which counts the hold as well, was more than
-		// the limit lets out, so a probe that lost nothing ran for
-		// three phases and queued three times what it should.
-		next = full && (c.phaseLoss || inflight >= c.inflightFor(g) || el > 3*phase)
+		// The probe is done once it lost a packet, filled its share of
+		// InflightLimit (g times the path's share; the ACK hold is
+		// covered once, not g times), or sent at its gain for the
+		// whole phase. The last is what ends most probes: the packet
+		// layer lets out a little less than the limit (KCP's window
+		// moves by a sixteenth), so inflight never reached the target,
+		// and a probe that lost nothing ran for three phases and
+		// queued three times what it should.
+		sentAll := c.phaseSent >= g*c.btlbw*phase.Seconds()
+		next = full && (c.phaseLoss || inflight >= c.inflightFor(g) || sentAll || el > 3*phase)
 	case g < 1:
 		next = full
 	default:
@@ -1049,7 +1056,7 @@ func (c *Controller) advanceCycle(now time.Duration) {
 	}
 	if next {
 		c.cycleIdx = (c.cycleIdx + 1) % len(probeCycle)
-		c.cycleStart, c.phaseLoss = now, false
+		c.cycleStart, c.phaseLoss, c.phaseSent = now, false, 0
 	}
 }
 

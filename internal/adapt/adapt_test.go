@@ -602,6 +602,55 @@ func TestProbeEndsWithItsInflight(t *testing.T) {
 	}
 }
 
+// TestProbeEndsAfterItsPhase checks that a probe that sent its gain's share
+// of data over a phase ends there when the sender, as the packet layer
+// does, stops short of InflightLimit (withMargin), so that inflight never
+// reaches the probe's target: such probes ran for three phases and queued
+// three times what they should. The peers ACK every 2 ms, every 20 ms, or
+// every 5 ms with two flushes in a row of every twenty lost, which makes
+// the ACK hold the windows cover three times the usual time between ACKs.
+func TestProbeEndsAfterItsPhase(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		flush             time.Duration
+		lostEvery, lostIn int
+	}{
+		{"ACKs every 2 ms", 2 * time.Millisecond, 0, 0},
+		{"ACKs every 20 ms", 20 * time.Millisecond, 0, 0},
+		{"lost ACK datagrams", 5 * time.Millisecond, 20, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(Config{Seed: 3, AckDelay: 30 * time.Millisecond})
+			l := newLink(c, 10, rtt40, 0, 4).withPeerFlush(tc.flush, 0).withLostFlushes(tc.lostEvery, tc.lostIn).withMargin()
+			var start, longest time.Duration
+			probing, probes := false, 0
+			for at := time.Second; at < 10*time.Second; at += time.Millisecond {
+				l.run(at)
+				st := c.State()
+				now := st.Mode == ModeProbeBW && st.PacingGain > 1
+				if now && !probing {
+					start = at
+				}
+				if !now && probing && start > 3*time.Second {
+					longest = max(longest, at-start)
+					probes++
+				}
+				probing = now
+			}
+			st := c.State()
+			t.Logf("%d probes, the longest %v; minimum RTT %v, ACK hold %v", probes, longest, st.MinRTT, st.AckHold)
+			if probes == 0 {
+				t.Fatalf("no probe from 3 s to 10 s: %+v", st)
+			}
+			// A phase is the minimum RTT; the probe ends with the first
+			// ACK after it, once its pacing caught up.
+			if longest > st.MinRTT*3/2 {
+				t.Errorf("a probe lasted %v, want at most 1.5 minimum RTTs (%v)", longest, st.MinRTT*3/2)
+			}
+		})
+	}
+}
+
 // TestCruiseDrainsStandingQueue checks that ProbeBW's cruising phases pace
 // below the bandwidth while the round trips show a standing queue beyond
 // queueTarget, and at it again once the queue is gone, with no congestion

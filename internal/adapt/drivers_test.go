@@ -190,6 +190,31 @@ type link struct {
 	batch    int
 	pending  []peerRec     // packets whose ACKs the peer holds
 	nextTick time.Duration // the peer's next timer flush, while pending
+	// lostEvery and lostRun, when above zero, lose lostRun timer flushes
+	// of the peer in a row out of every lostEvery: their ACKs come with
+	// the next flush that is not lost (KCP's una covers them).
+	lostEvery, lostRun int
+	ticks              int
+	// margin makes the sender stop two packets and a sixteenth short of
+	// InflightLimit, as the packet layer does (see withMargin).
+	margin bool
+}
+
+// withMargin makes the flow stop two packets and a sixteenth short of the
+// controller's InflightLimit, as the packet layer does: KCP's window moves
+// by a sixteenth or more, so a window-limited sender never quite reaches
+// it.
+func (l *link) withMargin() *link {
+	l.margin = true
+	return l
+}
+
+// withLostFlushes makes run timer flushes in a row of the flow's peer
+// lost, out of every every (see withPeerFlush): the time between two ACKs
+// is then run+1 flushes.
+func (l *link) withLostFlushes(every, run int) *link {
+	l.lostEvery, l.lostRun = every, run
+	return l
 }
 
 // withPeerFlush makes the flow's peer hold its ACKs as kcp-go does: until
@@ -298,6 +323,10 @@ func (l *link) peerArrival(idx int, at time.Duration) {
 // peerTick runs the peer's timer flush at nextTick: it sends the ACKs of
 // the packets that reached the peer by then.
 func (l *link) peerTick() {
+	if l.ticks++; l.lostEvery > 0 && l.ticks%l.lostEvery < l.lostRun {
+		l.nextTick += l.flush
+		return
+	}
 	n := 0
 	for n < len(l.pending) && l.pending[n].at <= l.nextTick {
 		n++
@@ -326,7 +355,11 @@ type peerRec struct {
 // next returns the time and kind of the flow's next event.
 func (l *link) next() (time.Duration, int) {
 	wnd := l.c.SendWindow(l.pkt)
-	canSend := (len(l.rtx) > 0 || l.nextSeq-l.una < wnd) && int64(l.inflight) < l.c.InflightLimit()
+	limit := l.c.InflightLimit()
+	if l.margin {
+		limit -= int64(2*l.pkt) + limit/16
+	}
+	canSend := (len(l.rtx) > 0 || l.nextSeq-l.una < wnd) && int64(l.inflight) < limit
 	tSend := time.Duration(math.MaxInt64)
 	if canSend {
 		tSend = max(l.nextSend, l.t)
