@@ -577,6 +577,17 @@ func TestAckHoldFollowsPeerFlushes(t *testing.T) {
 func TestProbeEndsWithItsInflight(t *testing.T) {
 	c := New(Config{Seed: 3, AckDelay: 30 * time.Millisecond})
 	l := newLink(c, 10, rtt40, 0, 4).withPeerFlush(20*time.Millisecond, 0)
+	longest, st := longestProbe(t, c, l)
+	if longest > 2*st.MinRTT {
+		t.Errorf("a probe lasted %v, want at most two minimum RTTs (%v)", longest, 2*st.MinRTT)
+	}
+}
+
+// longestProbe runs l, driven by c, from 1 s to 10 s, and returns the
+// longest of the probing phases (gain above 1) that began after 3 s, and the
+// controller's state at the end. It fails the test if there was none.
+func longestProbe(t *testing.T, c *Controller, l *link) (time.Duration, State) {
+	t.Helper()
 	var start, longest time.Duration
 	probing, probes := false, 0
 	for at := time.Second; at < 10*time.Second; at += time.Millisecond {
@@ -597,9 +608,7 @@ func TestProbeEndsWithItsInflight(t *testing.T) {
 	if probes == 0 {
 		t.Fatalf("no probe from 3 s to 10 s: %+v", st)
 	}
-	if longest > 2*st.MinRTT {
-		t.Errorf("a probe lasted %v, want at most two minimum RTTs (%v)", longest, 2*st.MinRTT)
-	}
+	return longest, st
 }
 
 // TestProbeEndsAfterItsPhase checks that a probe that sent its gain's share
@@ -622,26 +631,7 @@ func TestProbeEndsAfterItsPhase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := New(Config{Seed: 3, AckDelay: 30 * time.Millisecond})
 			l := newLink(c, 10, rtt40, 0, 4).withPeerFlush(tc.flush, 0).withLostFlushes(tc.lostEvery, tc.lostIn).withMargin()
-			var start, longest time.Duration
-			probing, probes := false, 0
-			for at := time.Second; at < 10*time.Second; at += time.Millisecond {
-				l.run(at)
-				st := c.State()
-				now := st.Mode == ModeProbeBW && st.PacingGain > 1
-				if now && !probing {
-					start = at
-				}
-				if !now && probing && start > 3*time.Second {
-					longest = max(longest, at-start)
-					probes++
-				}
-				probing = now
-			}
-			st := c.State()
-			t.Logf("%d probes, the longest %v; minimum RTT %v, ACK hold %v", probes, longest, st.MinRTT, st.AckHold)
-			if probes == 0 {
-				t.Fatalf("no probe from 3 s to 10 s: %+v", st)
-			}
+			longest, st := longestProbe(t, c, l)
 			// A phase is the minimum RTT; the probe ends with the first
 			// ACK after it, once its pacing caught up.
 			if longest > st.MinRTT*3/2 {
