@@ -1042,11 +1042,11 @@ func (c *Controller) advanceCycle(now time.Duration) {
 		// The probe is done once it lost a packet, filled its share of
 		// InflightLimit (g times the path's share; the ACK hold is
 		// covered once, not g times), or sent at its gain for the
-		// whole phase. The last is what ends most probes: the packet
-		// layer lets out a little less than the limit (KCP's window
-		// moves by a sixteenth), so inflight never reached the target,
-		// and a probe that lost nothing ran for three phases and
-		// queued three times what it should.
+		// whole phase. The last is what ends a probe that loses
+		// nothing: the packet layer lets out a little less than the
+		// limit (KCP's window moves by a sixteenth), so inflight never
+		// reached the target, and such a probe ran for three phases
+		// and queued three times what it should.
 		sentAll := c.phaseSent >= g*c.btlbw*phase.Seconds()
 		next = full && (c.phaseLoss || inflight >= c.inflightFor(g) || sentAll || el > 3*phase)
 	case g < 1:
