@@ -146,26 +146,42 @@ func TestFillShare(t *testing.T) {
 // checks their figures: answers during the bulk transfer, and two flows
 // whose sum stays within the one bottleneck they share.
 func TestLoadedAndShare(t *testing.T) {
+	const s1500 = 1500 * time.Millisecond
 	p := Path{RTT: 20 * time.Millisecond, Bandwidth: 10e6}
 	for _, sys := range []string{SDKFast2, TCP} {
-		r, err := Run(context.Background(), Spec{System: sys, Workload: Loaded, Path: p, Duration: 1500 * time.Millisecond, Seed: 1})
+		r, err := Run(context.Background(), Spec{System: sys, Workload: Loaded, Path: p, Duration: s1500, Seed: 1})
 		if err != nil {
 			t.Fatalf("%s loaded: %v", sys, err)
 		}
 		// Goodput counts what the receiving application read in the
 		// window, which may include bytes that crossed the link before it
-		// and waited in the receiver's buffers (tcp read 10.03-10.42
-		// Mbit/s of this 10 Mbit/s link in about one run in seven): the
-		// same 10 % slack as checkShare's.
-		if r.GoodputMbps <= 0 || r.GoodputMbps > 1.1*p.Bandwidth.Mbps() || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
-			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link, about 50 answers, p50 >= the 20 ms RTT",
-				sys, r.GoodputMbps, r.N, r.P50ms, r.P99ms)
+		// and waited in the receiver's buffer: a sink held off the CPU
+		// reads them later in a burst (tcp read 10.03-10.42 Mbit/s of
+		// this 10 Mbit/s link in about one run in seven, and 11.38 once
+		// in CI). So the bound is the link over the window, with
+		// checkShare's 10 % slack, plus one receive buffer.
+		window := s1500 * 2 / 3 // bulkWindow measures the last two thirds
+		limit := 1.1*p.Bandwidth.Mbps() + float64(8*receiveBuffer(sys, p))/window.Seconds()/1e6
+		if r.GoodputMbps <= 0 || r.GoodputMbps > limit || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
+			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link and a receive buffer (%.1f), about 50 answers, p50 >= the 20 ms RTT",
+				sys, r.GoodputMbps, r.N, r.P50ms, r.P99ms, limit)
 		}
 		checkShare(t, Spec{System: sys, Workload: Share, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, sys)
 	}
 	if SystemAvailable(TCPLinux) == nil {
 		checkShare(t, Spec{System: SDKFast2, Workload: VsCubic, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, TCPLinux)
 	}
+}
+
+// receiveBuffer is how many bytes the receiving end of system's stream on
+// p can hold that its application has not read: gVisor TCP's receive
+// buffer before auto-tuning, or the SDK's smux stream buffer.
+func receiveBuffer(system string, p Path) int {
+	if system == TCP {
+		return tcpBufferDefault
+	}
+	_, stream := smuxBuffers(p)
+	return stream
 }
 
 func checkShare(t *testing.T, s Spec, against string) {

@@ -39,6 +39,9 @@ const (
 	tcpPort = 80
 	// tcpBufferMax is the largest TCP send and receive buffer.
 	tcpBufferMax = 8 << 20
+	// tcpBufferDefault is a TCP send and receive buffer's size before
+	// auto-tuning.
+	tcpBufferDefault = 1 << 20
 )
 
 // TCPPath is an honest TCP baseline over an emulated path: two gVisor
@@ -161,11 +164,11 @@ func newNetstackNode(addr tcpip.Address) (*netstackNode, error) {
 	if e := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); e != nil {
 		return fail("SACK", e)
 	}
-	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: tcpBufferMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: tcpBufferDefault, Max: tcpBufferMax}
 	if e := s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); e != nil {
 		return fail("send buffer", e)
 	}
-	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: tcpBufferMax}
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: tcpBufferDefault, Max: tcpBufferMax}
 	if e := s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); e != nil {
 		return fail("receive buffer", e)
 	}
