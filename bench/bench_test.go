@@ -166,10 +166,10 @@ func TestLoadedAndShare(t *testing.T) {
 			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link and a receive buffer (%.1f), about 50 answers, p50 >= the 20 ms RTT",
 				sys, r.GoodputMbps, r.N, r.P50ms, r.P99ms, limit)
 		}
-		checkShare(t, Spec{System: sys, Workload: Share, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, sys)
+		checkShare(t, Spec{System: sys, Workload: Share, Path: p, Duration: s1500, Seed: 1}, sys)
 	}
 	if SystemAvailable(TCPLinux) == nil {
-		checkShare(t, Spec{System: SDKFast2, Workload: VsCubic, Path: p, Duration: 1500 * time.Millisecond, Seed: 1}, TCPLinux)
+		checkShare(t, Spec{System: SDKFast2, Workload: VsCubic, Path: p, Duration: s1500, Seed: 1}, TCPLinux)
 	}
 }
 
