@@ -618,7 +618,7 @@ func (p *Peer) adaptIn(b []byte) {
 	}
 	a.mu.Lock()
 	now := a.now()
-	us := uint32(now / time.Microsecond)
+	us, ms := uint32(now/time.Microsecond), uint32(now/time.Millisecond)
 	delivered, received, lost := 0, 0, 0
 	var rtt time.Duration
 	// The one-way delay of the datagram's data: of its freshest segment
@@ -672,11 +672,12 @@ func (p *Peer) adaptIn(b []byte) {
 			}
 		case cmdPush:
 			a.pushSinceAck++
-			if d := int32(uint32(now/time.Millisecond) - binary.LittleEndian.Uint32(b[8:])); !haveOWD || d-owd < 0 {
+			ts := binary.LittleEndian.Uint32(b[8:])
+			if d := int32(ms - ts); !haveOWD || d-owd < 0 {
 				owd, haveOWD = d, true
 			}
 			if received == 0 {
-				a.rx.add(sn, binary.LittleEndian.Uint32(b[8:]))
+				a.rx.add(sn, ts)
 			}
 			if a.haveTop && int32(sn-a.rcvTop) > 0 {
 				a.holeAt, a.holeSeen = now, true // sns before sn are missing
