@@ -160,7 +160,7 @@ func TestLoadedAndShare(t *testing.T) {
 		// this 10 Mbit/s link in about one run in seven, and 11.38 once
 		// in CI). So the bound is the link over the window, with
 		// checkShare's 10 % slack, plus one receive buffer.
-		window := s1500 * 2 / 3 // bulkWindow measures the last two thirds
+		window := measuredWindow(s1500)
 		limit := 1.1*p.Bandwidth.Mbps() + float64(8*receiveBuffer(sys, p))/window.Seconds()/1e6
 		if r.GoodputMbps <= 0 || r.GoodputMbps > limit || r.N < 20 || r.P50ms < 20 || r.P99ms < r.P50ms {
 			t.Errorf("%s loaded: bulk %.2f Mbit/s, %d answers, p50 %.1f p99 %.1f ms: want bulk within the link and a receive buffer (%.1f), about 50 answers, p50 >= the 20 ms RTT",

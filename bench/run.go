@@ -382,7 +382,7 @@ func bulkWindow(ctx context.Context, tbs []*testbed, s Spec, during func(time.Du
 		}
 		return ps
 	}
-	warm := s.Duration / 3
+	warm := s.Duration - measuredWindow(s.Duration)
 	t0 := time.Now()
 	if werr := f.wait(ctx, warm); werr != nil {
 		return nil, nil, t1, t2, fmt.Errorf("bench: bulk stopped after %v: %w", time.Since(t0).Round(time.Millisecond), werr)
@@ -404,6 +404,10 @@ func bulkWindow(ctx context.Context, tbs []*testbed, s Spec, during func(time.Du
 	}
 	return before, after, t1, t2, err
 }
+
+// measuredWindow is the part of a bulk run of duration d that bulkWindow
+// measures: the last two thirds, after the start-up.
+func measuredWindow(d time.Duration) time.Duration { return d - d/3 }
 
 // mbps is a goodput in Mbit/s.
 func mbps(bytes int64, d time.Duration) float64 {
