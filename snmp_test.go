@@ -84,8 +84,9 @@ func TestSessionStatsLogValue(t *testing.T) {
 	}
 	s.Adaptive = true
 	s.Control.Mode = "probe-bw"
+	s.Control.LinkBound = true
 	adaptive := line(s)
-	for _, want := range []string{"stats.mode=probe-bw", "stats.resent_again=2", "stats.acks_repeated=7"} {
+	for _, want := range []string{"stats.mode=probe-bw", "stats.link_bound=true", "stats.resent_again=2", "stats.acks_repeated=7"} {
 		if !strings.Contains(adaptive, want) {
 			t.Errorf("an adaptive session's summary lacks %s: %s", want, adaptive)
 		}

@@ -138,6 +138,11 @@ type ControlState struct {
 	// the FEC shape; LossBaseline is the usual loss rate of our packets,
 	// which only a jump well above counts as congestion.
 	Loss, LossBaseline float64
+	// LinkBound says the session's sending fills the link with a send
+	// window that covers its re-sends: it then sends no FEC whatever the
+	// loss, since each parity datagram would take a data datagram's place
+	// at the bottleneck where a re-send takes only the lost one's.
+	LinkBound bool
 	// Rounds counts the round trips measured, CongestionEvents the cuts
 	// of the bandwidth estimate, and FECChanges the changes of FEC shape.
 	Rounds, CongestionEvents, FECChanges uint64
@@ -169,7 +174,7 @@ func sessionStats(p *packet.Peer) SessionStats {
 			PacingRate: a.PacingRate, WirePacingRate: a.WirePacingRate,
 			SendWindow: a.SendWindow, ReceiveWindow: a.ReceiveWindow, InflightLimit: a.InflightLimit,
 			ReceiveRate: a.ReceiveRate, DataShards: a.DataShards, ParityShards: a.ParityShards,
-			Loss: a.Loss, LossBaseline: a.LossBaseline, Rounds: a.Rounds,
+			Loss: a.Loss, LossBaseline: a.LossBaseline, LinkBound: a.LinkBound, Rounds: a.Rounds,
 			CongestionEvents: a.CongestionEvents, FECChanges: a.FECChanges,
 			SentPackets: a.SentPackets, LostPackets: a.LostPackets,
 			WindowPinned: a.WindowPinned, FECPinned: a.FECPinned,
@@ -227,6 +232,7 @@ func (s SessionStats) LogValue() slog.Value {
 			slog.String("windows", fmt.Sprintf("%d/%d", c.SendWindow, c.ReceiveWindow)),
 			slog.Duration("ack_hold", c.AckHold.Round(100*time.Microsecond)),
 			slog.String("fec", fmt.Sprintf("%d+%d", c.DataShards, c.ParityShards)),
+			slog.Bool("link_bound", c.LinkBound),
 			slog.String("loss", fmt.Sprintf("%.2f%%", 100*c.Loss)),
 			slog.Uint64("resent_again", s.SegmentsResentAgain),
 			slog.Uint64("acks_repeated", s.AcksRepeated),

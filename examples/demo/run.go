@@ -105,6 +105,9 @@ func controlSummary(st kcptun.ClientStats) string {
 	}
 	cs := ss.Control
 	fec := "FEC off"
+	if cs.LinkBound {
+		fec = "FEC off (the transfer fills the link: re-sends cost it less than parity)"
+	}
 	if cs.DataShards > 0 {
 		fec = fmt.Sprintf("FEC %d+%d", cs.DataShards, cs.ParityShards)
 	}

@@ -114,10 +114,15 @@
 // bulk), then the fewest parity shards that bring the residual loss after
 // recovery (a binomial tail) under the target (1 % by default). A bulk
 // flow on a path whose minimum RTT is under 30 ms sends no FEC: there a
-// re-send costs less than parity. It changes
-// the shape only after the evidence held for seconds: 2 s to turn on, 3 s
-// for more parity, 8 s for less or a new group size, 10 s of a clean path
-// to turn off.
+// re-send costs less than parity. Nor does a flow that fills the link
+// (most of its RTT samples are of packets sent with a backlog) while the
+// largest send window covers the minimum RTT and a retransmission: each
+// parity packet takes a data packet's place at the bottleneck, a re-send
+// only the place of the packet that was lost, and the window keeps the
+// pipe full while holes wait. A flow at its own rate, or held back by the
+// peer's receive window, keeps its parity. It changes the shape only after
+// the evidence held for seconds: 2 s to turn on, 3 s for more parity, 8 s
+// for less or a new group size, 10 s of a clean path to turn off.
 //
 // A thin flow is one whose packets cannot fill a group of two within a
 // quarter of the minimum RTT (below 200 packets a second at 40 ms) and
@@ -1337,9 +1342,7 @@ func (c *Controller) SendWindow(mss int) int {
 	if c.mode == ModeStartup || c.mode == ModeDrain {
 		g = startupGain
 	}
-	// KCP waits its timeout, which timeoutHint lengthens by
-	// TimeoutMargin, before it re-sends a re-send that was lost again.
-	cover := c.btlbw * (c.minRTT + time.Duration(c.retransRounds())*(c.retransTime()+c.TimeoutMargin())).Seconds()
+	cover := c.recoveryCover(c.retransRounds())
 	if c.mode == ModeStartup {
 		// Slow start's window runs ahead of the estimate; its holes
 		// need room beyond it as much.
@@ -1347,6 +1350,39 @@ func (c *Controller) SendWindow(mss int) int {
 	}
 	return min(packets(max(g*bdp, cover), mss, c.cfg.InitialWindow, hi)+2, hi)
 }
+
+// recoveryCover is the bytes the send window must span so that a packet
+// re-sent up to rounds times holds up nothing: the bandwidth times the
+// minimum RTT and that many retransmissions. KCP waits its timeout, which
+// timeoutHint lengthens by TimeoutMargin, before it re-sends a re-send
+// that was lost again.
+func (c *Controller) recoveryCover(rounds int) float64 {
+	return c.btlbw * (c.minRTT + time.Duration(rounds)*(c.retransTime()+c.TimeoutMargin())).Seconds()
+}
+
+// windowCovers says whether the largest send window (Config.MaxWindow)
+// covers the bandwidth times the minimum RTT and one retransmission's
+// time (recoveryCover), so that a hole waiting for its re-send holds the
+// pipe up only when that re-send is lost too. The bandwidth is the one the
+// link would carry as data with FEC off (the estimate times fecFactor), so
+// that the answer does not follow the shape it decides; once no, it is yes
+// again only below coverHysteresis of the window. Without an estimate it is
+// yes.
+func (c *Controller) windowCovers(before bool) bool {
+	if c.btlbw == 0 || !c.haveRTT {
+		return true
+	}
+	need := c.recoveryCover(1) * c.fecFactor()
+	limit := float64(c.cfg.MaxWindow * c.cfg.MSS)
+	if !before {
+		limit *= coverHysteresis
+	}
+	return need <= limit
+}
+
+// coverHysteresis is the share of the largest window that must cover a
+// flow's recovery before windowCovers says yes again after a no.
+const coverHysteresis = 0.8
 
 // PacedSendWindow returns KCP's send window in packets of mss bytes for a
 // sender whose window now spans span packets (from the oldest packet the
@@ -1454,6 +1490,10 @@ type State struct {
 	// Loss is the estimated loss rate of the path before FEC recovery,
 	// 0 to 1, that chooses the FEC shape.
 	Loss float64
+	// LinkBound says the flow fills the link with a window that covers
+	// its re-sends, so it sends no FEC whatever the loss (see the package
+	// documentation).
+	LinkBound bool
 	// LossBaseline is the usual loss rate of our packets, which only a
 	// jump well above counts as congestion.
 	LossBaseline float64
@@ -1504,6 +1544,7 @@ func (c *Controller) State() State {
 		DataShards:       d,
 		ParityShards:     p,
 		Loss:             c.fec.loss,
+		LinkBound:        c.fec.linkBound(),
 		LossBaseline:     c.baseline,
 		PacketRate:       c.fec.pktRate,
 		Rounds:           c.rounds,

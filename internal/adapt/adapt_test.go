@@ -332,14 +332,19 @@ func TestSimLossy(t *testing.T) {
 }
 
 // TestSimLossyAdaptiveFEC is TestSimLossy with the FEC shape left to the
-// controller (the model sends the parity and recovers with it): parity
-// included, it still reaches 80 % of C(1-p), and FEC is on.
+// controller (the model sends the parity and recovers with it). The flow
+// fills the link, so where the windows cover its re-sends it sends no
+// parity (fecState.linkBound); where the largest window is too small for
+// them (the packet layer's 4096 packets at 100 Mbit/s and 200 ms) FEC turns
+// on. Either way it reaches 80 % of C(1-p), parity included.
 func TestSimLossyAdaptiveFEC(t *testing.T) {
 	for _, tc := range []struct {
-		mbps float64
-		rtt  time.Duration
-	}{{100, rtt40}, {10, 100 * time.Millisecond}} {
-		c := New(Config{Seed: 9})
+		mbps      float64
+		rtt       time.Duration
+		maxWindow int
+		wantFEC   bool
+	}{{100, rtt40, 0, false}, {10, 100 * time.Millisecond, 0, false}, {100, 200 * time.Millisecond, 4096, true}} {
+		c := New(Config{Seed: 9, MaxWindow: tc.maxWindow})
 		l := newLink(c, tc.mbps, tc.rtt, 0.05, 10)
 		l.run(25 * time.Second)
 		capacity := tc.mbps * 1e6 / 8 * 0.95
@@ -350,8 +355,8 @@ func TestSimLossyAdaptiveFEC(t *testing.T) {
 		if g < 0.8*capacity {
 			t.Errorf("%g Mbit/s %v: goodput %.2f Mbit/s, want at least 80%% of C(1-p); state %+v", tc.mbps, tc.rtt, g*8/1e6, st)
 		}
-		if st.ParityShards == 0 {
-			t.Errorf("%g Mbit/s %v: FEC off at 5%% loss", tc.mbps, tc.rtt)
+		if on := st.ParityShards > 0; on != tc.wantFEC {
+			t.Errorf("%g Mbit/s %v, largest window %d: FEC %d+%d at 5%% loss, want on %v", tc.mbps, tc.rtt, tc.maxWindow, st.DataShards, st.ParityShards, tc.wantFEC)
 		}
 	}
 }
@@ -691,7 +696,9 @@ func TestCruiseDrainsStandingQueue(t *testing.T) {
 // it the wire rate rose by the parity's share (1.22 times here) for ten
 // round trips.
 func TestFECChangeKeepsWireRate(t *testing.T) {
-	c := New(Config{Seed: 9})
+	// A largest window of 64 packets covers too few re-sends for the
+	// flow, which fills the link, to go without parity (linkBound).
+	c := New(Config{Seed: 9, MaxWindow: 64})
 	l := newLink(c, 10, rtt40, 0.05, 10)
 	// base is the wire pacing rate without the phase's gain.
 	base := func(s State) float64 { return float64(s.WirePacingRate) / s.PacingGain }

@@ -33,7 +33,11 @@ type openLoop struct {
 	loss     func(t time.Duration) float64
 	incoming bool
 	follow   bool // send at the controller's pacing rate when below pps
-	r        rng
+	// appLimited marks every RTT sample as of a packet sent with nothing
+	// queued behind it: a flow at its own rate, not one that fills the
+	// link (see fecState.linkBound).
+	appLimited bool
+	r          rng
 
 	t        time.Duration // next send
 	acks     []pending     // FIFO from head
@@ -113,7 +117,7 @@ func (o *openLoop) run(end time.Duration) {
 			if a.lost {
 				o.c.OnLoss(a.at, 1)
 			} else {
-				o.c.OnAck(a.at, o.pkt, a.at-a.sent, false)
+				o.c.OnAck(a.at, o.pkt, a.at-a.sent, o.appLimited)
 			}
 			continue
 		}

@@ -106,6 +106,14 @@ func fecRun(c *Controller, pps float64, seconds int, incoming bool, loss func(s 
 	}
 }
 
+// shortWindows is a Config whose largest window, four packets, covers no
+// re-sends at the rates of the open-loop tests, so that parity pays even
+// for a flow that fills the link (fecState.linkBound). The tests that use
+// it check how the shape follows the loss; with the default windows their
+// flows, whose packets all leave with a backlog, would send no FEC at all
+// (TestLinkBoundFlowSendsNoFEC).
+func shortWindows(seed uint64) Config { return Config{Seed: seed, MaxWindow: 4} }
+
 func TestFECOffOnCleanPath(t *testing.T) {
 	for _, pps := range []float64{50, pps100} {
 		c := New(Config{Seed: 1})
@@ -118,7 +126,7 @@ func TestFECOffOnCleanPath(t *testing.T) {
 }
 
 func TestFECGameFlow(t *testing.T) {
-	c := New(Config{Seed: 2})
+	c := New(shortWindows(2))
 	onAt, offAt := 0, 0
 	fecRun(c, 50, 90, true, func(s int) float64 {
 		if s < 40 {
@@ -160,7 +168,7 @@ func TestFECWithoutPeerStats(t *testing.T) {
 		minOn  float64 // share of the lossy time with FEC on
 		maxChg uint64
 	}{{50, 0.8, 9}, {3000, 0.95, 5}} { // one change ends the start-up precaution
-		c := New(Config{Seed: 6})
+		c := New(shortWindows(6))
 		on, offAt := 0, 0
 		fecRun(c, tc.pps, 270, false, func(s int) float64 {
 			if s < 180 {
@@ -191,7 +199,7 @@ func TestFECWithoutPeerStats(t *testing.T) {
 }
 
 func TestFECBulkFlow(t *testing.T) {
-	c := New(Config{Seed: 3})
+	c := New(shortWindows(3))
 	fecRun(c, pps100, 20, true, func(int) float64 { return 0.05 }, func(int) {})
 	d, p := c.FEC()
 	t.Logf("bulk at 5%%: %+v", c.State())
@@ -216,7 +224,7 @@ func TestFECNoFlap(t *testing.T) {
 		"bursts-of-3s": func(s int) float64 { return 0.15 * float64(s/3%2) },
 	} {
 		for _, pps := range []float64{50, 2000} {
-			c := New(Config{Seed: 4})
+			c := New(shortWindows(4))
 			fecRun(c, pps, 180, true, loss, func(int) {})
 			st := c.State()
 			t.Logf("%s at %g pkt/s: %d changes, FEC %d+%d, loss %.3f", name, pps, st.FECChanges, st.DataShards, st.ParityShards, st.Loss)
@@ -497,7 +505,7 @@ func TestThinFlowIdle(t *testing.T) {
 // slow for less than thinTicks ticks) keeps its bulk shape, while a flow
 // that turns into a game for good gets groups of one data shard.
 func TestBulkLullKeepsShape(t *testing.T) {
-	c := New(Config{Seed: 11})
+	c := New(shortWindows(11))
 	g := newGameFlow(c, 0.05, false, 11)
 	g.bulk = true
 	g.run(15 * time.Second)
@@ -515,5 +523,57 @@ func TestBulkLullKeepsShape(t *testing.T) {
 	g.run(22 * time.Second)
 	if d, p := c.FEC(); d != 1 || p < 2 {
 		t.Fatalf("7 s after bulk turned into a game at 5 %% loss: FEC %d+%d, want one data shard", d, p)
+	}
+}
+
+// TestLinkBoundFlowSendsNoFEC checks linkBound: a bulk flow whose packets
+// leave with a backlog (it fills the link) sends no parity at 5 % loss,
+// the same flow sending at its own rate gets a bulk group, and a flow that
+// starts filling the link drops its parity after the evidence held.
+func TestLinkBoundFlowSendsNoFEC(t *testing.T) {
+	const pps = 2000
+	run := func(appLimited bool, seconds int, check func(s int)) *Controller {
+		c := New(Config{Seed: 12})
+		o := newOpenLoop(c, pps, rtt40, 0.05, 12)
+		o.incoming, o.appLimited = true, appLimited
+		for s := 1; s <= seconds; s++ {
+			o.run(time.Duration(s) * time.Second)
+			check(s)
+		}
+		return c
+	}
+	c := run(false, 60, func(s int) {})
+	if st := c.State(); st.ParityShards != 0 || st.FECChanges > 1 {
+		t.Errorf("filling the link at 5 %% loss: FEC %d+%d after %d changes, want off (the precaution's end only); state %+v",
+			st.DataShards, st.ParityShards, st.FECChanges, st)
+	}
+	if st := c.State(); st.Loss < 0.03 {
+		t.Errorf("loss estimate %.3f at 5 %% loss: the flow was not measured", st.Loss)
+	}
+
+	c = run(true, 60, func(int) {})
+	if d, p := c.FEC(); d < 10 || p == 0 {
+		t.Errorf("at its own rate at 5 %% loss: FEC %d+%d, want a bulk group", d, p)
+	}
+
+	// A flow at its own rate for 30 s, then filling the link.
+	c = New(Config{Seed: 13})
+	o := newOpenLoop(c, pps, rtt40, 0.05, 13)
+	o.incoming, o.appLimited = true, true
+	o.run(30 * time.Second)
+	if _, p := c.FEC(); p == 0 {
+		t.Fatalf("at its own rate for 30 s at 5 %% loss: FEC off; state %+v", c.State())
+	}
+	o.appLimited = false
+	offAt := 0
+	for s := 31; s <= 60 && offAt == 0; s++ {
+		o.run(time.Duration(s) * time.Second)
+		if _, p := c.FEC(); p == 0 {
+			offAt = s
+		}
+	}
+	t.Logf("filling from 30 s: FEC off at %d s", offAt)
+	if offAt == 0 || offAt > 30+int((offHold+time.Second)/time.Second) {
+		t.Errorf("filling the link from 30 s: FEC off at %d s (0: not by 60 s), want within %v", offAt, offHold+time.Second)
 	}
 }
