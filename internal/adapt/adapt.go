@@ -1420,14 +1420,25 @@ const queueTime = 10 * time.Millisecond
 // QueueBudget is the most bytes (the unit of OnSend) the pacing queue
 // should hold: what the pacing rate sends while the peer holds its ACKs
 // (ackHold: KCP hands over new data when ACKs come, and the window opens by
-// a flush's worth of ACKs at once) and queueTime more.
+// a flush's worth of ACKs at once) and queueTime more; where TimeoutMargin
+// leaves room, while it holds them twice (queueTime included), since a
+// datagram of ACKs that is lost doubles the wait for the next.
 // KCP starts a packet's retransmission timer when the packet enters the
 // queue, so a queue that takes longer to send than the timer's margin over
 // the RTT (a window that opened by hundreds of packets when a hole was
 // filled, sent at the rate of a bandwidth estimate that dropped meanwhile)
 // makes KCP time out and re-send what has not even left.
+//
+// A budget of one ACK hold left the link idle whenever an ACK datagram
+// was lost: at 10 Mbit/s, 200 ms and 5 % loss, the bottleneck carried less
+// than 9 Mbit/s in two of every five 100 ms intervals, and the transfer
+// moved 8.3-8.5 Mbit/s against 9.1-9.2 with the second hold.
 func (c *Controller) QueueBudget() int64 {
-	b := float64(c.PacingRate()) * (c.ackHold() + queueTime).Seconds()
+	t := c.ackHold() + queueTime
+	if c.haveRTT {
+		t = max(t, min(2*c.ackHold()+queueTime, c.TimeoutMargin()))
+	}
+	b := float64(c.PacingRate()) * t.Seconds()
 	return max(int64(b), 4*int64(c.cfg.MSS))
 }
 

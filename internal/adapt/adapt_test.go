@@ -463,6 +463,30 @@ func TestUnevenLossKeepsRate(t *testing.T) {
 	}
 }
 
+// TestQueueBudgetCoversALostAck checks that the pacing queue's budget lasts
+// two ACK holds where the retransmission timer's margin allows (a lost
+// datagram of ACKs doubles the wait for the next), and one where it does
+// not: 70 ms on a 200 ms path behind a peer that acknowledges every 30 ms,
+// whose margin is 80 ms; 40 ms, the margin, on a 40 ms path.
+func TestQueueBudgetCoversALostAck(t *testing.T) {
+	for _, tc := range []struct {
+		rtt  time.Duration
+		want time.Duration
+	}{{200 * time.Millisecond, 70 * time.Millisecond}, {rtt40, 40 * time.Millisecond}} {
+		c := New(Config{Seed: 5, AckDelay: 30 * time.Millisecond})
+		l := newLink(c, 10, tc.rtt, 0.05, 6).withPeerFlush(30*time.Millisecond, 0)
+		l.run(10 * time.Second)
+		if h := c.State().AckHold; h != 30*time.Millisecond {
+			t.Fatalf("%v: AckHold %v behind a peer that acknowledges every 30 ms, want 30ms", tc.rtt, h)
+		}
+		want := float64(c.PacingRate()) * tc.want.Seconds()
+		if got := c.QueueBudget(); math.Abs(float64(got)-want) > float64(DefaultMSS) {
+			t.Errorf("%v: QueueBudget %d bytes, want the pacing rate (%d B/s) times %v (%.0f); margin %v",
+				tc.rtt, got, c.PacingRate(), tc.want, want, c.TimeoutMargin())
+		}
+	}
+}
+
 // TestPacedSendWindowBoundsPacingQueue checks that KCP's send window lets
 // into the pacing queue no more than the queue sends in the peer's ACK
 // delay and queueTime, however much room the inflight limit leaves: a
