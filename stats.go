@@ -138,10 +138,11 @@ type ControlState struct {
 	// the FEC shape; LossBaseline is the usual loss rate of our packets,
 	// which only a jump well above counts as congestion.
 	Loss, LossBaseline float64
-	// LinkBound says the session's sending fills the link with a send
-	// window that covers its re-sends: it then sends no FEC whatever the
-	// loss, since each parity datagram would take a data datagram's place
-	// at the bottleneck where a re-send takes only the lost one's.
+	// LinkBound says the session's sending fills the link and its largest
+	// send window covers the RTT and a re-send: it then sends no FEC
+	// whatever the loss, since each parity datagram would take a data
+	// datagram's place at the bottleneck where a re-send takes only the
+	// lost one's.
 	LinkBound bool
 	// Rounds counts the round trips measured, CongestionEvents the cuts
 	// of the bandwidth estimate, and FECChanges the changes of FEC shape.

@@ -1421,8 +1421,8 @@ const queueTime = 10 * time.Millisecond
 // should hold: what the pacing rate sends while the peer holds its ACKs
 // (ackHold: KCP hands over new data when ACKs come, and the window opens by
 // a flush's worth of ACKs at once) and queueTime more; where TimeoutMargin
-// leaves room, while it holds them twice (queueTime included), since a
-// datagram of ACKs that is lost doubles the wait for the next.
+// leaves room, what it sends in two ACK holds and queueTime, since a lost
+// datagram of ACKs doubles the wait for the next.
 // KCP starts a packet's retransmission timer when the packet enters the
 // queue, so a queue that takes longer to send than the timer's margin over
 // the RTT (a window that opened by hundreds of packets when a hole was
@@ -1501,9 +1501,9 @@ type State struct {
 	// Loss is the estimated loss rate of the path before FEC recovery,
 	// 0 to 1, that chooses the FEC shape.
 	Loss float64
-	// LinkBound says the flow fills the link with a window that covers
-	// its re-sends, so it sends no FEC whatever the loss (see the package
-	// documentation).
+	// LinkBound says the flow fills the link and the largest send window
+	// covers the minimum RTT and a retransmission, so it sends no FEC
+	// whatever the loss (see the package documentation).
 	LinkBound bool
 	// LossBaseline is the usual loss rate of our packets, which only a
 	// jump well above counts as congestion.

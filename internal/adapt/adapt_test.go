@@ -720,8 +720,9 @@ func TestCruiseDrainsStandingQueue(t *testing.T) {
 // it the wire rate rose by the parity's share (1.22 times here) for ten
 // round trips.
 func TestFECChangeKeepsWireRate(t *testing.T) {
-	// A largest window of 64 packets covers too few re-sends for the
-	// flow, which fills the link, to go without parity (linkBound).
+	// A largest window of 64 packets is too small to cover the RTT and
+	// a re-send, so the flow, which fills the link, still gets parity
+	// (linkBound).
 	c := New(Config{Seed: 9, MaxWindow: 64})
 	l := newLink(c, 10, rtt40, 0.05, 10)
 	// base is the wire pacing rate without the phase's gain.
