@@ -1117,7 +1117,28 @@ func (c *Controller) updatePacing() {
 	if c.mode == ModeStartup && !c.filled {
 		r = max(r, c.pacing) // Startup never slows down
 	}
+	if c.mode == ModeProbeBW {
+		r *= c.lossCompensation()
+	}
 	c.pacing = r
+}
+
+// maxCompensatedLoss bounds the loss rate lossCompensation makes up for.
+const maxCompensatedLoss = 0.2
+
+// lossCompensation is what ProbeBW multiplies its pacing rate and inflight
+// limit by so that the link stays full through its usual random loss (the
+// loss baseline, at most maxCompensatedLoss): 1/(1-p). The bandwidth
+// estimate is the rate the bottleneck delivers. Where packets are lost
+// before it (a lossy access link in front of a congested hop), sending at
+// that rate left the bottleneck a fraction p short of full, and a packet
+// lost there stays in flight until it is known lost, so the inflight limit
+// fell short by as much. Where they are lost after it, the delivery rate
+// is already the bottleneck's rate times 1-p, and 1/(1-p) of it fills the
+// bottleneck exactly. FEC recovers what it can before the baseline counts
+// a loss, so parity and this compensation do not add up.
+func (c *Controller) lossCompensation() float64 {
+	return 1 / (1 - min(c.baseline, maxCompensatedLoss))
 }
 
 // fecTick lets the FEC choice reconsider its shape, and keeps the bandwidth
@@ -1299,7 +1320,7 @@ func (c *Controller) InflightLimit() int64 {
 		b = c.inflightFor(startupInflightGain)
 	default:
 		g := probeCycle[c.cycleIdx]
-		b = c.inflightFor(max(g, cruiseInflightGain)) // a queue mostly while probing
+		b = c.inflightFor(max(g, cruiseInflightGain)) * c.lossCompensation() // a queue mostly while probing
 		if g > 1 {
 			// Probing must be able to raise the delivery rate by g even
 			// where the peer's ACK delay, not the path, makes most of
