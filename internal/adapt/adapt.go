@@ -53,7 +53,10 @@
 // round began is acknowledged (again from the RTT sample).
 //
 // Random loss does not lower the rate: the estimate is a maximum of
-// delivery rates, not a reaction to losses. The controller treats the path
+// delivery rates, not a reaction to losses. In ProbeBW the pacing rate
+// and the inflight limit are 1/(1-p) of what the estimate gives, p being
+// the loss baseline (at most 20 %), so that loss before the bottleneck
+// leaves it full (lossCompensation). The controller treats the path
 // as congested only when, for three consecutive round trips, even the
 // smallest RTT of the round stayed well above the minimum (a standing
 // queue) while the delivery rate did not grow, and then cuts its bandwidth
