@@ -315,9 +315,9 @@ func (f *fecState) classifyFilling() {
 // lost; and its largest send window covers a retransmission, so the holes
 // re-sends fill hold nothing up. Where the window is too small for that (a
 // long fat path: 4096 packets are 2.3 times the BDP at 100 Mbit/s and 200
-// ms), parity spares holes that would stall the pipe. A flow
-// that leaves the link room (a stream at its own rate, or a sender held
-// back by the peer's receive window) pays for parity with room it has.
+// ms), parity spares holes that would stall the pipe. A flow that leaves
+// the link room (a stream at its own rate, or a sender held back by the
+// peer's receive window) pays for parity with room it has.
 func (f *fecState) linkBound() bool { return f.filling && f.covered }
 
 // leaveThin replaces a shape chosen for a thin flow by the choice for the

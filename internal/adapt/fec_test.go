@@ -531,18 +531,15 @@ func TestBulkLullKeepsShape(t *testing.T) {
 // the same flow sending at its own rate gets a bulk group, and a flow that
 // starts filling the link drops its parity after the evidence held.
 func TestLinkBoundFlowSendsNoFEC(t *testing.T) {
-	const pps = 2000
-	run := func(appLimited bool, seconds int, check func(s int)) *Controller {
-		c := New(Config{Seed: 12})
-		o := newOpenLoop(c, pps, rtt40, 0.05, 12)
+	// flow is a bulk-rate flow at 5 % loss each way.
+	flow := func(seed uint64, appLimited bool) (*Controller, *openLoop) {
+		c := New(Config{Seed: seed})
+		o := newOpenLoop(c, 2000, rtt40, 0.05, seed)
 		o.incoming, o.appLimited = true, appLimited
-		for s := 1; s <= seconds; s++ {
-			o.run(time.Duration(s) * time.Second)
-			check(s)
-		}
-		return c
+		return c, o
 	}
-	c := run(false, 60, func(s int) {})
+	c, o := flow(12, false)
+	o.run(60 * time.Second)
 	if st := c.State(); st.ParityShards != 0 || st.FECChanges > 1 {
 		t.Errorf("filling the link at 5 %% loss: FEC %d+%d after %d changes, want off (the precaution's end only); state %+v",
 			st.DataShards, st.ParityShards, st.FECChanges, st)
@@ -551,15 +548,14 @@ func TestLinkBoundFlowSendsNoFEC(t *testing.T) {
 		t.Errorf("loss estimate %.3f at 5 %% loss: the flow was not measured", st.Loss)
 	}
 
-	c = run(true, 60, func(int) {})
+	c, o = flow(12, true)
+	o.run(60 * time.Second)
 	if d, p := c.FEC(); d < 10 || p == 0 {
 		t.Errorf("at its own rate at 5 %% loss: FEC %d+%d, want a bulk group", d, p)
 	}
 
 	// A flow at its own rate for 30 s, then filling the link.
-	c = New(Config{Seed: 13})
-	o := newOpenLoop(c, pps, rtt40, 0.05, 13)
-	o.incoming, o.appLimited = true, true
+	c, o = flow(13, true)
 	o.run(30 * time.Second)
 	if _, p := c.FEC(); p == 0 {
 		t.Fatalf("at its own rate for 30 s at 5 %% loss: FEC off; state %+v", c.State())
