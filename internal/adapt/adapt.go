@@ -28,7 +28,8 @@
 // has the gain's share more than the bandwidth-delay product in flight, or
 // lost a packet, and after three phases at most), with a ProbeRTT
 // phase at half the window when the minimum RTT has not been seen for ten
-// seconds. The cruising phases (gain 1) pace below the bandwidth while the
+// seconds (a sample within minRTTSlack of it counts as seeing it: the
+// peer's ACK hold scatters samples above the minimum). The cruising phases (gain 1) pace below the bandwidth while the
 // last round trip showed a standing queue of more than an eighth of the
 // minimum RTT (at least 5 ms), draining the excess over about two minimum
 // RTTs, at no less than 0.8 times the bandwidth: the estimate, a maximum of
@@ -719,8 +720,18 @@ func (c *Controller) UnpinFEC() { c.fec.pinned = false }
 func (c *Controller) updateRTT(now, rtt time.Duration) {
 	c.lastRTT = rtt
 	expired := c.haveRTT && now-c.minRTTStamp > minRTTWindow
-	if !c.haveRTT || rtt <= c.minRTT || expired {
+	switch {
+	case !c.haveRTT || rtt <= c.minRTT || expired:
 		c.minRTT, c.minRTTStamp = rtt, now
+	case rtt <= c.minRTT+minRTTSlack(c.minRTT):
+		// The path showed its minimum again, within the noise of the
+		// peer's ACK hold: the minimum is not stale, and a ProbeRTT
+		// would only idle the link (a lossy link's holes keep KCP's
+		// window, counted from the oldest of them, above ProbeRTT's
+		// half a BDP, so nothing new leaves until it ends). A path
+		// whose RTT grew by more never comes this close, and its
+		// minimum expires as before.
+		c.minRTTStamp = now
 	}
 	if !c.haveRTT {
 		c.srtt, c.rttvar = rtt, rtt/2
@@ -737,6 +748,16 @@ func (c *Controller) updateRTT(now, rtt time.Duration) {
 		c.enter(now, ModeProbeRTT)
 		c.probeRTTArmed = false
 	}
+}
+
+// minRTTSlack is how far above the minimum RTT a sample may be and still
+// show the minimum again: a thirty-second of it, at least half a
+// millisecond. KCP's timestamps echo the peer's flush, so samples at an
+// empty queue scatter above the minimum by up to the peer's ACK hold and
+// rarely match it exactly. A minimum kept by such samples is at most this
+// much below a path whose RTT grew by less, a BDP off by 3 %.
+func minRTTSlack(minRTT time.Duration) time.Duration {
+	return max(minRTT/32, 500*time.Microsecond)
 }
 
 // cpGap is the spacing of delivered checkpoints.

@@ -153,6 +153,57 @@ func TestRandomLossKeepsRate(t *testing.T) {
 	}
 }
 
+// TestMinRTTKeptBySamplesNearIt checks that samples scattered just above
+// the minimum RTT (the peer's ACK hold, never matching it exactly) keep it
+// from expiring, so that ProbeRTT does not idle the link every ten seconds,
+// and that a path whose RTT grew by more than minRTTSlack still has its
+// minimum measured again within about the ten seconds of minRTTWindow.
+func TestMinRTTKeptBySamplesNearIt(t *testing.T) {
+	const base = 200 * time.Millisecond
+	grew := base + 60*time.Millisecond
+	change := 25 * time.Second
+	c := New(Config{Seed: 5})
+	o := newOpenLoop(c, 10e6/8/DefaultMSS, base, 0.05, 6)
+	noise := rng(7)
+	o.rtt = func(at time.Duration) time.Duration {
+		rtt := base
+		if at >= change {
+			rtt = grew
+		}
+		if at < 100*time.Millisecond {
+			return rtt // the minimum, only at the start
+		}
+		// 0.2-10.2 ms of the peer's ACK hold.
+		return rtt + 200*time.Microsecond + time.Duration(noise.float()*float64(10*time.Millisecond))
+	}
+	probes := 0
+	was := c.State().Mode
+	step := func(until time.Duration) {
+		for at := o.t; at < until; at += 20 * time.Millisecond {
+			o.run(at)
+			if m := c.State().Mode; m != was {
+				if m == ModeProbeRTT {
+					probes++
+				}
+				was = m
+			}
+		}
+	}
+	step(change)
+	if st := c.State(); probes != 0 || st.MinRTT != base {
+		t.Fatalf("%d ProbeRTTs and a minimum RTT of %v in %v of samples 0.2-10.2 ms above %v, want none and %v", probes, st.MinRTT, change, base, base)
+	}
+	// The path's RTT grows by 60 ms: the old minimum expires once, and
+	// the new one holds from then on.
+	step(change + minRTTWindow + 2*time.Second)
+	if st := c.State(); st.MinRTT < grew {
+		t.Errorf("minimum RTT %v %v after the path's RTT grew to %v (%d ProbeRTTs), want at least %v", st.MinRTT, minRTTWindow+2*time.Second, grew, probes, grew)
+	}
+	if probes != 1 {
+		t.Errorf("%d ProbeRTTs after the path's RTT grew, want 1", probes)
+	}
+}
+
 // TestRisingRTTFlatRateShrinks checks that a queue growing at a flat
 // delivery rate (someone else fills the bottleneck) lowers the rate.
 func TestRisingRTTFlatRateShrinks(t *testing.T) {
