@@ -29,10 +29,11 @@
 // lost a packet, and after three phases at most), with a ProbeRTT
 // phase at half the window when the minimum RTT has not been seen for ten
 // seconds (a sample within minRTTSlack of it counts as seeing it: the
-// peer's ACK hold scatters samples above the minimum). The cruising phases (gain 1) pace below the bandwidth while the
-// last round trip showed a standing queue of more than an eighth of the
-// minimum RTT (at least 5 ms), draining the excess over about two minimum
-// RTTs, at no less than 0.8 times the bandwidth: the estimate, a maximum of
+// peer's ACK hold scatters samples above the minimum). The cruising
+// phases (gain 1) pace below the bandwidth while the last round trip
+// showed a standing queue of more than an eighth of the minimum RTT (at
+// least 5 ms), draining the excess over about two minimum RTTs, at no less
+// than 0.8 times the bandwidth: the estimate, a maximum of
 // samples, reads a few percent above the path's rate, and cruising at it
 // filled the bottleneck's queue up to the inflight limit and held it there,
 // which is what a message beside a transfer waited behind.
