@@ -37,7 +37,8 @@ const initialRTO = 200
 type session struct {
 	kcp     *kcp.UDPSession
 	base    *kcpConn           // kcp wrapped: what the transport reads and writes
-	tr      io.ReadWriteCloser // what smux runs over: base, or snappy over it
+	tr      io.ReadWriteCloser // what smux runs over: base, or snappy over it, behind guard
+	guard   *updateGuard       // keeps each stream's window updates in order (tr itself)
 	cfg     *config
 	server  bool
 	version byte         // smux protocol version
@@ -63,7 +64,8 @@ type session struct {
 func newSession(k *kcp.UDPSession, c *config, server bool) *session {
 	s := &session{kcp: k, base: &kcpConn{s: k, corkLimit: min(maxCork, c.streamBuf/4)}, cfg: c, server: server, version: byte(c.smuxVersion),
 		window: uint32(c.streamBuf), created: time.Now(), idle: make(chan struct{}, 1)}
-	s.tr = c.transport(s.base)
+	s.guard = newUpdateGuard(c.transport(s.base))
+	s.tr = s.guard
 	size := c.frameSize
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	s.small.New = func() any { b := make([]byte, smallChunk); return &b }

@@ -132,7 +132,8 @@ func (s *Stream) Read(p []byte) (int, error) {
 // consumed counts n bytes read. smux v2 tells the peer how much was read with
 // a window update sent under the read deadline; when the deadline cut that
 // send short (err is then the timeout), the update is lost and the peer's
-// window would never reopen, so it is sent again here.
+// window would never reopen, so it is sent again here. smux may still send
+// its own copy later, behind newer totals: updateGuard drops it.
 func (s *Stream) consumed(n int, err error) {
 	total := s.read.Add(uint32(n))
 	if err != nil && s.sess.version == 2 && !s.isClosed() {
@@ -364,6 +365,7 @@ func (s *Stream) Close() error {
 	s.closed.Store(true)
 	s.wclosed = true
 	s.closedAt = time.Now()
+	s.sess.guard.forget(s.st.ID())
 	s.owner.streamClosing()
 	close(s.done)
 	// Whatever the writer is stuck on (a peer that stopped reading), the
