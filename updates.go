@@ -37,8 +37,10 @@ func newUpdateGuard(tr io.ReadWriteCloser) *updateGuard {
 
 // Write passes p on, unless it is a stale window update.
 func (g *updateGuard) Write(p []byte) (int, error) {
-	if sid, consumed, ok := parseUpdate(p[:min(len(p), smuxwire.HeaderSize)], p[min(len(p), smuxwire.HeaderSize):]); ok {
-		return g.writeUpdate(sid, consumed, len(p), func() (int, error) { return g.ReadWriteCloser.Write(p) })
+	if len(p) == smuxwire.HeaderSize+smuxwire.UpdateSize {
+		if sid, consumed, ok := parseUpdate(p[:smuxwire.HeaderSize], p[smuxwire.HeaderSize:]); ok {
+			return g.writeUpdate(sid, consumed, len(p), func() (int, error) { return g.ReadWriteCloser.Write(p) })
+		}
 	}
 	return g.ReadWriteCloser.Write(p)
 }

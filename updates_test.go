@@ -3,16 +3,19 @@ package kcptun
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"testing"
 
 	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
 )
 
-// frameLog is a transport that records every write as one frame.
+// frameLog is a transport that records every write as one frame; it has
+// nothing to read.
 type frameLog struct {
-	bytes.Buffer
 	frames [][]byte
 }
+
+func (f *frameLog) Read([]byte) (int, error) { return 0, io.EOF }
 
 func (f *frameLog) Write(p []byte) (int, error) {
 	f.frames = append(f.frames, append([]byte(nil), p...))
