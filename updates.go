@@ -1,7 +1,6 @@
 package kcptun
 
 import (
-	"encoding/binary"
 	"io"
 	"sync"
 
@@ -38,7 +37,7 @@ func newUpdateGuard(tr io.ReadWriteCloser) *updateGuard {
 // Write passes p on, unless it is a stale window update.
 func (g *updateGuard) Write(p []byte) (int, error) {
 	if len(p) == smuxwire.HeaderSize+smuxwire.UpdateSize {
-		if sid, consumed, ok := parseUpdate(p[:smuxwire.HeaderSize], p[smuxwire.HeaderSize:]); ok {
+		if sid, consumed, ok := smuxwire.ParseWindowUpdate(p[:smuxwire.HeaderSize], p[smuxwire.HeaderSize:]); ok {
 			return g.writeUpdate(sid, consumed, len(p), func() (int, error) { return g.ReadWriteCloser.Write(p) })
 		}
 	}
@@ -49,7 +48,7 @@ func (g *updateGuard) Write(p []byte) (int, error) {
 // body as two slices), unless it is a stale window update.
 func (g *updateGuard) WriteBuffers(v [][]byte) (int, error) {
 	if len(v) == 2 {
-		if sid, consumed, ok := parseUpdate(v[0], v[1]); ok {
+		if sid, consumed, ok := smuxwire.ParseWindowUpdate(v[0], v[1]); ok {
 			return g.writeUpdate(sid, consumed, len(v[0])+len(v[1]), func() (int, error) { return g.writeVec(v) })
 		}
 	}
@@ -86,14 +85,4 @@ func (g *updateGuard) forget(sid uint32) {
 	g.mu.Lock()
 	delete(g.sent, sid)
 	g.mu.Unlock()
-}
-
-// parseUpdate reports whether a frame of header hdr and body body is a smux
-// v2 window update, and its stream id and consumed total.
-func parseUpdate(hdr, body []byte) (sid, consumed uint32, ok bool) {
-	if len(hdr) != smuxwire.HeaderSize || len(body) != smuxwire.UpdateSize ||
-		hdr[0] != smuxwire.Version2 || hdr[1] != smuxwire.CmdUPD {
-		return 0, 0, false
-	}
-	return binary.LittleEndian.Uint32(hdr[4:]), binary.LittleEndian.Uint32(body), true
 }

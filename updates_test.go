@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/seed-fc8f924e/kcptun/internal/smuxwire"
@@ -58,7 +59,7 @@ func TestUpdateGuardKeepsUpdatesInOrder(t *testing.T) {
 				got = append(got, consumedOf(f))
 			}
 		}
-		if !equalTotals(got, totals) {
+		if !slices.Equal(got, totals) {
 			t.Fatalf("%s: updates sent %v, want %v", step, got, totals)
 		}
 	}
@@ -87,16 +88,4 @@ func TestUpdateGuardKeepsUpdatesInOrder(t *testing.T) {
 	if n := len(log.frames) - before; n != 3 || !bytes.Equal(log.frames[before+1], data) {
 		t.Fatalf("other frames: %d of 3 passed, data frame %x", n, log.frames[len(log.frames)-2])
 	}
-}
-
-func equalTotals(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -117,6 +117,16 @@ func WindowUpdate(sid, consumed, window uint32) [HeaderSize + UpdateSize]byte {
 	return f
 }
 
+// ParseWindowUpdate reports whether the frame of header hdr and body body is
+// a version 2 window update (WindowUpdate's frame), and its stream id and
+// consumed total.
+func ParseWindowUpdate(hdr, body []byte) (sid, consumed uint32, ok bool) {
+	if len(hdr) != HeaderSize || len(body) != UpdateSize || hdr[0] != Version2 || hdr[1] != CmdUPD {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint32(hdr[4:]), binary.LittleEndian.Uint32(body), true
+}
+
 // KeepAccepted clears the finalizer smux sets on a stream it accepted, so
 // that the stream is closed by its owner only (see the package comment).
 func KeepAccepted(st *smux.Stream) { runtime.SetFinalizer(st, nil) }

@@ -45,3 +45,26 @@ func TestMaxCmd(t *testing.T) {
 		}
 	}
 }
+
+// TestParseWindowUpdate checks that ParseWindowUpdate reads back what
+// WindowUpdate writes and takes no other frame for an update.
+func TestParseWindowUpdate(t *testing.T) {
+	upd := smuxwire.WindowUpdate(9, 123456, 1<<20)
+	hdr, body := upd[:smuxwire.HeaderSize], upd[smuxwire.HeaderSize:]
+	if sid, consumed, ok := smuxwire.ParseWindowUpdate(hdr, body); !ok || sid != 9 || consumed != 123456 {
+		t.Errorf("parsed stream %d, consumed %d, ok %v; want 9, 123456, true", sid, consumed, ok)
+	}
+	fin := smuxwire.FIN(smuxwire.Version2, 9)
+	v1 := append([]byte(nil), hdr...)
+	v1[0] = smuxwire.Version1
+	for name, f := range map[string][2][]byte{
+		"FIN":          {fin[:], body},
+		"version 1":    {v1, body},
+		"short body":   {hdr, body[:4]},
+		"short header": {hdr[:4], body},
+	} {
+		if _, _, ok := smuxwire.ParseWindowUpdate(f[0], f[1]); ok {
+			t.Errorf("%s taken for a window update", name)
+		}
+	}
+}
